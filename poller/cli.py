@@ -1,0 +1,63 @@
+"""The ``poller`` command line.
+
+Exit codes (documented in the README):
+
+* 0 — success;
+* 1 — the command ran but failed (a poll failed in ``once``, the database was unreachable, …);
+* 2 — bad usage or configuration (the message names the option or key).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from poller.commands import CliState
+from poller.commands.db import db
+from poller.commands.simulate import simulate
+from poller.errors import ConfigError, PollerError
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Config file (default: $POLLER_CONFIG, else ./config.toml if present).",
+)
+@click.version_option(package_name="poller")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """Keep a durable SQL history of Telnyx and Bandwidth voice conferences."""
+    ctx.obj = CliState(config_path=config_path)
+
+
+cli.add_command(simulate)
+cli.add_command(db)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the CLI and maps poller errors to exit codes."""
+    try:
+        cli.main(args=argv, prog_name="poller", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(EXIT_FAILURE)
+    except ConfigError as exc:
+        click.echo(f"poller: configuration error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except PollerError as exc:
+        click.echo(f"poller: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    sys.exit(0)

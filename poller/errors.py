@@ -1,0 +1,142 @@
+"""The one exception tree of poller.
+
+::
+
+    PollerError
+    ├── ConfigError                 bad config file or missing secret (CLI exits 2)
+    ├── InvalidConferenceId         an ID that cannot be sent as one URL path segment
+    ├── ProviderError               a poll failed; carries provider, account, conference, status
+    │   ├── NotFound                404 (keeps the provider code, e.g. Telnyx "90058")
+    │   ├── AuthFailed              401 / 403, or the OAuth2 token endpoint refused us
+    │   ├── RateLimited             429, with ``retry_after_seconds`` when the provider said
+    │   ├── Transient               worth retrying later
+    │   │   ├── ServerError         5xx
+    │   │   ├── Timeout             connect / read / pool timeouts
+    │   │   └── NetworkError        connection refused / reset, protocol errors
+    │   └── BadResponse             not JSON, wrong shape, too large (``excerpt`` kept)
+    └── StoreUnavailable            the database could not be reached or written
+
+Library errors (httpx, SQLAlchemy) are translated into this tree once, at the boundary that
+calls the library, with ``raise … from exc``. Every ``ProviderError`` has a ``kind`` matching the
+``poll_error.kind`` column.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class PollerError(Exception):
+    """Base of every error poller raises on purpose."""
+
+
+class ConfigError(PollerError):
+    """The configuration is invalid. ``key`` names the offending key (dotted path)."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class InvalidConferenceId(PollerError, ValueError):
+    """A conference ID that poller refuses to put into a URL."""
+
+
+class StoreUnavailable(PollerError):
+    """The database could not be reached or a transaction could not be committed."""
+
+
+class ProviderError(PollerError):
+    """A request to a provider failed. Subclasses say how; ``kind`` is the stored name."""
+
+    kind: ClassVar[str] = "provider_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        account: str | None = None,
+        conference_id: str | None = None,
+        http_status: int | None = None,
+        provider_code: str | None = None,
+        retry_after_seconds: float | None = None,
+        excerpt: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.account = account
+        self.conference_id = conference_id
+        self.http_status = http_status
+        self.provider_code = provider_code
+        self.retry_after_seconds = retry_after_seconds
+        """Seconds the provider asked us to wait (429, sometimes 503)."""
+        self.excerpt = excerpt
+        """The start of an unreadable body (``BadResponse``), secrets never included."""
+
+    def __str__(self) -> str:
+        context = [
+            f"{name}={value}"
+            for name, value in (
+                ("provider", self.provider),
+                ("account", self.account),
+                ("conference", self.conference_id),
+                ("http_status", self.http_status),
+                ("code", self.provider_code),
+            )
+            if value is not None
+        ]
+        return f"{self.message} ({', '.join(context)})" if context else self.message
+
+
+class NotFound(ProviderError):
+    """The provider does not know the conference (HTTP 404)."""
+
+    kind = "not_found"
+
+
+class AuthFailed(ProviderError):
+    """The provider refused our credentials (HTTP 401 / 403, or the token endpoint said no)."""
+
+    kind = "auth"
+
+
+class RateLimited(ProviderError):
+    """HTTP 429. ``retry_after_seconds`` is the provider's requested wait, if it gave one."""
+
+    kind = "rate_limited"
+
+    retry_after_seconds: float | None = None
+
+
+class Transient(ProviderError):
+    """A failure that may well go away on its own: retry later with backoff."""
+
+    kind = "transient"
+
+
+class ServerError(Transient):
+    """HTTP 5xx."""
+
+    kind = "server_error"
+
+
+class Timeout(Transient):
+    """The provider did not answer in time."""
+
+    kind = "timeout"
+
+
+class NetworkError(Transient):
+    """The connection failed (refused, reset, broken protocol)."""
+
+    kind = "network"
+
+
+class BadResponse(ProviderError):
+    """The provider answered something poller cannot read. ``excerpt`` keeps its start."""
+
+    kind = "bad_response"
+
+    excerpt: str | None = None
