@@ -1,0 +1,213 @@
+"""Credentials, and how requests are authorised: a fixed header or OAuth2 tokens.
+
+Credentials are plain values (``ApiKeyCredentials``, ``BasicCredentials``,
+``OAuth2Credentials``) whose secret parts are kept out of ``repr``; configuration loading builds
+them, the provider layer only takes them as arguments.
+
+* Telnyx: ``Authorization: Bearer <api key>`` (``StaticAuthorization``).
+* Bandwidth, legacy API user: HTTP Basic ``username:password`` (``StaticAuthorization``).
+* Bandwidth, OAuth2 (``OAuth2ClientCredentials``): POST the token URL with Basic
+  ``client_id:client_secret`` and the form ``grant_type=client_credentials``; the answer's
+  ``access_token`` is sent as a Bearer token and cached until ``refresh_margin_seconds`` (60 s,
+  or half the lifetime for short-lived tokens) before its ``expires_in`` runs out. Only one
+  token fetch is in flight at a time (an ``asyncio.Lock``); a 401 from the API renews the token
+  once, and the caller retries once.
+
+Token endpoint failures: 5xx ⇒ ``ServerError``, 429 ⇒ ``RateLimited``, timeouts and connection
+errors ⇒ ``Timeout`` / ``NetworkError``, anything else (400 ``invalid_client``, 401, a 200
+without ``access_token``) ⇒ ``AuthFailed``. Token responses are never excerpted into errors,
+since their bodies hold the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from poller.errors import AuthFailed, BadResponse
+from poller.providers.http import Clock, ProviderHttp
+from poller.providers.status import ErrorContext
+
+DEFAULT_TOKEN_URL = "https://api.bandwidth.com/api/v1/oauth2/token"  # noqa: S105 (a URL)
+DEFAULT_REFRESH_MARGIN_SECONDS = 60.0
+
+
+class Authorizer(Protocol):
+    """Supplies the ``Authorization`` header value for API requests."""
+
+    async def header(self, context: ErrorContext) -> str:
+        """The header value to send now."""
+        ...
+
+    async def renew(self, rejected: str, context: ErrorContext) -> str | None:
+        """A fresh header after ``rejected`` drew a 401, or ``None`` if there is none to get."""
+        ...
+
+
+class StaticAuthorization:
+    """A fixed ``Authorization`` value (Telnyx API key, Bandwidth Basic): nothing to renew."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "StaticAuthorization([redacted])"
+
+    async def header(self, context: ErrorContext) -> str:
+        """The fixed header value."""
+        return self._value
+
+    async def renew(self, rejected: str, context: ErrorContext) -> str | None:
+        """Nothing: a rejected fixed credential stays rejected."""
+        return None
+
+
+class OAuth2ClientCredentials:
+    """OAuth2 client-credentials tokens, cached and renewed (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        http: ProviderHttp,
+        client_id: str,
+        client_secret: str,
+        token_url: str = DEFAULT_TOKEN_URL,
+        clock: Clock,
+        refresh_margin_seconds: float = DEFAULT_REFRESH_MARGIN_SECONDS,
+    ) -> None:
+        self._http = http
+        self._basic = http.redact.add_basic(client_id, client_secret)
+        self._token_url = token_url
+        self._clock = clock
+        self._margin_seconds = refresh_margin_seconds
+        self._token: str | None = None
+        self._renew_at: datetime | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"OAuth2ClientCredentials(token_url={self._token_url!r})"
+
+    def _cached(self) -> str | None:
+        if self._token is None:
+            return None
+        if self._renew_at is not None and self._clock() >= self._renew_at:
+            return None
+        return self._token
+
+    async def header(self, context: ErrorContext) -> str:
+        """``Bearer <token>``, fetching a token only when none is cached or it is due."""
+        token = self._cached()
+        if token is None:
+            async with self._lock:
+                token = self._cached()  # another task may have fetched while we waited
+                if token is None:
+                    token = await self._fetch(context)
+        return f"Bearer {token}"
+
+    async def renew(self, rejected: str, context: ErrorContext) -> str | None:
+        """A new token after a 401, unless another task already replaced the rejected one."""
+        async with self._lock:
+            token = self._cached()
+            if token is None or f"Bearer {token}" == rejected:
+                token = await self._fetch(context)
+        return f"Bearer {token}"
+
+    async def _fetch(self, context: ErrorContext) -> str:
+        self._token = self._renew_at = None
+        try:
+            response = await self._http.request(
+                "POST",
+                self._token_url,
+                context=context,
+                headers={"Authorization": self._basic},
+                data={"grant_type": "client_credentials"},
+            )
+        except BadResponse:
+            # The excerpt could hold a token: drop it, and the chained error with it.
+            raise AuthFailed("token endpoint response unreadable", provider=context.provider,
+                             account=context.account,
+                             conference_id=context.conference_id) from None
+        if not 200 <= response.status <= 299:
+            if response.status == 429 or 500 <= response.status <= 599:
+                raise self._http.status_error(response, context)
+            raise self._refused(response.status, response.body, context)
+        try:
+            document: Any = json.loads(response.body)
+        except (ValueError, RecursionError):
+            document = None
+        token = document.get("access_token") if isinstance(document, dict) else None
+        if not isinstance(token, str) or not token:
+            raise self._refused(response.status, b"", context)
+        self._http.redact.add(token)
+        self._token = token
+        self._renew_at = self._renewal_time(document.get("expires_in"))
+        return token
+
+    def _renewal_time(self, expires_in: object) -> datetime | None:
+        # Without a usable lifetime the token is kept until the API rejects it (401 ⇒ renew).
+        if isinstance(expires_in, str):
+            try:
+                expires_in = float(expires_in)
+            except ValueError:
+                return None
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+            return None
+        if not 0 < expires_in < 10 * 365 * 86400:
+            return None
+        margin = min(self._margin_seconds, expires_in / 2)
+        return self._clock() + timedelta(seconds=expires_in - margin)
+
+    def _refused(self, status: int, body: bytes, context: ErrorContext) -> AuthFailed:
+        # OAuth2 error bodies (RFC 6749 §5.2): {"error": "invalid_client", "error_description"}.
+        try:
+            document: Any = json.loads(body) if body else None
+        except (ValueError, RecursionError):
+            document = None
+        code = document.get("error") if isinstance(document, dict) else None
+        detail = document.get("error_description") if isinstance(document, dict) else None
+        if 200 <= status <= 299:
+            message = "token endpoint answered without an access_token"
+        else:
+            message = f"token endpoint refused the client credentials (HTTP {status})"
+        if isinstance(detail, str) and detail:
+            message = f"{message}: {self._http.redact(detail)[:200]}"
+        return AuthFailed(
+            message,
+            provider=context.provider,
+            account=context.account,
+            conference_id=context.conference_id,
+            http_status=status,
+            provider_code=self._http.redact(code)[:100] if isinstance(code, str) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyCredentials:
+    """Telnyx: an API key sent as ``Authorization: Bearer <api key>``."""
+
+    api_key: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BasicCredentials:
+    """Bandwidth legacy API user: HTTP Basic ``username:password``."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth2Credentials:
+    """Bandwidth OAuth2 client credentials and where to exchange them for tokens."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    token_url: str = DEFAULT_TOKEN_URL
+    refresh_margin_seconds: float = DEFAULT_REFRESH_MARGIN_SECONDS
+
+
+Credentials = ApiKeyCredentials | BasicCredentials | OAuth2Credentials
+"""Any one account's credentials."""

@@ -1,0 +1,341 @@
+"""The shared HTTP layer: one ``httpx.AsyncClient`` per account, and the error boundary.
+
+Everything the provider clients send goes through ``ProviderHttp``:
+
+* explicit connect / read / write / pool timeouts and connection limits (``HttpSettings``);
+* an injectable transport (``httpx.MockTransport`` in tests, ``httpx.ASGITransport`` over the
+  simulator), no redirects followed;
+* bodies streamed and cut off past ``max_response_bytes`` (``BadResponse``), so a runaway or
+  hostile server cannot exhaust memory;
+* httpx and socket errors translated **once**, here, with ``raise … from exc``:
+  timeouts ⇒ ``Timeout``; connection, reset and protocol errors ⇒ ``NetworkError``; an
+  undecodable body ⇒ ``BadResponse``; HTTP error statuses as in ``poller.providers.status``;
+* every message and excerpt redacted of the account's secrets (``Redactor``); the
+  ``Authorization`` header is never logged (only method, path and status are, at DEBUG);
+* identifiers put into URL paths as exactly one segment (``path_segment``).
+
+Secrets: every text that leaves the provider layer in an error (provider error details, body
+excerpts, library error messages) passes through a ``Redactor`` that knows the account's
+secrets: the API key, the Basic password, the OAuth2 client secret, every access token fetched,
+and the Basic ``Authorization`` value built from them.
+
+Path segments: a conference ID comes from configuration or discovery and is put into a URL
+path. It must never reach another endpoint: ``../calls`` must not climb out of
+``/conferences/``, ``a/b`` must not add a segment, ``a?b=c`` and ``#`` must not start a query or
+fragment. The rules:
+
+* refused with ``InvalidConferenceId``: the empty string, ``.`` and ``..`` (dot segments that
+  URL libraries and servers normalise away even when percent-encoded), anything longer than
+  ``MAX_ID_LENGTH`` characters, anything with a control or other non-printable character
+  (including line and paragraph separators and lone surrogates);
+* everything else is percent-encoded as UTF-8 with no character left "safe" but the RFC 3986
+  unreserved ones (``A-Z a-z 0-9 - . _ ~``), so ``/``, ``?``, ``#``, ``%`` and spaces all
+  become ``%XX`` and the result is one opaque segment.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+import httpx
+
+from poller.errors import (
+    BadResponse,
+    InvalidConferenceId,
+    NetworkError,
+    ProviderError,
+    Timeout,
+)
+from poller.model import JSON, Provider, TargetKey
+from poller.providers.fields import EXCERPT_CHARS
+from poller.providers.status import ErrorContext, ErrorDetailReader, error_for_status
+
+logger = logging.getLogger("poller.providers")
+
+MAX_ID_LENGTH = 256
+"""The longest conference ID accepted, in characters.
+
+Telnyx IDs are 36-character UUIDs and Bandwidth's ``conf-…`` IDs about 50 characters, so this
+leaves ample room while keeping URLs well inside every server's limit.
+"""
+
+
+def path_segment(value: str, what: str = "conference ID") -> str:
+    """``value`` percent-encoded as exactly one path segment, or ``InvalidConferenceId``."""
+    if not isinstance(value, str):
+        raise InvalidConferenceId(f"{what} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidConferenceId(f"{what} is empty")
+    if value in (".", ".."):
+        raise InvalidConferenceId(f"{what} {value!r} is a dot segment and cannot be used in a URL")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidConferenceId(
+            f"{what} is {len(value)} characters long; at most {MAX_ID_LENGTH} are accepted"
+        )
+    if not value.isprintable():
+        # Also catches lone surrogates (category Cs), which could not be UTF-8 encoded.
+        raise InvalidConferenceId(f"{what} {value[:40]!r} contains a control character")
+    return quote(value.encode("utf-8"), safe="")
+
+
+MASK = "[redacted]"
+_MIN_PARTIAL = 3
+"""Shorter tails are not masked: they would match by chance and say nothing of the secret."""
+
+
+class Redactor:
+    """Replaces every known secret in a text by ``[redacted]``."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        self._secrets: set[str] = set()
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str) -> None:
+        """Remember one more secret (empty strings are ignored: they would mask everything)."""
+        if secret:
+            self._secrets.add(secret)
+
+    def add_basic(self, username: str, password: str) -> str:
+        """Remember a Basic credential pair and return its ``Authorization`` header value."""
+        self.add(password)
+        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        self.add(token)
+        return f"Basic {token}"
+
+    def __call__(self, text: str) -> str:
+        """``text`` with every known secret masked, longest secrets first."""
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+    def cut(self, text: str, limit: int) -> str:
+        """Redact, then cut to ``limit`` characters, never leaving part of a secret visible.
+
+        Redaction comes first (so a secret straddling the cut is masked whole); then a tail
+        that is the start of a secret (the text was already cut before it reached us) is
+        masked too.
+        """
+        longest = max((len(s) for s in self._secrets), default=0)
+        text = self(text[: limit + longest])[:limit]
+        for secret in self._secrets:
+            for length in range(min(len(secret) - 1, len(text)), _MIN_PARTIAL - 1, -1):
+                if text.endswith(secret[:length]):
+                    return text[:-length] + MASK
+        return text
+
+
+Clock = Callable[[], datetime]
+"""Returns the current time as an aware UTC datetime (``poller.model.utc_now`` by default)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """Timeouts, connection limits and the response size cap for one account's client."""
+
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 15.0
+    write_timeout_seconds: float = 10.0
+    pool_timeout_seconds: float = 10.0
+    max_connections: int = 20
+    max_keepalive_connections: int = 10
+    keepalive_expiry_seconds: float = 30.0
+    max_response_bytes: int = 4 * 1024 * 1024
+    """Bodies longer than this (4 MiB by default) are abandoned as ``BadResponse``."""
+    user_agent: str = "poller/0.1"
+
+    def timeout(self) -> httpx.Timeout:
+        """The httpx timeout configuration."""
+        return httpx.Timeout(
+            connect=self.connect_timeout_seconds,
+            read=self.read_timeout_seconds,
+            write=self.write_timeout_seconds,
+            pool=self.pool_timeout_seconds,
+        )
+
+    def limits(self) -> httpx.Limits:
+        """The httpx connection-pool limits."""
+        return httpx.Limits(
+            max_connections=self.max_connections,
+            max_keepalive_connections=self.max_keepalive_connections,
+            keepalive_expiry=self.keepalive_expiry_seconds,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A response read in full (within the size cap): status, headers and body bytes."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+
+class ProviderHttp:
+    """One account's HTTP client with error translation, size cap and secret redaction."""
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        account: str,
+        base_url: str,
+        settings: HttpSettings,
+        clock: Clock,
+        read_error_detail: ErrorDetailReader,
+        redactor: Redactor,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.provider = provider
+        self.account = account
+        self.settings = settings
+        self.clock = clock
+        self.redact = redactor
+        self._read_error_detail = read_error_detail
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=settings.timeout(),
+            limits=settings.limits(),
+            transport=transport,
+            follow_redirects=False,
+            headers={"User-Agent": settings.user_agent, "Accept": "application/json"},
+        )
+
+    def context(self, conference_id: str | None) -> ErrorContext:
+        """The error context of a request about ``conference_id`` on this account."""
+        return ErrorContext(self.provider, self.account, conference_id)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        context: ErrorContext,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> RawResponse:
+        """Send one request and read its body within the cap; transport errors translated."""
+        request = self._client.build_request(method, url, headers=headers, params=params,
+                                             data=data)
+        where = f"{method} {request.url.raw_path.decode('ascii', 'replace')}"
+        try:
+            response = await self._client.send(request, stream=True)
+            try:
+                body = await self._read_capped(response, context)
+            finally:
+                await response.aclose()
+        except httpx.TimeoutException as exc:
+            raise self._translated(Timeout, f"{where}: timed out ({type(exc).__name__})",
+                                   context) from exc
+        except httpx.DecodingError as exc:
+            raise self._translated(BadResponse, f"{where}: undecodable body", context) from exc
+        except (httpx.TransportError, httpx.RequestError, OSError) as exc:
+            raise self._translated(
+                NetworkError, f"{where}: connection failed ({type(exc).__name__}: {exc})",
+                context) from exc
+        logger.debug("%s %s -> %s (%d bytes)", self.account, where, response.status_code,
+                     len(body))
+        return RawResponse(response.status_code, response.headers, body)
+
+    async def get_json(
+        self,
+        url: str,
+        *,
+        context: ErrorContext,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> JSON:
+        """GET ``url`` and return the decoded JSON body of a 2xx answer; errors translated."""
+        response = await self.request("GET", url, context=context, headers=headers,
+                                      params=params)
+        if 200 <= response.status <= 299:
+            return self.decode_json(response, context)
+        raise self.status_error(response, context)
+
+    def status_error(self, response: RawResponse, context: ErrorContext) -> ProviderError:
+        """The error for a non-2xx response (see ``poller.providers.status``)."""
+        try:
+            body: JSON = json.loads(response.body) if response.body else None
+        except (ValueError, RecursionError):
+            body = None
+        return error_for_status(response.status, response.headers, body, context, self.clock(),
+                                self._read_error_detail, self.redact)
+
+    def decode_json(self, response: RawResponse, context: ErrorContext) -> JSON:
+        """The body decoded as JSON, or ``BadResponse`` with a short redacted excerpt."""
+        try:
+            return json.loads(response.body)
+        except (ValueError, RecursionError) as exc:
+            raise self.bad_response("response is not JSON", context, response.body,
+                                    response.status) from exc
+
+    def bad_response(self, message: str, context: ErrorContext, body: bytes | str | None,
+                     http_status: int | None = None) -> BadResponse:
+        """A ``BadResponse`` with context and a redacted excerpt of ``body``."""
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        return BadResponse(
+            self.redact(message),
+            provider=context.provider,
+            account=context.account,
+            conference_id=context.conference_id,
+            http_status=http_status,
+            excerpt=self.redact.cut(text, EXCERPT_CHARS) if text is not None else None,
+        )
+
+    def _translated(self, kind: type[ProviderError], message: str, context: ErrorContext
+                    ) -> ProviderError:
+        return kind(self.redact(message)[:300], provider=context.provider,
+                    account=context.account, conference_id=context.conference_id)
+
+    async def _read_capped(self, response: httpx.Response, context: ErrorContext) -> bytes:
+        cap = self.settings.max_response_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise self.bad_response(f"response of {declared} bytes exceeds the {cap}-byte cap",
+                                    context, None, response.status_code)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise self.bad_response(f"response exceeds the {cap}-byte cap", context,
+                                        b"".join(chunks)[:65536], response.status_code)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def check_target(target: TargetKey, provider: Provider, account: str) -> None:
+    """Refuse (``ValueError``) a target meant for another provider or account: a caller bug."""
+    if target.provider != provider or target.account != account:
+        raise ValueError(
+            f"target {target} does not belong to this client ({provider.value}:{account})"
+        )
+
+
+def in_context(error: BadResponse, context: ErrorContext, redactor: Redactor) -> BadResponse:
+    """A parser's context-free ``BadResponse`` again, with context and a redacted excerpt."""
+    return BadResponse(
+        redactor(error.message),
+        provider=context.provider,
+        account=context.account,
+        conference_id=context.conference_id,
+        http_status=200,
+        excerpt=redactor.cut(error.excerpt, EXCERPT_CHARS) if error.excerpt else None,
+    )
+
+
+def context_of(target: TargetKey) -> ErrorContext:
+    """The error context for polling ``target``."""
+    return ErrorContext(target.provider.value, target.account, target.conference_id)

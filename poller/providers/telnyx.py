@@ -1,0 +1,189 @@
+"""The Telnyx client: ``GET /conferences/{id}`` plus the paged participants list.
+
+One ``fetch`` makes one ``Observation``:
+
+1. ``GET {base}/conferences/{id}`` (``?region=…`` when the target names one);
+2. ``GET {base}/conferences/{id}/participants?page[size]=250&page[number]=N`` for N = 1, 2, …
+   until ``meta.total_pages``. When ``total_pages`` is missing, pages are fetched while they come
+   back full (``page_size`` items) and the first short page ends the list.
+
+Paging is bounded: at most ``max_pages`` requests (40 by default, 10,000 participants at 250 a
+page); hitting the cap with pages left gives ``members_complete=False`` and a warning. A server
+that answers a page number already received, or a page adding no member not seen before, is
+not followed further: poller stops there with ``members_complete=False`` and a warning rather
+than fail the whole poll, since the conference itself was read fine. The same participant listed
+on two pages is kept once (the later listing wins).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from poller.errors import BadResponse
+from poller.model import JSON, MemberState, Observation, Provider, TargetKey, utc_now
+from poller.providers.auth import StaticAuthorization
+from poller.providers.http import (
+    Clock,
+    HttpSettings,
+    ProviderHttp,
+    Redactor,
+    check_target,
+    context_of,
+    in_context,
+    path_segment,
+)
+from poller.providers.status import ErrorContext
+from poller.providers.telnyx_parser import (
+    ParticipantPage,
+    parse_telnyx_conference,
+    parse_telnyx_participants,
+)
+
+DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
+PAGE_SIZE = 250
+"""The largest ``page[size]`` Telnyx accepts."""
+DEFAULT_MAX_PAGES = 40
+
+
+def read_telnyx_error(body: JSON) -> tuple[str | None, str | None]:
+    """``(errors[0].code, errors[0].detail or title)`` from a Telnyx error body."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    first: Any = errors[0] if isinstance(errors, list) and errors else None
+    if not isinstance(first, dict):
+        return None, None
+    code = first.get("code")
+    detail = first.get("detail") or first.get("title")
+    return (str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
+            detail if isinstance(detail, str) else None)
+
+
+class TelnyxClient:
+    """One Telnyx account's conference client (see the module docstring)."""
+
+    provider = Provider.TELNYX
+
+    def __init__(
+        self,
+        *,
+        account: str,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        settings: HttpSettings | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = utc_now,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        if max_pages < 1 or not 1 <= page_size <= PAGE_SIZE:
+            raise ValueError(f"need max_pages ≥ 1 and 1 ≤ page_size ≤ {PAGE_SIZE}")
+        self.account = account
+        self._clock = clock
+        self._max_pages = max_pages
+        self._page_size = page_size
+        self._redactor = Redactor((api_key,))
+        self._auth = StaticAuthorization(f"Bearer {api_key}")
+        self._http = ProviderHttp(
+            provider=self.provider.value,
+            account=account,
+            base_url=base_url,
+            settings=settings or HttpSettings(),
+            clock=clock,
+            read_error_detail=read_telnyx_error,
+            redactor=self._redactor,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"TelnyxClient(account={self.account!r})"
+
+    async def __aenter__(self) -> TelnyxClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def fetch(self, target: TargetKey) -> Observation:
+        """Observe one Telnyx conference: the conference, then every page of participants."""
+        check_target(target, self.provider, self.account)
+        segment = path_segment(target.conference_id)
+        context = context_of(target)
+        region = {"region": target.region} if target.region else {}
+        warnings: list[str] = []
+
+        document = await self._get(f"/conferences/{segment}", context, region)
+        try:
+            conference = parse_telnyx_conference(document, warnings=warnings)
+        except BadResponse as exc:
+            raise in_context(exc, context, self._redactor) from exc
+        if conference.conference_id != target.conference_id:
+            warnings.append("conference.id differs from the ID polled")
+
+        members, complete = await self._participants(segment, context, region, warnings)
+        return Observation(
+            target=target,
+            observed_at=self._clock(),
+            conference=conference,
+            members=members,
+            members_complete=complete,
+            warnings=tuple(warnings),
+        )
+
+    async def _participants(self, segment: str, context: ErrorContext,
+                            region: dict[str, str], warnings: list[str]
+                            ) -> tuple[tuple[MemberState, ...], bool]:
+        members: dict[str, MemberState] = {}
+        pages_seen: set[int] = set()
+        number = 1
+        while True:
+            params = {**region, "page[size]": str(self._page_size), "page[number]": str(number)}
+            document = await self._get(f"/conferences/{segment}/participants", context, params)
+            try:
+                page = parse_telnyx_participants(document, warnings=warnings)
+            except BadResponse as exc:
+                raise in_context(exc, context, self._redactor) from exc
+
+            answered = page.page_number if page.page_number is not None else number
+            if number == 1 and page.total_pages is None:
+                warnings.append("participants.meta.total_pages: not reported; "
+                                "paging until a short page")
+            new_ids = {m.member_id for m in page.members} - members.keys()
+            if answered in pages_seen or (page.members and not new_ids and number > 1):
+                warnings.append(f"participants: page {number} repeats a page already received "
+                                f"(answered as page {answered}); member list may be incomplete")
+                return _ordered(members), False
+            if answered != number:
+                warnings.append(f"participants: asked for page {number}, got page {answered}")
+            pages_seen.add(answered)
+            members.update((m.member_id, m) for m in page.members)
+
+            if not self._more_pages(page, number):
+                return _ordered(members), True
+            if number >= self._max_pages:
+                warnings.append(f"participants: stopped at the {self._max_pages}-page cap; "
+                                "member list may be incomplete")
+                return _ordered(members), False
+            number += 1
+
+    def _more_pages(self, page: ParticipantPage, number: int) -> bool:
+        if page.total_pages is not None:
+            return number < page.total_pages
+        # No total_pages: a full page may have a successor, a short one is the last.
+        return len(page.members) >= (page.page_size or self._page_size)
+
+    async def _get(self, path: str, context: ErrorContext, params: dict[str, str]) -> JSON:
+        return await self._http.get_json(
+            path,
+            context=context,
+            params=params,
+            headers={"Authorization": await self._auth.header(context)},
+        )
+
+
+def _ordered(members: dict[str, MemberState]) -> tuple[MemberState, ...]:
+    return tuple(members.values())
