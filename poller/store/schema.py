@@ -72,7 +72,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 PrimaryKey = BigInteger().with_variant(Integer(), "sqlite")
 """BIGINT on PostgreSQL; INTEGER on SQLite so that it aliases the rowid (autoincrement)."""
 
-JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+JSONDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+"""Python ``None`` is SQL NULL (not the JSON text ``null``), so ``IS NULL`` works in reports."""
 
 
 class Base(DeclarativeBase):
@@ -239,6 +240,8 @@ class Member(Base):
     end_conference_on_exit: Mapped[bool | None]
     soft_end_conference_on_exit: Mapped[bool | None]
     member_url: Mapped[str | None]
+    updated_at: Mapped[datetime | None]
+    """The provider's last change of this member (Telnyx ``updated_at``); NULL for Bandwidth."""
     joined_at: Mapped[datetime | None]
     joined_at_source: Mapped[str | None]
     """provider (Telnyx ``created_at``) / observed (first poll that listed it)."""

@@ -1,0 +1,373 @@
+"""One recorder transaction: load what a batch touches, plan it, write it in bulk.
+
+The steps, all inside the caller's transaction:
+
+1. **Lock** the batch's ``poll_target`` rows, then its ``conference`` rows, each with one
+   ``SELECT … WHERE (account, conference_id) IN (…) ORDER BY … FOR UPDATE`` (PostgreSQL; SQLite
+   already holds the database's write lock from ``BEGIN IMMEDIATE``). Every recorder locks in
+   the same order, so two of them serialise per conference instead of deadlocking. Missing
+   targets are created with ``INSERT … ON CONFLICT DO NOTHING`` and locked in turn.
+2. **Load** the members of the conferences whose content hash may have changed (one IN query).
+3. **Plan** each result in (account, conference, observed_at) order with the pure functions of
+   ``poller.store.diff``, carrying the views forward in memory.
+4. **Write** with one executemany per statement shape: new conferences (``ON CONFLICT DO
+   NOTHING``; a lost race raises :class:`InsertConflict` and the recorder retries), conference
+   updates, snapshot closes and inserts, transitions, members, member events, target bookkeeping
+   and poll errors. Sequence numbers continue from ``max(seq)`` read under the conference lock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from poller.model import Observation, PollResult, TargetKey
+from poller.store.diff import plan_failure, plan_observation, plan_target
+from poller.store.schema import Base
+from poller.store.views import ConferenceView, MemberView, Outcome, ScheduleUpdate, TargetView
+
+TARGET: Table = Base.metadata.tables["poll_target"]
+CONFERENCE: Table = Base.metadata.tables["conference"]
+SNAPSHOT: Table = Base.metadata.tables["conference_snapshot"]
+TRANSITION: Table = Base.metadata.tables["status_transition"]
+MEMBER: Table = Base.metadata.tables["member"]
+MEMBER_EVENT: Table = Base.metadata.tables["member_event"]
+POLL_ERROR: Table = Base.metadata.tables["poll_error"]
+
+IN_CHUNK = 400
+"""Keys per IN list (two bound parameters each; well under every driver's limit)."""
+
+Key = tuple[str, str]
+"""(account, conference_id): the unique key of targets and conferences."""
+
+
+class InsertConflict(Exception):
+    """Another transaction inserted a row this one meant to create: retry the batch."""
+
+
+def key_of(target: TargetKey) -> Key:
+    """The unique key of a target."""
+    return (target.account, target.conference_id)
+
+
+class BatchWriter:
+    """Applies one sorted batch on an open connection (see the module docstring)."""
+
+    def __init__(self, conn: Connection, now: datetime,
+                 schedule: Mapping[TargetKey, ScheduleUpdate]) -> None:
+        self.conn = conn
+        self.now = now
+        self.schedule = schedule
+        self.inserted: Counter[str] = Counter()
+        self.updated: Counter[str] = Counter()
+        self.outcomes: Counter[str] = Counter()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _select_locked(self, table: Table, keys: Iterable[Key]) -> list[Mapping[Any, Any]]:
+        rows: list[Mapping[Any, Any]] = []
+        ordered = sorted(set(keys))
+        for start in range(0, len(ordered), IN_CHUNK):
+            chunk = ordered[start:start + IN_CHUNK]
+            query = (
+                select(table)
+                .where(tuple_(table.c.account, table.c.conference_id).in_(chunk))
+                .order_by(table.c.account, table.c.conference_id)
+                .with_for_update()
+            )
+            rows.extend(row._mapping for row in self.conn.execute(query))
+        return rows
+
+    def _upsert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        """The dialect's INSERT, which knows ``ON CONFLICT``."""
+        if self.conn.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def load_targets(self, results: Sequence[PollResult]) -> dict[Key, TargetView]:
+        """Lock (creating where missing) the target row of every result."""
+        first: dict[Key, TargetKey] = {}
+        for result in results:
+            first.setdefault(key_of(result.target), result.target)
+        found = {(r["account"], r["conference_id"]): TargetView.from_row(r)
+                 for r in self._select_locked(TARGET, first)}
+        missing = [key for key in first if key not in found]
+        if missing:
+            rows = []
+            for key in missing:
+                target, update_ = first[key], self.schedule.get(first[key])
+                rows.append({"provider": target.provider.value, "account": target.account,
+                             "conference_id": target.conference_id, "region": target.region,
+                             "next_poll_at": update_.next_poll_at if update_ else self.now,
+                             "created_at": self.now})
+            stmt = self._upsert(TARGET).on_conflict_do_nothing(
+                index_elements=["account", "conference_id"])
+            outcome = self.conn.execute(stmt, rows)
+            self.inserted["poll_target"] += max(outcome.rowcount, 0)
+            found.update({(r["account"], r["conference_id"]): TargetView.from_row(r)
+                          for r in self._select_locked(TARGET, missing)})
+        return found
+
+    def load_conferences(self, keys: Iterable[Key]) -> dict[Key, ConferenceView]:
+        """Lock the conference rows that exist for ``keys``."""
+        return {(r["account"], r["conference_id"]): ConferenceView.from_row(r)
+                for r in self._select_locked(CONFERENCE, keys)}
+
+    def load_members(self, conference_pks: Iterable[int]) -> dict[int, dict[str, MemberView]]:
+        """The stored members of the given conferences, by conference pk and member_id."""
+        members: dict[int, dict[str, MemberView]] = defaultdict(dict)
+        pks = sorted(set(conference_pks))
+        for start in range(0, len(pks), IN_CHUNK):
+            query = select(MEMBER).where(MEMBER.c.conference_pk.in_(pks[start:start + IN_CHUNK]))
+            for row in self.conn.execute(query):
+                mapping = row._mapping
+                members[mapping["conference_pk"]][mapping["member_id"]] = MemberView.from_row(
+                    mapping)
+        return members
+
+    def max_seq(self, table: Table, owner: str, pks: Iterable[int]) -> dict[int, int]:
+        """The highest ``seq`` of ``table`` per ``owner`` pk (absent when it has none)."""
+        column = table.c[owner]
+        ordered = sorted(set(pks))
+        found: dict[int, int] = {}
+        for start in range(0, len(ordered), IN_CHUNK):
+            query = (select(column, func.max(table.c.seq))
+                     .where(column.in_(ordered[start:start + IN_CHUNK])).group_by(column))
+            found.update({pk: seq for pk, seq in self.conn.execute(query)})
+        return found
+
+    # -- the batch ---------------------------------------------------------------------------
+
+    def apply(self, results: Sequence[PollResult]) -> None:
+        """Plan and write ``results`` (already sorted by account, conference, observed_at)."""
+        targets = self.load_targets(results)
+        keys = {key_of(r.target) for r in results}
+        conferences = self.load_conferences(keys)
+        hashes = {id(r): r.content_hash() for r in results if isinstance(r, Observation)}
+        maybe_changed = {
+            conferences[key].pk for r in results
+            if isinstance(r, Observation) and (key := key_of(r.target)) in conferences
+            and r.observed_at > conferences[key].last_observed_at
+            and hashes[id(r)] != conferences[key].content_hash
+        }
+        by_pk = self.load_members(pk for pk in maybe_changed if pk is not None)
+        members: dict[Key, dict[str, MemberView]] = {
+            key: by_pk.get(view.pk, {}) for key, view in conferences.items() if view.pk is not None
+        }
+        original = dict(conferences)
+        full: set[Key] = set()
+        touched: set[Key] = set()
+        writes = _HistoryWrites()
+        dirty_targets: dict[Key, TargetView] = {}
+        errors: list[dict[str, Any]] = []
+
+        for result in results:
+            key = key_of(result.target)
+            outcome: Outcome | None = None
+            if isinstance(result, Observation):
+                plan = plan_observation(conferences.get(key), members.get(key, {}), result,
+                                        hashes[id(result)])
+                outcome = plan.outcome
+                self.outcomes[outcome.value] += 1
+                if outcome is not Outcome.STALE:
+                    conferences[key] = plan.conference
+                    members[key] = dict(plan.members)
+                    (full if outcome is Outcome.CHANGED else touched).add(key)
+                    writes.add(key, plan)
+            else:
+                self.outcomes["failure"] += 1
+                gone = plan_failure(conferences.get(key), result)
+                if gone is not None:
+                    conferences[key] = gone
+                    full.add(key)
+            new_target = plan_target(dirty_targets.get(key, targets[key]), result, outcome)
+            if new_target is not None:
+                dirty_targets[key] = new_target
+                if not isinstance(result, Observation):
+                    errors.append({"target_pk": targets[key].pk, "occurred_at": result.observed_at,
+                                   "kind": result.kind, "http_status": result.http_status,
+                                   "provider_code": result.provider_code,
+                                   "retry_after_seconds": result.retry_after_seconds,
+                                   "detail": result.message[:500]})
+
+        pks = self._write_conferences(conferences, original, full, touched)
+        writes.write(self, pks, original, members)
+        self._write_targets(targets, dirty_targets, results)
+        if errors:
+            self.conn.execute(insert(POLL_ERROR), errors)
+            self.inserted["poll_error"] += len(errors)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def update_many(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """``UPDATE table SET <keys> WHERE id = :b_pk`` as one executemany per key set."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            groups[tuple(sorted(row))].append(row)
+        for group in groups.values():
+            self.conn.execute(update(table).where(table.c.id == bindparam("b_pk")), group)
+            self.updated[table.name] += len(group)
+
+    def _write_conferences(self, conferences: Mapping[Key, ConferenceView],
+                           original: Mapping[Key, ConferenceView], full: set[Key],
+                           touched: set[Key]) -> dict[Key, int]:
+        """Insert new conferences, update changed and touched ones; return every key's pk."""
+        pks = {key: view.pk for key, view in original.items() if view.pk is not None}
+        new = [conferences[key].values() for key in sorted(full | touched) if key not in pks]
+        if new:
+            stmt = self._upsert(CONFERENCE).on_conflict_do_nothing(
+                index_elements=["account", "conference_id"],
+            ).returning(CONFERENCE.c.id, CONFERENCE.c.account, CONFERENCE.c.conference_id)
+            returned = self.conn.execute(stmt, new).all()
+            if len(returned) != len(new):
+                raise InsertConflict("a conference was first recorded by another transaction")
+            pks.update({(account, conference_id): pk for pk, account, conference_id in returned})
+            self.inserted["conference"] += len(new)
+        rows = [conferences[key].values() | {"b_pk": pks[key]}
+                for key in sorted(full) if key in original]
+        rows += [{"last_observed_at": conferences[key].last_observed_at,
+                  "gone_at": conferences[key].gone_at, "b_pk": pks[key]}
+                 for key in sorted(touched - full) if key in original]
+        self.update_many(CONFERENCE, rows)
+        return pks
+
+    def _write_targets(self, targets: Mapping[Key, TargetView],
+                       dirty: Mapping[Key, TargetView], results: Sequence[PollResult]) -> None:
+        """Bookkeeping and the daemon's schedule, merged into one row update per target."""
+        rows: dict[Key, dict[str, Any]] = {
+            key: view.values() for key, view in dirty.items()
+        }
+        retire: list[dict[str, Any]] = []
+        for result in results:
+            decision = self.schedule.get(result.target)
+            if decision is None:
+                continue
+            key = key_of(result.target)
+            rows.setdefault(key, {})["next_poll_at"] = decision.next_poll_at
+            if decision.state == "retired":
+                retire.append({"b_pk": targets[key].pk, "b_reason": decision.retired_reason,
+                               "b_now": self.now})
+            elif decision.state is not None:
+                rows[key] |= {"state": decision.state, "retired_reason": None,
+                              "retired_at": None}
+        self.update_many(TARGET, [row | {"b_pk": targets[key].pk} for key, row in rows.items()])
+        if retire:
+            stmt = update(TARGET).where(TARGET.c.id == bindparam("b_pk")).values(
+                state="retired", retired_reason=bindparam("b_reason"),
+                retired_at=func.coalesce(TARGET.c.retired_at, bindparam("b_now")))
+            self.conn.execute(stmt, retire)
+
+
+class _HistoryWrites:
+    """History rows collected over a batch, written once the conference pks are known."""
+
+    def __init__(self) -> None:
+        self.snapshots: dict[Key, list[Any]] = defaultdict(list)
+        self.transitions: dict[Key, list[Any]] = defaultdict(list)
+        self.events: dict[Key, list[Any]] = defaultdict(list)
+        self.changed_members: dict[Key, set[str]] = defaultdict(set)
+
+    def add(self, key: Key, plan: Any) -> None:
+        if plan.snapshot is not None:
+            self.snapshots[key].append(plan.snapshot)
+        self.transitions[key].extend(plan.transitions)
+        self.events[key].extend(plan.member_events)
+        self.changed_members[key] |= plan.changed_members
+
+    def write(self, writer: BatchWriter, pks: Mapping[Key, int],
+              original: Mapping[Key, ConferenceView],
+              members: Mapping[Key, Mapping[str, MemberView]]) -> None:
+        """Write snapshots, transitions, members and member events of the batch."""
+        conn = writer.conn
+        closes, snapshots = [], []
+        for key, planned in sorted(self.snapshots.items()):
+            if key in original:
+                closes.append({"b_pk": pks[key], "b_valid_to": planned[0].valid_from})
+            for i, snap in enumerate(planned):
+                valid_to = planned[i + 1].valid_from if i + 1 < len(planned) else None
+                snapshots.append({"conference_pk": pks[key], "valid_from": snap.valid_from,
+                                  "valid_to": valid_to, "content_hash": snap.content_hash,
+                                  "status": snap.status, "member_count": snap.member_count,
+                                  "state": snap.state, "raw": snap.raw})
+        if closes:
+            conn.execute(update(SNAPSHOT).where(SNAPSHOT.c.conference_pk == bindparam("b_pk"),
+                                                SNAPSHOT.c.valid_to.is_(None))
+                         .values(valid_to=bindparam("b_valid_to")), closes)
+            writer.updated["conference_snapshot"] += len(closes)
+        self._insert(writer, SNAPSHOT, snapshots)
+
+        with_transitions = [k for k, v in self.transitions.items() if v]
+        base = writer.max_seq(TRANSITION, "conference_pk",
+                               [pks[k] for k in with_transitions if k in original])
+        rows = []
+        for key in sorted(with_transitions):
+            start = base.get(pks[key], 0)
+            for seq, t in enumerate(self.transitions[key], start=start + 1):
+                rows.append({"conference_pk": pks[key], "seq": seq, "from_status": t.from_status,
+                             "to_status": t.to_status,
+                             "from_provider_status": t.from_provider_status,
+                             "to_provider_status": t.to_provider_status,
+                             "observed_at": t.observed_at,
+                             "previous_observed_at": t.previous_observed_at,
+                             "provider_changed_at": t.provider_changed_at,
+                             "end_reason": t.end_reason})
+        self._insert(writer, TRANSITION, rows)
+        member_pks = self._write_members(writer, pks, members)
+        self._write_events(writer, pks, member_pks)
+
+    def _write_members(
+        self, writer: BatchWriter, pks: Mapping[Key, int],
+        members: Mapping[Key, Mapping[str, MemberView]],
+    ) -> dict[Key, dict[str, int]]:
+        """Insert new members, update changed ones; return member pks by key and member_id."""
+        member_pks: dict[Key, dict[str, int]] = defaultdict(dict)
+        new_keys, new_rows, updates = [], [], []
+        for key, ids in sorted(self.changed_members.items()):
+            for member_id in sorted(ids):
+                view = members[key][member_id]
+                if view.pk is None:
+                    new_keys.append((key, member_id))
+                    new_rows.append(view.values() | {"conference_pk": pks[key]})
+                else:
+                    member_pks[key][member_id] = view.pk
+                    updates.append(view.values() | {"b_pk": view.pk})
+        if new_rows:
+            stmt = insert(MEMBER).returning(MEMBER.c.id, sort_by_parameter_order=True)
+            for (key, member_id), pk in zip(new_keys, writer.conn.execute(stmt, new_rows).scalars(),
+                                            strict=True):
+                member_pks[key][member_id] = pk
+            writer.inserted["member"] += len(new_rows)
+        writer.update_many(MEMBER, updates)
+        for key, views in members.items():
+            for member_id, view in views.items():
+                if view.pk is not None:
+                    member_pks[key].setdefault(member_id, view.pk)
+        return member_pks
+
+    def _write_events(self, writer: BatchWriter, pks: Mapping[Key, int],
+                      member_pks: Mapping[Key, Mapping[str, int]]) -> None:
+        events = [(key, e) for key, planned in sorted(self.events.items()) for e in planned]
+        if not events:
+            return
+        base = writer.max_seq(MEMBER_EVENT, "member_pk",
+                               [member_pks[key][e.member_id] for key, e in events])
+        rows = []
+        for key, e in events:
+            member_pk = member_pks[key][e.member_id]
+            base[member_pk] = seq = base.get(member_pk, 0) + 1
+            rows.append({"member_pk": member_pk, "conference_pk": pks[key], "seq": seq,
+                         "kind": e.kind, "observed_at": e.observed_at,
+                         "previous_observed_at": e.previous_observed_at,
+                         "provider_changed_at": e.provider_changed_at, "detail": e.detail})
+        self._insert(writer, MEMBER_EVENT, rows)
+
+    @staticmethod
+    def _insert(writer: BatchWriter, table: Table, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            writer.conn.execute(insert(table), rows)
+            writer.inserted[table.name] += len(rows)

@@ -1,0 +1,124 @@
+"""Engines set up for a long-running daemon, and the store's error boundary.
+
+``make_engine(url)`` is the one place an engine is built:
+
+* **SQLite** runs in WAL mode (readers never block the writer), with a ``busy_timeout`` so a
+  second connection waits for the lock instead of failing, ``foreign_keys=ON`` and
+  ``synchronous=NORMAL`` (durable across application crashes, cheap fsyncs). Following the
+  SQLAlchemy documentation ("Enabling Non-Legacy SQLite Transactional Modes"), the sqlite3
+  driver's own transaction handling is switched off and SQLAlchemy emits ``BEGIN IMMEDIATE``
+  itself, so a write transaction takes the write lock up front: two writers queue on the busy
+  timeout instead of deadlocking on a read-lock upgrade. A read-only connection may ask for a
+  plain deferred ``BEGIN`` with ``conn.execution_options(sqlite_begin="DEFERRED")``.
+* **PostgreSQL** goes through psycopg 3 with ``pool_pre_ping`` so a restarted server costs one
+  failed ping, not a failed poll batch.
+
+``store_errors()`` translates the driver's "cannot reach / cannot write" errors into
+:class:`poller.errors.StoreUnavailable` once, at the store boundary.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from poller.errors import StoreUnavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite connection waits for another's write lock before giving up."""
+
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+"""Execution option naming the SQLite ``BEGIN`` flavour (default ``IMMEDIATE``)."""
+
+_SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+
+
+def normalise_url(url: str) -> str:
+    """The URL with PostgreSQL pinned to psycopg 3 (``postgresql://`` means psycopg2 otherwise)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs: Any) -> Engine:
+    """An engine for ``url`` configured for the daemon (see the module docstring).
+
+    ``sqlite_foreign_keys=False`` is for migrations only: Alembic's batch mode recreates
+    tables, which must not cascade deletes into their children. Extra keyword arguments go to
+    :func:`sqlalchemy.create_engine`.
+    """
+    url = normalise_url(url)
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(url, **kwargs)
+        _configure_sqlite(engine, foreign_keys=sqlite_foreign_keys)
+        return engine
+    if backend == "postgresql":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(url, **kwargs)
+    raise StoreUnavailable(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def _configure_sqlite(engine: Engine, *, foreign_keys: bool) -> None:
+    """Install the pragmas and the ``BEGIN IMMEDIATE`` recipe on a SQLite engine."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
+        # Stop the sqlite3 driver from emitting BEGIN itself; ``_on_begin`` does it instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if engine.url.database not in (None, "", ":memory:"):
+                cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = str(conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")).upper()
+        if mode not in _SQLITE_BEGIN_MODES:
+            raise ValueError(f"{SQLITE_BEGIN_OPTION} must be one of {sorted(_SQLITE_BEGIN_MODES)}")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True for errors meaning the database cannot be reached or written right now."""
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, exc.OperationalError | exc.InterfaceError)
+
+
+@contextmanager
+def store_errors(action: str) -> Iterator[None]:
+    """Translate unreachable/unwritable database errors raised inside into ``StoreUnavailable``.
+
+    Programming errors (bad SQL, constraint violations that should never happen) propagate
+    unchanged: hiding a bug behind "database unavailable" would send operators the wrong way.
+    """
+    try:
+        yield
+    except exc.DBAPIError as error:
+        if is_unavailable(error):
+            raise StoreUnavailable(f"{action}: {_short(error)}") from error
+        raise
+    except exc.SQLAlchemyError as error:
+        if isinstance(error, exc.TimeoutError | exc.DisconnectionError):
+            raise StoreUnavailable(f"{action}: {error}") from error
+        raise
+
+
+def _short(error: exc.DBAPIError) -> str:
+    """The driver's own message, first line only (no SQL, no parameters, no secrets)."""
+    original = error.orig if error.orig is not None else error
+    message = str(original).strip()
+    return message.splitlines()[0] if message else type(original).__name__

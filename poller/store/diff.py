@@ -1,0 +1,316 @@
+"""The pure core of the recorder: what one poll result changes in the stored history.
+
+``plan_observation(conference, members, observation)`` compares the stored view of a conference
+(``None`` on first sight) and its members with a new observation, and returns a :class:`Plan`:
+the new views, and the snapshot, status transitions and member events to insert. The rules
+(DESIGN §2, §3):
+
+* an observation not newer than ``conference.last_observed_at`` is ``STALE`` (replays and
+  out-of-order results change nothing); one with the stored content hash is ``UNCHANGED``
+  (only ``last_observed_at`` moves);
+* every change of (status, provider_status) is a transition, the first sighting included, with
+  the bracket ``(previous_observed_at, observed_at]`` where ``previous_observed_at`` is the
+  stored ``last_observed_at``, the last poll that saw the old state;
+* completion time: Bandwidth ``completedTime`` ("provider"), else Telnyx ``updated_at`` of the
+  first observation showing completed ("provider_updated_at"), else ``observed_at``;
+* members join when first listed (time from Telnyx ``created_at``, else the observation), leave
+  when Telnyx says ``left``, when they stop being listed in a complete member list
+  ("disappeared"), or when the conference completes ("conference_completed"); a member listed
+  again after leaving has "rejoined". Mute, hold, status and coaching changes are events too.
+
+``plan_failure`` and ``plan_target`` cover failed polls (a 404 marks a seen conference gone,
+nothing else is invented) and the per-target bookkeeping. No I/O anywhere in this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from poller.model import (
+    CompletedAtSource,
+    ConferenceStatus,
+    MemberState,
+    Observation,
+    PollFailure,
+    PollResult,
+)
+from poller.store.views import (
+    ConferenceView,
+    MemberView,
+    Outcome,
+    Plan,
+    PlannedMemberEvent,
+    PlannedSnapshot,
+    PlannedTransition,
+    TargetView,
+)
+
+LEFT = "left"
+"""Telnyx participant status of a member who has left."""
+MAX_ERROR_CHARS = 500
+
+
+def plan_observation(conference: ConferenceView | None, members: Mapping[str, MemberView],
+                     observation: Observation, content_hash: str | None = None) -> Plan:
+    """What ``observation`` changes, given the stored ``conference`` and its ``members``.
+
+    ``content_hash`` may be passed when already computed (it is ``observation.content_hash()``).
+    """
+    if conference is not None and observation.observed_at <= conference.last_observed_at:
+        return Plan(Outcome.STALE, conference, members)
+    digest = content_hash or observation.content_hash()
+    if conference is not None and digest == conference.content_hash:
+        touched = replace(conference, last_observed_at=observation.observed_at, gone_at=None)
+        return Plan(Outcome.UNCHANGED, touched, members)
+
+    view = _conference_view(conference, observation, digest)
+    previous_at = conference.last_observed_at if conference is not None else None
+    transitions: tuple[PlannedTransition, ...] = ()
+    if conference is None or (conference.status, conference.provider_status) != (
+        view.status, view.provider_status
+    ):
+        transitions = (_transition(conference, view, observation, previous_at),)
+    new_members, changed, events = _plan_members(view, members, observation, previous_at)
+    snapshot = PlannedSnapshot(
+        valid_from=observation.observed_at,
+        content_hash=digest,
+        status=view.status,
+        member_count=sum(1 for m in new_members.values() if m.present),
+        state=snapshot_state(observation),
+        raw=observation.raw_payload(),
+    )
+    return Plan(Outcome.CHANGED, view, new_members, changed, snapshot, transitions, events)
+
+
+def _conference_view(previous: ConferenceView | None, observation: Observation, digest: str
+                     ) -> ConferenceView:
+    """The conference row after ``observation`` (completion fields included)."""
+    state, at = observation.conference, observation.observed_at
+    completed_at, source = None, None
+    if state.is_completed:
+        if previous is not None and previous.completed_at is not None:
+            completed_at, source = previous.completed_at, previous.completed_at_source
+        elif state.completed_at is not None:
+            completed_at, source = state.completed_at, CompletedAtSource.PROVIDER.value
+        elif state.updated_at is not None:
+            completed_at, source = state.updated_at, CompletedAtSource.PROVIDER_UPDATED_AT.value
+        else:
+            completed_at, source = at, CompletedAtSource.OBSERVED.value
+    duration = None
+    if completed_at is not None and state.created_at is not None:
+        duration = (completed_at - state.created_at).total_seconds()
+    target = observation.target
+    return ConferenceView(
+        pk=previous.pk if previous is not None else None,
+        provider=target.provider.value,
+        account=target.account,
+        conference_id=target.conference_id,
+        name=state.name,
+        status=state.status,
+        provider_status=state.provider_status,
+        region=state.region,
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+        expires_at=state.expires_at,
+        completed_at=completed_at,
+        completed_at_source=source,
+        duration_seconds=duration,
+        end_reason=state.end_reason,
+        ended_by_call_control_id=state.ended_by_call_control_id,
+        ended_by_call_session_id=state.ended_by_call_session_id,
+        connection_id=state.connection_id,
+        tag=state.tag,
+        event_url=state.event_url,
+        event_method=state.event_method,
+        content_hash=digest,
+        first_observed_at=previous.first_observed_at if previous is not None else at,
+        last_observed_at=at,
+        gone_at=None,
+    )
+
+
+def _transition(previous: ConferenceView | None, view: ConferenceView, observation: Observation,
+                previous_at: datetime | None) -> PlannedTransition:
+    """The status transition from the stored status to the observed one."""
+    state = observation.conference
+    changed_at: datetime | None = None
+    if view.status == ConferenceStatus.COMPLETED and state.completed_at is not None:
+        changed_at = state.completed_at
+    elif state.updated_at is not None and (
+        previous is None or state.updated_at != previous.updated_at
+    ):
+        changed_at = state.updated_at
+    elif previous is None and view.status == ConferenceStatus.INIT:
+        changed_at = state.created_at
+    return PlannedTransition(
+        from_status=previous.status if previous is not None else None,
+        to_status=view.status,
+        from_provider_status=previous.provider_status if previous is not None else None,
+        to_provider_status=view.provider_status,
+        observed_at=observation.observed_at,
+        previous_observed_at=previous_at,
+        provider_changed_at=changed_at,
+        end_reason=state.end_reason,
+    )
+
+
+def _plan_members(conference: ConferenceView, stored: Mapping[str, MemberView],
+                  observation: Observation, previous_at: datetime | None
+                  ) -> tuple[dict[str, MemberView], frozenset[str], tuple[PlannedMemberEvent, ...]]:
+    """New member views, the members whose rows change, and their events in order."""
+    at = observation.observed_at
+    listed = observation.member_map()
+    completed = conference.status == ConferenceStatus.COMPLETED
+    views = dict(stored)
+    changed: set[str] = set()
+    events: list[PlannedMemberEvent] = []
+
+    def event(member_id: str, kind: str, changed_at: datetime | None,
+              detail: dict[str, Any] | None = None) -> None:
+        events.append(PlannedMemberEvent(member_id, kind, at, previous_at, changed_at, detail))
+
+    for member_id in sorted(set(listed) | set(stored)):
+        old, new = stored.get(member_id), listed.get(member_id)
+        if new is None:
+            if old is not None and old.present and observation.members_complete:
+                views[member_id] = replace(old, left_at=at, left_at_source="disappeared",
+                                           last_observed_at=previous_at or old.last_observed_at)
+                changed.add(member_id)
+                event(member_id, "left", None)
+            continue
+        provider_at = new.updated_at if old is None or new.updated_at != old.updated_at else None
+        view = _member_view(old, new, at)
+        if old is None:
+            view = replace(view, joined_at=new.created_at or at,
+                           joined_at_source="provider" if new.created_at else "observed")
+            event(member_id, "joined", new.created_at, _initial_detail(new))
+        elif not old.present and new.status != LEFT and not completed:
+            view = replace(view, left_at=None, left_at_source=None)
+            event(member_id, "rejoined", provider_at)
+        if old is not None and old.status != new.status and new.status != LEFT:
+            event(member_id, "status_changed", provider_at, {"from": old.status, "to": new.status})
+        _flag_events(old, new, provider_at, event)
+        if new.status == LEFT and view.present:
+            view = replace(view, left_at=new.updated_at or at,
+                           left_at_source="provider" if new.updated_at else "observed")
+            event(member_id, "left", new.updated_at)
+        if old is None or view != old:
+            views[member_id] = replace(view, last_observed_at=at)
+            changed.add(member_id)
+
+    if completed:
+        closed_at = conference.completed_at or at
+        provider_at = closed_at if conference.completed_at_source != "observed" else None
+        for member_id, view in sorted(views.items()):
+            if view.present:
+                seen_at = at if member_id in listed else view.last_observed_at
+                views[member_id] = replace(view, left_at=closed_at, last_observed_at=seen_at,
+                                           left_at_source="conference_completed")
+                changed.add(member_id)
+                event(member_id, "left", provider_at)
+    return views, frozenset(changed), tuple(events)
+
+
+def _member_view(old: MemberView | None, new: MemberState, at: datetime) -> MemberView:
+    """The member row with the observed fields (join/leave fields carried over)."""
+    coaching = list(new.coaching) if new.coaching is not None else None
+    observed: dict[str, Any] = {
+        "call_control_id": new.call_control_id, "call_leg_id": new.call_leg_id,
+        "status": new.status, "muted": new.muted, "on_hold": new.on_hold, "coaching": coaching,
+        "end_conference_on_exit": new.end_conference_on_exit,
+        "soft_end_conference_on_exit": new.soft_end_conference_on_exit,
+        "member_url": new.member_url, "updated_at": new.updated_at,
+    }
+    if old is not None:
+        if all(getattr(old, name) == value for name, value in observed.items()):
+            return old
+        return replace(old, **observed)
+    return MemberView(pk=None, member_id=new.member_id, joined_at=None, joined_at_source=None,
+                      left_at=None, left_at_source=None, first_observed_at=at,
+                      last_observed_at=at, **observed)
+
+
+def _flag_events(old: MemberView | None, new: MemberState, provider_at: datetime | None,
+                 event: Any) -> None:
+    """Mute, hold and coaching events between the stored and the observed member."""
+    if old is None:
+        return
+    if new.muted is True and old.muted is not True:
+        event(new.member_id, "muted", provider_at)
+    elif new.muted is False and old.muted is True:
+        event(new.member_id, "unmuted", provider_at)
+    if new.on_hold is True and old.on_hold is not True:
+        event(new.member_id, "held", provider_at)
+    elif new.on_hold is False and old.on_hold is True:
+        event(new.member_id, "unheld", provider_at)
+    before, after = list(old.coaching or ()), list(new.coaching or ())
+    if before != after:
+        event(new.member_id, "coaching_changed", provider_at, {"from": before, "to": after})
+
+
+def _initial_detail(member: MemberState) -> dict[str, Any]:
+    """What a member looked like when first seen (stored with its ``joined`` event)."""
+    return {"status": member.status, "muted": member.muted, "on_hold": member.on_hold,
+            "coaching": list(member.coaching) if member.coaching is not None else None}
+
+
+def snapshot_state(observation: Observation) -> dict[str, Any]:
+    """The normalised state of an observation as a JSON document (times as ISO 8601)."""
+    state = observation.conference
+    members = sorted(observation.members, key=lambda m: m.member_id)
+    return {
+        "conference": _jsonable(state, exclude={"raw"}),
+        "members": [_jsonable(m, exclude={"raw"}) for m in members],
+        "members_complete": observation.members_complete,
+    }
+
+
+def _jsonable(value: object, *, exclude: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in value.__dataclass_fields__:  # type: ignore[attr-defined]
+        if name in exclude:
+            continue
+        item = getattr(value, name)
+        if isinstance(item, datetime):
+            item = item.isoformat()
+        elif isinstance(item, tuple):
+            item = list(item)
+        out[name] = item
+    return out
+
+
+def plan_failure(conference: ConferenceView | None, failure: PollFailure) -> ConferenceView | None:
+    """The conference marked gone by a 404 after being seen, or ``None`` when nothing changes."""
+    if (
+        failure.kind == "not_found"
+        and conference is not None
+        and conference.gone_at is None
+        and failure.observed_at > conference.last_observed_at
+    ):
+        return replace(conference, gone_at=failure.observed_at)
+    return None
+
+
+def plan_target(target: TargetView, result: PollResult, outcome: Outcome | None
+                ) -> TargetView | None:
+    """The target's bookkeeping after ``result``; ``None`` when the result is not its newest.
+
+    ``outcome`` is the observation's outcome (``None`` for failures).
+    """
+    at = result.observed_at
+    if target.last_polled_at is not None and at <= target.last_polled_at:
+        return None
+    if isinstance(result, Observation):
+        label = "unchanged" if outcome is Outcome.UNCHANGED else "ok"
+        return replace(target, last_polled_at=at, last_success_at=at, last_outcome=label,
+                       consecutive_failures=0, last_error=None, not_found_since=None)
+    not_found_since = target.not_found_since
+    if result.kind == "not_found" and not_found_since is None:
+        not_found_since = at
+    return replace(target, last_polled_at=at, last_outcome=result.kind,
+                   consecutive_failures=target.consecutive_failures + 1,
+                   last_error=f"{result.kind}: {result.message}"[:MAX_ERROR_CHARS],
+                   not_found_since=not_found_since)

@@ -1,0 +1,131 @@
+"""The recorder: the only module that writes conference history.
+
+``Recorder(engine).record(batch)`` applies a batch of poll results (observations and failures)
+in **one transaction** and returns :class:`RecordStats`. What it writes (DESIGN §3):
+
+* ``conference``: the current view, inserted on first sight and updated on every poll (an
+  unchanged poll only moves ``last_observed_at``); ``gone_at`` when a seen conference answers
+  404; completion time, its source and ``duration_seconds`` on completion;
+* ``conference_snapshot``, ``status_transition``, ``member``, ``member_event``: only when the
+  observation's content hash differs from the stored one (rules in ``poller.store.diff``);
+* ``poll_target`` bookkeeping for every result (the row is created if missing), plus the
+  daemon's scheduling decision when given, and a ``poll_error`` row per failure.
+
+Exactly-once: results are applied in (account, conference_id, observed_at) order; a result not
+newer than what is stored is ignored (replays, out-of-order delivery, two pollers); rows are
+locked in one global order, and a transaction that loses a race (unique violation,
+serialization failure, deadlock, an insert conflict) is retried whole, a few times, before
+:class:`poller.errors.StoreUnavailable` is raised. Unreachable databases raise it at once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine, exc
+
+from poller.errors import StoreUnavailable
+from poller.model import PollResult, TargetKey, utc_now
+from poller.store.batch import BatchWriter, InsertConflict
+from poller.store.database import store_errors
+from poller.store.views import ScheduleUpdate
+
+RETRYABLE_SQLSTATES = frozenset({
+    "23505",  # unique_violation: a racing transaction inserted the same row first
+    "40001",  # serialization_failure
+    "40P01",  # deadlock_detected
+})
+
+
+@dataclass(slots=True)
+class RecordStats:
+    """What one ``record`` call did: rows written per table, and what each result was."""
+
+    inserted: Counter[str] = field(default_factory=Counter)
+    """Rows inserted, by table name."""
+    updated: Counter[str] = field(default_factory=Counter)
+    """Rows updated, by table name (one per parameter set of a batched UPDATE)."""
+    outcomes: Counter[str] = field(default_factory=Counter)
+    """Results by outcome: ``changed``, ``unchanged``, ``stale`` (ignored), ``failure``."""
+    attempts: int = 1
+    """Transactions it took (more than one after a lost race)."""
+
+    @property
+    def transitions(self) -> int:
+        """Status transitions recorded."""
+        return self.inserted["status_transition"]
+
+    @property
+    def member_events(self) -> int:
+        """Member events recorded."""
+        return self.inserted["member_event"]
+
+    @property
+    def unchanged(self) -> int:
+        """Observations equal to the stored state (no history written)."""
+        return self.outcomes["unchanged"]
+
+    @property
+    def history_rows(self) -> int:
+        """Rows inserted into the history tables (everything but targets and errors)."""
+        return sum(n for table, n in self.inserted.items()
+                   if table not in ("poll_target", "poll_error"))
+
+
+class Recorder:
+    """Writes batches of poll results into the history tables (see the module docstring)."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now,
+                 max_attempts: int = 5) -> None:
+        self.engine = engine
+        self.clock = clock
+        """Stamps rows the recorder creates itself (``poll_target.created_at``)."""
+        self.max_attempts = max_attempts
+
+    def record(self, batch: Sequence[PollResult],
+               schedule: Mapping[TargetKey, ScheduleUpdate] | None = None) -> RecordStats:
+        """Apply ``batch`` in one transaction.
+
+        ``schedule`` carries the daemon's decision per result target (next poll time, retirement);
+        it is written in the same transaction. Raises ``StoreUnavailable`` when the database
+        cannot be reached, or the batch still loses races after ``max_attempts`` tries.
+        """
+        ordered = sorted(batch, key=lambda r: (r.target.account, r.target.conference_id,
+                                               r.observed_at))
+        if not ordered:
+            return RecordStats()
+        with store_errors("recording poll results"):  # translates what is not retried
+            for attempt in range(1, self.max_attempts + 1):
+                try:
+                    with self.engine.begin() as conn:
+                        writer = BatchWriter(conn, self.clock(), schedule or {})
+                        writer.apply(ordered)
+                    return RecordStats(writer.inserted, writer.updated, writer.outcomes, attempt)
+                except (InsertConflict, exc.DBAPIError) as error:
+                    if not is_retryable(error):
+                        raise
+                    if attempt == self.max_attempts:
+                        raise StoreUnavailable(
+                            f"recording poll results: still conflicting after {attempt} attempts"
+                        ) from error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for errors a fresh transaction can overcome: lost races and lock conflicts."""
+    if isinstance(error, InsertConflict):
+        return True
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    original = error.orig
+    if getattr(original, "sqlstate", None) in RETRYABLE_SQLSTATES:
+        return True
+    if isinstance(original, sqlite3.IntegrityError):
+        return "UNIQUE" in str(original)
+    if isinstance(original, sqlite3.OperationalError):
+        return "locked" in str(original) or "busy" in str(original)
+    return False

@@ -1,0 +1,189 @@
+"""Value types the recorder plans with: stored rows as the diff sees them, and planned changes.
+
+``ConferenceView``, ``MemberView`` and ``TargetView`` mirror rows of ``conference``, ``member``
+and ``poll_target``: their field names are the column names, so a row becomes a view with
+``View.from_row(row)`` and a view becomes an UPDATE with ``view.values()``. The ``Planned*``
+types are the history rows one observation produces, before the recorder numbers them (seq)
+and gives them their foreign keys. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Self
+
+from poller.model import JSON
+
+
+class Outcome(StrEnum):
+    """What the recorder made of one observation."""
+
+    CHANGED = "changed"
+    """A new state: snapshot, maybe transitions and member events."""
+    UNCHANGED = "unchanged"
+    """Same content hash as the stored state: no history row, only ``last_observed_at``."""
+    STALE = "stale"
+    """Not newer than what is stored (a replay, or out of order): ignored entirely."""
+
+
+class _Row:
+    """Conversions between a view and the row of the same column names."""
+
+    __slots__ = ()
+
+    @classmethod
+    def columns(cls) -> tuple[str, ...]:
+        """The column names the view carries (its fields except ``pk``)."""
+        return tuple(f.name for f in fields(cls) if f.name != "pk")  # type: ignore[arg-type]
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Self:
+        """The view of a database row (``id`` becomes ``pk``)."""
+        values = {name: row[name] for name in cls.columns()}
+        factory: Any = cls  # the concrete dataclass, whose fields are the columns
+        return factory(pk=row["id"], **values)  # type: ignore[no-any-return]
+
+    def values(self) -> dict[str, Any]:
+        """The column values to write (without ``pk``)."""
+        return {name: getattr(self, name) for name in self.columns()}
+
+
+@dataclass(frozen=True, slots=True)
+class ConferenceView(_Row):
+    """A ``conference`` row: the current view of one conference."""
+
+    pk: int | None
+    provider: str
+    account: str
+    conference_id: str
+    name: str | None
+    status: str
+    provider_status: str | None
+    region: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    expires_at: datetime | None
+    completed_at: datetime | None
+    completed_at_source: str | None
+    duration_seconds: float | None
+    end_reason: str | None
+    ended_by_call_control_id: str | None
+    ended_by_call_session_id: str | None
+    connection_id: str | None
+    tag: str | None
+    event_url: str | None
+    event_method: str | None
+    content_hash: str | None
+    first_observed_at: datetime
+    last_observed_at: datetime
+    gone_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView(_Row):
+    """A ``member`` row: the current view of one member of one conference."""
+
+    pk: int | None
+    member_id: str
+    call_control_id: str | None
+    call_leg_id: str | None
+    status: str | None
+    muted: bool | None
+    on_hold: bool | None
+    coaching: list[str] | None
+    end_conference_on_exit: bool | None
+    soft_end_conference_on_exit: bool | None
+    member_url: str | None
+    updated_at: datetime | None
+    joined_at: datetime | None
+    joined_at_source: str | None
+    left_at: datetime | None
+    left_at_source: str | None
+    first_observed_at: datetime
+    last_observed_at: datetime
+
+    @property
+    def present(self) -> bool:
+        """True while the member is in the conference (no ``left_at``)."""
+        return self.left_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetView(_Row):
+    """The recorder's part of a ``poll_target`` row (the outcome of the latest poll)."""
+
+    pk: int | None
+    last_polled_at: datetime | None
+    last_success_at: datetime | None
+    last_outcome: str | None
+    consecutive_failures: int
+    last_error: str | None
+    not_found_since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleUpdate:
+    """The daemon's scheduling decision for a target, written with the poll's rows."""
+
+    next_poll_at: datetime
+    state: str | None = None
+    """``active`` or ``retired``; ``None`` leaves it as it is."""
+    retired_reason: str | None = None
+    """completed / gone / never_found / removed (with ``state="retired"``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedSnapshot:
+    """A new ``conference_snapshot`` row (the previous current one closes at ``valid_from``)."""
+
+    valid_from: datetime
+    content_hash: str
+    status: str
+    member_count: int
+    state: dict[str, Any]
+    raw: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTransition:
+    """A new ``status_transition`` row, before numbering."""
+
+    from_status: str | None
+    to_status: str
+    from_provider_status: str | None
+    to_provider_status: str | None
+    observed_at: datetime
+    previous_observed_at: datetime | None
+    provider_changed_at: datetime | None
+    end_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMemberEvent:
+    """A new ``member_event`` row, before numbering."""
+
+    member_id: str
+    kind: str
+    observed_at: datetime
+    previous_observed_at: datetime | None
+    provider_changed_at: datetime | None
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything one observation changes, given the stored state before it."""
+
+    outcome: Outcome
+    conference: ConferenceView
+    """The conference's view after the observation (unchanged when ``STALE``)."""
+    members: Mapping[str, MemberView]
+    """Every member's view after the observation, by ``member_id``."""
+    changed_members: frozenset[str] = frozenset()
+    """Members whose row must be written (new ones included)."""
+    snapshot: PlannedSnapshot | None = None
+    transitions: tuple[PlannedTransition, ...] = ()
+    member_events: tuple[PlannedMemberEvent, ...] = ()

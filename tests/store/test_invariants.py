@@ -1,0 +1,159 @@
+"""DESIGN §3 invariants: write on change, exactly-once effect, gaps are gaps."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from databases import dump_tables, row_counts
+from factories import at, failure, telnyx_member, telnyx_observation, telnyx_target
+from sqlalchemy import Engine, text
+
+from poller.model import PollResult
+from poller.store.database import make_engine
+from poller.store.recorder import Recorder, RecordStats
+
+HISTORY = ("conference_snapshot", "status_transition", "member", "member_event", "poll_error")
+
+
+def _timeline(conference_id: str = "conf-1") -> list[PollResult]:
+    target = telnyx_target(conference_id)
+    return [
+        telnyx_observation(at=0, target=target, status="init"),
+        telnyx_observation(at=10, target=target, members=[telnyx_member("p1")]),
+        telnyx_observation(at=20, target=target, members=[telnyx_member("p1", muted=True),
+                                                          telnyx_member("p2")]),
+        failure(at=30, target=target, kind="timeout", http_status=None),
+        telnyx_observation(at=40, target=target, members=[telnyx_member("p2")]),
+        telnyx_observation(at=50, target=target, status="completed", updated_at=45,
+                           members=[telnyx_member("p2")]),
+        failure(at=60, target=target),
+    ]
+
+
+def test_unchanged_observation_writes_no_history(recorder: Recorder, engine: Engine) -> None:
+    """A poll equal to the last one adds no row anywhere and updates only bookkeeping."""
+    recorder.record([telnyx_observation(at=0, members=[telnyx_member("p1")])])
+    before = row_counts(engine)
+    stats = recorder.record([telnyx_observation(at=10, members=[telnyx_member("p1")])])
+    assert row_counts(engine) == before
+    assert stats.inserted == {}
+    assert stats.updated == {"poll_target": 1, "conference": 1}
+    assert stats.unchanged == 1
+
+
+def test_same_batch_twice_changes_nothing(recorder: Recorder, engine: Engine) -> None:
+    """Replaying a whole batch leaves every table exactly as it was."""
+    batch = _timeline()
+    recorder.record(batch)
+    before = dump_tables(engine)
+    stats = recorder.record(batch)
+    assert dump_tables(engine) == before
+    assert stats.outcomes == {"stale": 5, "failure": 2}
+
+
+def test_one_batch_equals_poll_by_poll(engine: Engine, database_url: str) -> None:
+    """Recording a timeline in one batch or one poll at a time gives the same history."""
+    Recorder(engine).record(_timeline("conf-a"))
+    recorder = Recorder(engine)
+    for result in _timeline("conf-b"):
+        recorder.record([result])
+    rows = dump_tables(engine)
+    for table in HISTORY:
+        by_conf = [{k: v for k, v in r.items()
+                    if not k.endswith(("id", "_pk")) and k not in ("content_hash", "state", "raw")}
+                   for r in rows[table]]
+        half = len(by_conf) // 2
+        assert by_conf[:half] == by_conf[half:], table
+
+
+def test_out_of_order_results_are_ignored(recorder: Recorder, engine: Engine) -> None:
+    """An observation older than the stored state is ignored, however it differs."""
+    recorder.record([telnyx_observation(at=20, status="completed", updated_at=15)])
+    before = dump_tables(engine)
+    stats = recorder.record([telnyx_observation(at=10, status="in_progress"),
+                             failure(at=5)])
+    assert stats.outcomes == {"stale": 1, "failure": 1}
+    assert dump_tables(engine) == before
+
+
+@pytest.mark.postgres
+def test_two_recorders_race_on_postgresql(postgres_url: str) -> None:
+    """Two recorders applying overlapping batches at once never duplicate or misnumber rows."""
+    database_url = postgres_url
+    targets = [telnyx_target(f"conf-{i}") for i in range(6)]
+    timelines = {t: _timeline(t.conference_id) for t in targets}
+    batches = [[r for t in targets for r in timelines[t][:n]] for n in range(1, 8)]
+    engines = [make_engine(database_url) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+    attempts: list[int] = []
+
+    def run(engine: Engine, order: list[list[PollResult]]) -> None:
+        recorder = Recorder(engine)
+        try:
+            barrier.wait()
+            for batch in order:
+                attempts.append(recorder.record(batch).attempts)
+        except BaseException as error:  # reported below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(engines[0], batches)),
+               threading.Thread(target=run, args=(engines[1], batches[::2] + batches))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    concurrent = dump_tables(engines[0])
+    for engine in engines:
+        engine.dispose()
+    _assert_one_clean_history(concurrent, len(targets))
+
+
+def _assert_one_clean_history(rows: dict[str, list[dict[str, object]]], conferences: int) -> None:
+    assert len(rows["conference"]) == conferences
+    for conference in rows["conference"]:
+        pk = conference["id"]
+        transitions = [t for t in rows["status_transition"] if t["conference_pk"] == pk]
+        assert [t["seq"] for t in transitions] == [1, 2, 3]
+        assert [t["to_status"] for t in transitions] == ["init", "in_progress", "completed"]
+        snapshots = [s for s in rows["conference_snapshot"] if s["conference_pk"] == pk]
+        assert len(snapshots) == 5
+        assert sum(1 for s in snapshots if s["valid_to"] is None) == 1
+    per_member: dict[object, list[object]] = {}
+    for event in rows["member_event"]:
+        per_member.setdefault(event["member_pk"], []).append(event["seq"])
+    assert all(seqs == list(range(1, len(seqs) + 1)) for seqs in per_member.values())
+    assert len(rows["member"]) == 2 * conferences
+    assert len(rows["poll_error"]) == 2 * conferences
+
+
+@pytest.mark.postgres
+def test_lost_insert_race_is_retried(postgres_url: str) -> None:
+    """A conference first inserted by another transaction makes the recorder retry, not fail."""
+    engine = make_engine(postgres_url)
+    observation = telnyx_observation(at=10)
+    outcome: list[object] = []
+    with engine.connect() as rival, engine.connect() as monitor:
+        rival.execute(text(
+            "INSERT INTO conference (provider, account, conference_id, status, first_observed_at,"
+            " last_observed_at) VALUES ('telnyx', :account, :conference_id, 'init', :t, :t)"),
+            {"account": observation.target.account,
+             "conference_id": observation.target.conference_id, "t": at(0)})
+        worker = threading.Thread(
+            target=lambda: outcome.append(Recorder(engine).record([observation])))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not monitor.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()")).scalar_one():
+            monitor.rollback()  # a fresh snapshot for the next look
+        rival.commit()
+        worker.join()
+    engine.dispose()
+    [stats] = outcome
+    assert isinstance(stats, RecordStats)
+    assert stats.attempts == 2
+    assert stats.outcomes == {"changed": 1}
