@@ -16,6 +16,7 @@ import click
 
 from poller.commands import CliState
 from poller.commands.db import db
+from poller.commands.prune import prune
 from poller.commands.simulate import simulate
 from poller.errors import ConfigError, PollerError
 
@@ -40,6 +41,7 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 
 cli.add_command(simulate)
 cli.add_command(db)
+cli.add_command(prune)
 
 
 def main(argv: list[str] | None = None) -> None:
