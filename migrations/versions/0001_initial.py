@@ -49,6 +49,8 @@ def upgrade() -> None:
         sa.Column("last_outcome", sa.String(), nullable=True),
         sa.Column("consecutive_failures", sa.Integer(), server_default=sa.text("0"),
                   nullable=False),
+        sa.Column("poll_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("failure_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("not_found_since", TS, nullable=True),
         sa.Column("lease_owner", sa.String(), nullable=True),

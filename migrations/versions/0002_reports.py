@@ -10,9 +10,10 @@ describes every column and gives example queries). They read only the tables of
 * ``*_day`` columns are the UTC calendar day as text ``YYYY-MM-DD`` on both databases, so
   "per day" reports need no dialect-specific date functions;
 * ``member_session`` has one row per stay (a member who left and was listed again has a
-  second stay); it is built from the ``joined`` / ``rejoined`` / ``left`` events, and mute and
-  hold times from the ``muted`` / ``unmuted`` / ``held`` / ``unheld`` events (plus the state a
-  member joined in, kept in its ``joined`` event's ``detail``);
+  second stay); it is built from the ``joined`` / ``rejoined`` / ``left`` events (each ``left``
+  event's ``detail`` names the source of its time), and mute and hold times from the
+  ``muted`` / ``unmuted`` / ``held`` / ``unheld`` events plus the state a member joined or
+  rejoined in, kept in its ``joined`` / ``rejoined`` event's ``detail``;
 * flags (``gone``, ``vanished``, ``still_open``, ``present``) are ``boolean`` on PostgreSQL
   and 0/1 on SQLite: ``WHERE gone``, ``WHERE NOT still_open`` and ``= TRUE`` work on both.
 
@@ -62,6 +63,14 @@ def _postgresql_flag_at_join(flag: str) -> str:
     return f"(e.detail ->> '{flag}') = 'true'"
 
 
+def _sqlite_left_source(alias: str) -> str:
+    return f"json_extract({alias}.detail, '$.source')"
+
+
+def _postgresql_left_source(alias: str) -> str:
+    return f"({alias}.detail ->> 'source')"
+
+
 EVENT_AT = "COALESCE({alias}.provider_changed_at, {alias}.observed_at)"
 """When a member event happened: the provider's time where it gave one, else the poll's."""
 
@@ -70,9 +79,9 @@ def _intervals(start_kind: str, end_kind: str, flag: str, flag_at_join: Callable
                seconds: Callable[[str, str], str]) -> str:
     """Mute (or hold) intervals: one row per interval, with its start event and length.
 
-    An interval starts with a ``start_kind`` event, or with the ``joined`` event of a member
-    first seen with ``flag`` set (its ``detail`` says so). It ends at the member's next
-    ``end_kind`` or ``left`` event (by ``seq``); one still running has NULL seconds.
+    An interval starts with a ``start_kind`` event, or with the ``joined`` / ``rejoined`` event
+    of a member (re)joining with ``flag`` set (its ``detail`` says so). It ends at the member's
+    next ``end_kind`` or ``left`` event (by ``seq``); one still running has NULL seconds.
     """
     end_at = (
         "(SELECT " + EVENT_AT.format(alias="x") + " FROM member_event x"
@@ -84,7 +93,8 @@ def _intervals(start_kind: str, end_kind: str, flag: str, flag_at_join: Callable
         "SELECT e.member_pk, e.seq,"
         f" {seconds(EVENT_AT.format(alias='e'), end_at)} AS seconds"
         " FROM member_event e"
-        f" WHERE e.kind = '{start_kind}' OR (e.kind = 'joined' AND {flag_at_join(flag)})"
+        f" WHERE e.kind = '{start_kind}'"
+        f" OR (e.kind IN ('joined', 'rejoined') AND {flag_at_join(flag)})"
     )
 
 
@@ -92,10 +102,10 @@ def _views(dialect: str) -> dict[str, str]:
     """Each view's ``SELECT`` for ``dialect`` (``sqlite`` or ``postgresql``), in creation order."""
     if dialect == "postgresql":
         seconds, day = _postgresql_seconds, _postgresql_day
-        flag_at_join = _postgresql_flag_at_join
+        flag_at_join, left_source = _postgresql_flag_at_join, _postgresql_left_source
     elif dialect == "sqlite":
         seconds, day = _sqlite_seconds, _sqlite_day
-        flag_at_join = _sqlite_flag_at_join
+        flag_at_join, left_source = _sqlite_flag_at_join, _sqlite_left_source
     else:
         raise NotImplementedError(f"reporting views exist for sqlite and postgresql, not {dialect}")
 
@@ -186,8 +196,7 @@ bounded AS (
         CASE
             WHEN st.end_seq IS NULL THEN NULL
             WHEN st.is_last THEN m.left_at_source
-            WHEN l.provider_changed_at IS NOT NULL THEN 'provider'
-            ELSE 'observed'
+            ELSE {left_source('l')}
         END AS left_at_source
     FROM stay st
     JOIN member m ON m.id = st.member_pk

@@ -14,6 +14,9 @@ The steps, all inside the caller's transaction:
    NOTHING``; a lost race raises :class:`InsertConflict` and the recorder retries), conference
    updates, snapshot closes and inserts, transitions, members, member events, target bookkeeping
    and poll errors. Sequence numbers continue from ``max(seq)`` read under the conference lock.
+   Each target gets one row update per batch, whatever the number of its results: bookkeeping,
+   the ``poll_count`` / ``failure_count`` counters (new values computed under the row lock) and
+   the daemon's schedule, merged.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, tuple
 from sqlalchemy.dialects import postgresql, sqlite
 
 from poller.model import Observation, PollResult, TargetKey
-from poller.store.diff import plan_failure, plan_observation, plan_target
+from poller.store.diff import is_newer_poll, plan_failure, plan_observation, plan_target
 from poller.store.schema import Base
 from poller.store.views import ConferenceView, MemberView, Outcome, ScheduleUpdate, TargetView
 
@@ -181,10 +184,13 @@ class BatchWriter:
                     writes.add(key, plan)
             else:
                 self.outcomes["failure"] += 1
-                gone = plan_failure(conferences.get(key), result)
-                if gone is not None:
-                    conferences[key] = gone
-                    full.add(key)
+                # A failure not newer than the target's last poll (a replay, or out of order)
+                # is ignored entirely: no gone_at, no poll_error row, no counter moves.
+                if is_newer_poll(dirty_targets.get(key, targets[key]), result):
+                    gone = plan_failure(conferences.get(key), result)
+                    if gone is not None:
+                        conferences[key] = gone
+                        full.add(key)
             new_target = plan_target(dirty_targets.get(key, targets[key]), result, outcome)
             if new_target is not None:
                 dirty_targets[key] = new_target

@@ -15,11 +15,17 @@ the new views, and the snapshot, status transitions and member events to insert.
   first observation showing completed ("provider_updated_at"), else ``observed_at``;
 * members join when first listed (time from Telnyx ``created_at``, else the observation), leave
   when Telnyx says ``left``, when they stop being listed in a complete member list
-  ("disappeared"), or when the conference completes ("conference_completed"); a member listed
-  again after leaving has "rejoined". Mute, hold, status and coaching changes are events too.
+  ("disappeared"), or when the conference completes ("conference_completed"), and each ``left``
+  event's ``detail`` names that source; a member listed again after leaving has "rejoined".
+  ``joined`` and ``rejoined`` events carry the member's state at that moment in ``detail``
+  (so mute and hold are not also reported as separate events then). Mute, hold, status and
+  coaching changes are events too.
 
 ``plan_failure`` and ``plan_target`` cover failed polls (a 404 marks a seen conference gone,
-nothing else is invented) and the per-target bookkeeping. No I/O anywhere in this module.
+nothing else is invented) and the per-target bookkeeping, poll and failure counters included.
+A result not newer than the target's ``last_polled_at`` (``is_newer_poll``) is a replay or
+arrived out of order: it changes no bookkeeping and counts nothing, and a failure like that is
+ignored entirely. No I/O anywhere in this module.
 """
 
 from __future__ import annotations
@@ -179,24 +185,28 @@ def _plan_members(conference: ConferenceView, stored: Mapping[str, MemberView],
                 views[member_id] = replace(old, left_at=at, left_at_source="disappeared",
                                            last_observed_at=previous_at or old.last_observed_at)
                 changed.add(member_id)
-                event(member_id, "left", None)
+                event(member_id, "left", None, {"source": "disappeared"})
             continue
         provider_at = new.updated_at if old is None or new.updated_at != old.updated_at else None
         view = _member_view(old, new, at)
+        rejoined = False
         if old is None:
             view = replace(view, joined_at=new.created_at or at,
                            joined_at_source="provider" if new.created_at else "observed")
             event(member_id, "joined", new.created_at, _initial_detail(new))
         elif not old.present and new.status != LEFT and not completed:
             view = replace(view, left_at=None, left_at_source=None)
-            event(member_id, "rejoined", provider_at)
+            rejoined = True
+            event(member_id, "rejoined", provider_at, _initial_detail(new))
         if old is not None and old.status != new.status and new.status != LEFT:
             event(member_id, "status_changed", provider_at, {"from": old.status, "to": new.status})
-        _flag_events(old, new, provider_at, event)
+        # A rejoin's detail holds its mute and hold state, as a join's does: comparing with the
+        # state it left in would add a second mute period, or miss one it rejoined in.
+        _flag_events(old, new, provider_at, event, mute_and_hold=not rejoined)
         if new.status == LEFT and view.present:
-            view = replace(view, left_at=new.updated_at or at,
-                           left_at_source="provider" if new.updated_at else "observed")
-            event(member_id, "left", new.updated_at)
+            source = "provider" if new.updated_at else "observed"
+            view = replace(view, left_at=new.updated_at or at, left_at_source=source)
+            event(member_id, "left", new.updated_at, {"source": source})
         if old is None or view != old:
             views[member_id] = replace(view, last_observed_at=at)
             changed.add(member_id)
@@ -210,7 +220,7 @@ def _plan_members(conference: ConferenceView, stored: Mapping[str, MemberView],
                 views[member_id] = replace(view, left_at=closed_at, last_observed_at=seen_at,
                                            left_at_source="conference_completed")
                 changed.add(member_id)
-                event(member_id, "left", provider_at)
+                event(member_id, "left", provider_at, {"source": "conference_completed"})
     return views, frozenset(changed), tuple(events)
 
 
@@ -234,25 +244,30 @@ def _member_view(old: MemberView | None, new: MemberState, at: datetime) -> Memb
 
 
 def _flag_events(old: MemberView | None, new: MemberState, provider_at: datetime | None,
-                 event: Any) -> None:
-    """Mute, hold and coaching events between the stored and the observed member."""
+                 event: Any, *, mute_and_hold: bool = True) -> None:
+    """Mute, hold and coaching events between the stored and the observed member.
+
+    ``mute_and_hold=False`` (a rejoin) leaves out mute and hold: the ``rejoined`` event's
+    ``detail`` already says what they are.
+    """
     if old is None:
         return
-    if new.muted is True and old.muted is not True:
-        event(new.member_id, "muted", provider_at)
-    elif new.muted is False and old.muted is True:
-        event(new.member_id, "unmuted", provider_at)
-    if new.on_hold is True and old.on_hold is not True:
-        event(new.member_id, "held", provider_at)
-    elif new.on_hold is False and old.on_hold is True:
-        event(new.member_id, "unheld", provider_at)
+    if mute_and_hold:
+        if new.muted is True and old.muted is not True:
+            event(new.member_id, "muted", provider_at)
+        elif new.muted is False and old.muted is True:
+            event(new.member_id, "unmuted", provider_at)
+        if new.on_hold is True and old.on_hold is not True:
+            event(new.member_id, "held", provider_at)
+        elif new.on_hold is False and old.on_hold is True:
+            event(new.member_id, "unheld", provider_at)
     before, after = list(old.coaching or ()), list(new.coaching or ())
     if before != after:
         event(new.member_id, "coaching_changed", provider_at, {"from": before, "to": after})
 
 
 def _initial_detail(member: MemberState) -> dict[str, Any]:
-    """What a member looked like when first seen (stored with its ``joined`` event)."""
+    """What a member looked like when it (re)joined: its ``joined`` / ``rejoined`` detail."""
     return {"status": member.status, "muted": member.muted, "on_hold": member.on_hold,
             "coaching": list(member.coaching) if member.coaching is not None else None}
 
@@ -294,23 +309,32 @@ def plan_failure(conference: ConferenceView | None, failure: PollFailure) -> Con
     return None
 
 
+def is_newer_poll(target: TargetView, result: PollResult) -> bool:
+    """True when ``result`` is newer than the target's last recorded poll (not a replay)."""
+    return target.last_polled_at is None or result.observed_at > target.last_polled_at
+
+
 def plan_target(target: TargetView, result: PollResult, outcome: Outcome | None
                 ) -> TargetView | None:
     """The target's bookkeeping after ``result``; ``None`` when the result is not its newest.
 
-    ``outcome`` is the observation's outcome (``None`` for failures).
+    ``outcome`` is the observation's outcome (``None`` for failures). Every result newer than
+    the last poll counts in ``poll_count``, a failure in ``failure_count`` too; one that is not
+    newer (a replay, or out of order) counts nothing.
     """
-    at = result.observed_at
-    if target.last_polled_at is not None and at <= target.last_polled_at:
+    if not is_newer_poll(target, result):
         return None
+    at = result.observed_at
     if isinstance(result, Observation):
         label = "unchanged" if outcome is Outcome.UNCHANGED else "ok"
         return replace(target, last_polled_at=at, last_success_at=at, last_outcome=label,
-                       consecutive_failures=0, last_error=None, not_found_since=None)
+                       consecutive_failures=0, last_error=None, not_found_since=None,
+                       poll_count=target.poll_count + 1)
     not_found_since = target.not_found_since
     if result.kind == "not_found" and not_found_since is None:
         not_found_since = at
     return replace(target, last_polled_at=at, last_outcome=result.kind,
                    consecutive_failures=target.consecutive_failures + 1,
+                   poll_count=target.poll_count + 1, failure_count=target.failure_count + 1,
                    last_error=f"{result.kind}: {result.message}"[:MAX_ERROR_CHARS],
                    not_found_since=not_found_since)

@@ -8,11 +8,13 @@ in **one transaction** and returns :class:`RecordStats`. What it writes (DESIGN 
   404; completion time, its source and ``duration_seconds`` on completion;
 * ``conference_snapshot``, ``status_transition``, ``member``, ``member_event``: only when the
   observation's content hash differs from the stored one (rules in ``poller.store.diff``);
-* ``poll_target`` bookkeeping for every result (the row is created if missing), plus the
-  daemon's scheduling decision when given, and a ``poll_error`` row per failure.
+* ``poll_target`` bookkeeping for every result (the row is created if missing), the
+  ``poll_count`` / ``failure_count`` counters in that same row update, plus the daemon's
+  scheduling decision when given, and a ``poll_error`` row per failure.
 
 Exactly-once: results are applied in (account, conference_id, observed_at) order; a result not
-newer than what is stored is ignored (replays, out-of-order delivery, two pollers); rows are
+newer than what is stored is ignored (replays, out-of-order delivery, two pollers), and counts
+in no counter; a failure not newer than the target's ``last_polled_at`` leaves no trace; rows are
 locked in one global order, and a transaction that loses a race (unique violation,
 serialization failure, deadlock, an insert conflict) is retried whole, a few times, before
 :class:`poller.errors.StoreUnavailable` is raised. Unreachable databases raise it at once.

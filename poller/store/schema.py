@@ -116,6 +116,10 @@ class PollTarget(Base):
     last_outcome: Mapped[str | None]
     """ok, unchanged, or a ``poll_error.kind``."""
     consecutive_failures: Mapped[int] = mapped_column(server_default=text("0"))
+    poll_count: Mapped[int] = mapped_column(server_default=text("0"))
+    """Polls recorded, successful and failed (a replayed or out-of-order result is not counted)."""
+    failure_count: Mapped[int] = mapped_column(server_default=text("0"))
+    """Failed polls recorded (never pruned, unlike ``poll_error``)."""
     last_error: Mapped[str | None] = mapped_column(Text)
     not_found_since: Mapped[datetime | None]
     """First 404 of the current run of 404s (for gone / never_found decisions)."""

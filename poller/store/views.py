@@ -120,6 +120,8 @@ class TargetView(_Row):
     last_success_at: datetime | None
     last_outcome: str | None
     consecutive_failures: int
+    poll_count: int
+    failure_count: int
     last_error: str | None
     not_found_since: datetime | None
 

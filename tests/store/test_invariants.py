@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from databases import dump_tables, row_counts
+from databases import dump_tables, fetch, row_counts
 from factories import at, failure, telnyx_member, telnyx_observation, telnyx_target
 from sqlalchemy import Engine, text
 
@@ -76,6 +76,41 @@ def test_out_of_order_results_are_ignored(recorder: Recorder, engine: Engine) ->
                              failure(at=5)])
     assert stats.outcomes == {"stale": 1, "failure": 1}
     assert dump_tables(engine) == before
+
+
+def _counters(engine: Engine) -> tuple[int, int]:
+    [target] = fetch(engine, "poll_target")
+    return target["poll_count"], target["failure_count"]
+
+
+def test_poll_counters_count_each_poll_once(recorder: Recorder, engine: Engine) -> None:
+    """Every new result counts once; replays and results older than the last poll never do."""
+    recorder.record(_timeline())
+    assert _counters(engine) == (7, 2)
+    recorder.record(_timeline())
+    assert _counters(engine) == (7, 2)
+    recorder.record([telnyx_observation(at=45, members=[telnyx_member("p2")]),
+                     failure(at=55, kind="timeout", http_status=None)])
+    assert _counters(engine) == (7, 2)
+    recorder.record([failure(at=70, kind="timeout", http_status=None),
+                     telnyx_observation(at=80, status="completed", updated_at=45,
+                                        members=[telnyx_member("p2")])])
+    assert _counters(engine) == (9, 3)
+
+
+def test_stale_failure_is_ignored_entirely(recorder: Recorder, engine: Engine) -> None:
+    """A failure not newer than the target's last poll leaves no trace, not even ``gone_at``.
+
+    The 404 at 20 is newer than the conference's last observation (0) but older than the
+    timeout at 30 already recorded: it arrived out of order.
+    """
+    recorder.record([telnyx_observation(at=0)])
+    recorder.record([failure(at=30, kind="timeout", http_status=None)])
+    before = dump_tables(engine)
+    stats = recorder.record([failure(at=20)])
+    assert stats.inserted == {}
+    assert dump_tables(engine) == before
+    assert fetch(engine, "conference")[0]["gone_at"] is None
 
 
 @pytest.mark.postgres

@@ -100,6 +100,39 @@ def test_rejoin_after_leaving(recorder: Recorder, engine: Engine) -> None:
     assert (c1["left_at"], c1["left_at_source"]) == (None, None)
 
 
+def test_rejoined_carries_the_state_it_rejoined_in(recorder: Recorder, engine: Engine) -> None:
+    """``rejoined`` has a ``joined``-like detail; mute and hold are not also separate events."""
+    recorder.record([bandwidth_observation(at=0, members=[bandwidth_member("c1", mute=True)])])
+    recorder.record([bandwidth_observation(at=10)])
+    recorder.record([bandwidth_observation(at=20, members=[
+        bandwidth_member("c1", mute=True, hold=True)])])
+    recorder.record([bandwidth_observation(at=30, members=[bandwidth_member("c1", hold=True)])])
+    events = fetch(engine, "member_event")
+    assert [e["kind"] for e in events] == ["joined", "left", "rejoined", "unmuted"]
+    assert events[2]["detail"] == {"status": None, "muted": True, "on_hold": True,
+                                   "coaching": None}
+    assert events[0]["detail"] == {"status": None, "muted": True, "on_hold": False,
+                                   "coaching": None}
+
+
+def test_left_events_name_their_source(recorder: Recorder, engine: Engine) -> None:
+    """Every ``left`` event's detail says where its time came from, like ``left_at_source``."""
+    _poll(recorder, 0, telnyx_member("p1"), telnyx_member("p2"), telnyx_member("p3"),
+          telnyx_member("p4"))
+    _poll(recorder, 10, telnyx_member("p1", status="left", updated_at=8),
+          telnyx_member("p2", status="left"), telnyx_member("p4"))
+    _poll(recorder, 20, telnyx_member("p1", status="left", updated_at=8),
+          telnyx_member("p2", status="left"), telnyx_member("p4"), status="completed")
+    sources = {}
+    for member in fetch(engine, "member"):
+        [left] = [e for e in fetch(engine, "member_event", member_pk=member["id"])
+                  if e["kind"] == "left"]
+        assert left["detail"] == {"source": member["left_at_source"]}
+        sources[member["member_id"]] = member["left_at_source"]
+    assert sources == {"p1": "provider", "p2": "observed", "p3": "disappeared",
+                       "p4": "conference_completed"}
+
+
 def test_completion_closes_open_members(recorder: Recorder, engine: Engine) -> None:
     """Members still open when the conference completes leave at the completion time."""
     _poll(recorder, 0, telnyx_member("p1"), telnyx_member("p2"))

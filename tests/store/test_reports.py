@@ -297,11 +297,12 @@ def expected_answers() -> dict[str, list[tuple[Any, ...]]]:
             ("2025-03-02", "telnyx-main", 1, 1),
         ],
         "Error rate per account": [
-            ("bandwidth", "bandwidth-main", 2, 1, 0.5, 0.0),
-            ("telnyx", "telnyx-eu", 1, 1, 1.0, 0.0),
-            # 5 targets, 5 failures; of the 4 still active, conf-missing and conf-standup
-            # failed last (conf-vanish is retired).
-            ("telnyx", "telnyx-main", 5, 5, 1.0, 0.5),
+            # conf-bw-1: 4 observations + 1 timeout; conf-bw-2: 5 observations.
+            ("bandwidth", "bandwidth-main", 2, 10, 1, 0.1),
+            # conf-open: 4 observations + 1 rate limit.
+            ("telnyx", "telnyx-eu", 1, 5, 1, 0.2),
+            # standup 6 + 1 failure, sales 3 + 1, vanish 1 + 2, missing 0 + 1, recent 2 + 0.
+            ("telnyx", "telnyx-main", 5, 17, 5, 0.294),
         ],
         "Errors by kind": [
             ("not_found", 404, 4),
@@ -458,8 +459,67 @@ def test_member_session_rejoin_has_two_stays(recorded: Engine) -> None:
             "duration_seconds, present, times_muted, seconds_muted FROM member_session "
             "WHERE conference_id = 'conf-bw-2' ORDER BY stay")).all()
     assert [tuple(normalise(v) for v in stay) for stay in stays] == [
-        (1, at(500), "observed", at(530), "observed", 30.0, False, 0, 0.0),
+        (1, at(500), "observed", at(530), "disappeared", 30.0, False, 0, 0.0),
         (2, at(560), "observed", at(620), "disappeared", 60.0, False, 1, 30.0),
+    ]
+
+
+def _sessions(engine: Engine, conference_id: str, columns: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            f"SELECT member_id, stay, {columns} FROM member_session "
+            "WHERE conference_id = :c ORDER BY member_id, stay"), {"c": conference_id}).all()
+    return [tuple(normalise(v) for v in r) for r in rows]
+
+
+def test_member_session_rejoin_keeps_mute_and_hold(engine: Engine) -> None:
+    """A member who rejoins muted (or on hold) has that time counted in its new stay, once.
+
+    c1 leaves muted and on hold and rejoins so; c2 leaves unmuted and rejoins muted; c3 leaves
+    muted and rejoins unmuted.
+    """
+    def poll(seconds: float, *members: MemberState) -> None:
+        Recorder(engine).record([bandwidth_observation(at=seconds, members=members)])
+
+    poll(0, bandwidth_member("c1", mute=True, hold=True), bandwidth_member("c2"),
+         bandwidth_member("c3", mute=True))
+    poll(10)  # all three disappear
+    poll(20, bandwidth_member("c1", mute=True, hold=True), bandwidth_member("c2", mute=True),
+         bandwidth_member("c3"))
+    poll(30, bandwidth_member("c1", hold=True), bandwidth_member("c2", mute=True),
+         bandwidth_member("c3"))
+    poll(40)
+    assert _sessions(engine, "conf-bw-1", "left_at_source, times_muted, seconds_muted, "
+                     "times_held, seconds_held") == [
+        ("c1", 1, "disappeared", 1, 10.0, 1, 10.0),
+        ("c1", 2, "disappeared", 1, 10.0, 1, 20.0),
+        ("c2", 1, "disappeared", 0, 0.0, 0, 0.0),
+        ("c2", 2, "disappeared", 1, 20.0, 0, 0.0),
+        ("c3", 1, "disappeared", 1, 10.0, 0, 0.0),
+        ("c3", 2, "disappeared", 0, 0.0, 0, 0.0),
+    ]
+
+
+def test_member_session_left_source_of_every_stay(engine: Engine) -> None:
+    """Each stay reports how its own end was known, not only the last one."""
+    def poll(seconds: float, *members: MemberState, **kwargs: Any) -> None:
+        Recorder(engine).record([telnyx_observation(at=seconds, members=members, **kwargs)])
+
+    poll(0, telnyx_member("p1", created_at=-5), telnyx_member("p2", created_at=-3))
+    poll(10, telnyx_member("p1", status="left", updated_at=8),
+         telnyx_member("p2", status="left"))
+    poll(20, telnyx_member("p1", updated_at=18), telnyx_member("p2"))
+    poll(30, telnyx_member("p2"))  # p1 disappears
+    poll(40, telnyx_member("p1", updated_at=18), telnyx_member("p2"))
+    poll(50, telnyx_member("p1", updated_at=18), telnyx_member("p2"), status="completed",
+         updated_at=48)
+    columns = "joined_at, joined_at_source, left_at, left_at_source"
+    assert _sessions(engine, "conf-1", columns) == [
+        ("p1", 1, at(-5), "provider", at(8), "provider"),
+        ("p1", 2, at(18), "provider", at(30), "disappeared"),
+        ("p1", 3, at(40), "observed", at(48), "conference_completed"),
+        ("p2", 1, at(-3), "provider", at(10), "observed"),
+        ("p2", 2, at(20), "observed", at(48), "conference_completed"),
     ]
 
 
