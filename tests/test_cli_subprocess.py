@@ -1,0 +1,58 @@
+"""The installed ``poller`` command, run as a subprocess the way a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import create_engine, inspect
+
+POLLER = str(Path(sys.executable).with_name("poller"))
+TABLES = {"poll_target", "conference", "conference_snapshot", "status_transition", "member",
+          "member_event", "poll_error"}
+VIEWS = {"conference_summary", "member_session"}
+
+
+def poller(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([POLLER, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})}, cwd=cwd, check=False)
+
+
+def test_db_upgrade_creates_every_table_and_view(empty_database_url: str, tmp_path: Path
+                                                 ) -> None:
+    """POLLER_DATABASE_URL=… poller db upgrade builds every documented table and view."""
+    result = poller("db", "upgrade", env={"POLLER_DATABASE_URL": empty_database_url},
+                    cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    engine = create_engine(empty_database_url)
+    try:
+        inspector = inspect(engine)
+        assert set(inspector.get_table_names()) >= TABLES
+        assert set(inspector.get_view_names()) >= VIEWS
+    finally:
+        engine.dispose()
+    current = poller("db", "current", env={"POLLER_DATABASE_URL": empty_database_url})
+    assert current.returncode == 0
+    assert current.stdout.strip().endswith("(head)")
+
+
+def test_bad_config_file_exits_2(tmp_path: Path) -> None:
+    """A config file that is not TOML stops the command with exit code 2 and names the file."""
+    config = tmp_path / "config.toml"
+    config.write_text("[database\nurl = 3\n")
+    env = {k: v for k, v in os.environ.items() if k != "POLLER_DATABASE_URL"}
+    result = subprocess.run([POLLER, "--config", str(config), "db", "current"],
+                            capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert result.returncode == 2
+    assert "config.toml" in result.stderr
+
+
+def test_help_on_every_command() -> None:
+    """--help works on the group and every sub-command."""
+    for args in ([], ["db"], ["db", "upgrade"], ["db", "current"], ["simulate"], ["prune"]):
+        result = poller(*args, "--help")
+        assert result.returncode == 0, (args, result.stderr)
+        assert "Usage:" in result.stdout
