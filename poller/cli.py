@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from poller.commands import CliState
+from poller.commands.check_config import check_config
 from poller.commands.db import db
 from poller.commands.prune import prune
 from poller.commands.simulate import simulate
@@ -42,6 +43,7 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 cli.add_command(simulate)
 cli.add_command(db)
 cli.add_command(prune)
+cli.add_command(check_config)
 
 
 def main(argv: list[str] | None = None) -> None:

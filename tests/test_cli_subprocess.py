@@ -52,7 +52,8 @@ def test_bad_config_file_exits_2(tmp_path: Path) -> None:
 
 def test_help_on_every_command() -> None:
     """--help works on the group and every sub-command."""
-    for args in ([], ["db"], ["db", "upgrade"], ["db", "current"], ["simulate"], ["prune"]):
+    for args in ([], ["db"], ["db", "upgrade"], ["db", "current"], ["simulate"], ["prune"],
+                 ["check-config"]):
         result = poller(*args, "--help")
         assert result.returncode == 0, (args, result.stderr)
         assert "Usage:" in result.stdout
