@@ -87,7 +87,7 @@ def upgrade() -> None:
         sa.Column("event_method", sa.String(), nullable=True),
         sa.Column("content_hash", sa.String(), nullable=True),
         sa.Column("first_observed_at", TS, nullable=False),
-        sa.Column("last_observed_at", TS, nullable=False),
+        sa.Column("last_changed_at", TS, nullable=False),
         sa.Column("gone_at", TS, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_conference"),
         sa.UniqueConstraint("account", "conference_id",

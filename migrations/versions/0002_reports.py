@@ -15,7 +15,10 @@ describes every column and gives example queries). They read only the tables of
   ``muted`` / ``unmuted`` / ``held`` / ``unheld`` events plus the state a member joined or
   rejoined in, kept in its ``joined`` / ``rejoined`` event's ``detail``;
 * flags (``gone``, ``vanished``, ``still_open``, ``present``) are ``boolean`` on PostgreSQL
-  and 0/1 on SQLite: ``WHERE gone``, ``WHERE NOT still_open`` and ``= TRUE`` work on both.
+  and 0/1 on SQLite: ``WHERE gone``, ``WHERE NOT still_open`` and ``= TRUE`` work on both;
+* ``conference_summary.last_observed_at`` (the last successful poll) is the target's
+  ``poll_target.last_success_at``: an unchanged poll updates only ``poll_target``, so the
+  ``conference`` row keeps ``last_changed_at`` instead.
 
 The SQL is frozen here on purpose (a migration must not change when application code does). To
 change a view, write a new migration that drops and re-creates it. A later migration that
@@ -132,7 +135,8 @@ SELECT
     COALESCE(s.snapshot_count, 0) AS snapshot_count,
     COALESCE(t.transition_count, 0) AS transition_count,
     c.first_observed_at,
-    c.last_observed_at,
+    pt.last_success_at AS last_observed_at,
+    c.last_changed_at,
     (c.gone_at IS NOT NULL) AS gone,
     c.gone_at,
     (c.gone_at IS NOT NULL AND c.status <> 'completed') AS vanished,

@@ -12,11 +12,14 @@ The steps, all inside the caller's transaction:
    ``poller.store.diff``, carrying the views forward in memory.
 4. **Write** with one executemany per statement shape: new conferences (``ON CONFLICT DO
    NOTHING``; a lost race raises :class:`InsertConflict` and the recorder retries), conference
-   updates, snapshot closes and inserts, transitions, members, member events, target bookkeeping
-   and poll errors. Sequence numbers continue from ``max(seq)`` read under the conference lock.
+   updates (only for conferences that changed: write on change), snapshot closes and inserts,
+   transitions, members, member events, target bookkeeping and poll errors. A batch of
+   unchanged polls writes one statement: the ``poll_target`` UPDATE. Sequence numbers
+   continue from ``max(seq)`` read under the conference lock.
    Each target gets one row update per batch, whatever the number of its results: bookkeeping,
    the ``poll_count`` / ``failure_count`` counters (new values computed under the row lock) and
-   the daemon's schedule, merged.
+   the daemon's schedule, merged. The target row's ``last_success_at`` (the newest recorded
+   observation) is the staleness line and bracket start of the diff, read under its lock.
 """
 
 from __future__ import annotations
@@ -109,9 +112,9 @@ class BatchWriter:
                              "next_poll_at": update_.next_poll_at if update_ else self.now,
                              "created_at": self.now})
             stmt = self._upsert(TARGET).on_conflict_do_nothing(
-                index_elements=["account", "conference_id"])
-            outcome = self.conn.execute(stmt, rows)
-            self.inserted["poll_target"] += max(outcome.rowcount, 0)
+                index_elements=["account", "conference_id"]).returning(TARGET.c.id)
+            # Counted from RETURNING: an executemany's rowcount is not reliable on every driver.
+            self.inserted["poll_target"] += len(self.conn.execute(stmt, rows).all())
             found.update({(r["account"], r["conference_id"]): TargetView.from_row(r)
                           for r in self._select_locked(TARGET, missing)})
         return found
@@ -155,7 +158,7 @@ class BatchWriter:
         maybe_changed = {
             conferences[key].pk for r in results
             if isinstance(r, Observation) and (key := key_of(r.target)) in conferences
-            and r.observed_at > conferences[key].last_observed_at
+            and _is_after(r.observed_at, targets[key].last_success_at)
             and hashes[id(r)] != conferences[key].content_hash
         }
         by_pk = self.load_members(pk for pk in maybe_changed if pk is not None)
@@ -163,8 +166,7 @@ class BatchWriter:
             key: by_pk.get(view.pk, {}) for key, view in conferences.items() if view.pk is not None
         }
         original = dict(conferences)
-        full: set[Key] = set()
-        touched: set[Key] = set()
+        changed: set[Key] = set()
         writes = _HistoryWrites()
         dirty_targets: dict[Key, TargetView] = {}
         errors: list[dict[str, Any]] = []
@@ -172,26 +174,32 @@ class BatchWriter:
         for result in results:
             key = key_of(result.target)
             outcome: Outcome | None = None
+            target = dirty_targets.get(key, targets[key])
             if isinstance(result, Observation):
-                plan = plan_observation(conferences.get(key), members.get(key, {}), result,
-                                        hashes[id(result)])
+                before = conferences.get(key)
+                plan = plan_observation(before, members.get(key, {}), result,
+                                        last_seen=target.last_success_at,
+                                        content_hash=hashes[id(result)])
                 outcome = plan.outcome
                 self.outcomes[outcome.value] += 1
                 if outcome is not Outcome.STALE:
                     conferences[key] = plan.conference
                     members[key] = dict(plan.members)
-                    (full if outcome is Outcome.CHANGED else touched).add(key)
+                    # Write on change: an unchanged poll leaves the conference row alone
+                    # (unless it clears gone_at); its only write is the target's bookkeeping.
+                    if outcome is Outcome.CHANGED or plan.conference != before:
+                        changed.add(key)
                     writes.add(key, plan)
             else:
                 self.outcomes["failure"] += 1
                 # A failure not newer than the target's last poll (a replay, or out of order)
                 # is ignored entirely: no gone_at, no poll_error row, no counter moves.
-                if is_newer_poll(dirty_targets.get(key, targets[key]), result):
-                    gone = plan_failure(conferences.get(key), result)
+                if is_newer_poll(target, result):
+                    gone = plan_failure(conferences.get(key), result, target.last_success_at)
                     if gone is not None:
                         conferences[key] = gone
-                        full.add(key)
-            new_target = plan_target(dirty_targets.get(key, targets[key]), result, outcome)
+                        changed.add(key)
+            new_target = plan_target(target, result, outcome)
             if new_target is not None:
                 dirty_targets[key] = new_target
                 if not isinstance(result, Observation):
@@ -201,7 +209,7 @@ class BatchWriter:
                                    "retry_after_seconds": result.retry_after_seconds,
                                    "detail": result.message[:500]})
 
-        pks = self._write_conferences(conferences, original, full, touched)
+        pks = self._write_conferences(conferences, original, changed)
         writes.write(self, pks, original, members)
         self._write_targets(targets, dirty_targets, results)
         if errors:
@@ -220,11 +228,11 @@ class BatchWriter:
             self.updated[table.name] += len(group)
 
     def _write_conferences(self, conferences: Mapping[Key, ConferenceView],
-                           original: Mapping[Key, ConferenceView], full: set[Key],
-                           touched: set[Key]) -> dict[Key, int]:
-        """Insert new conferences, update changed and touched ones; return every key's pk."""
+                           original: Mapping[Key, ConferenceView], changed: set[Key]
+                           ) -> dict[Key, int]:
+        """Insert new conferences, update changed ones; return every key's pk."""
         pks = {key: view.pk for key, view in original.items() if view.pk is not None}
-        new = [conferences[key].values() for key in sorted(full | touched) if key not in pks]
+        new = [conferences[key].values() for key in sorted(changed) if key not in pks]
         if new:
             stmt = self._upsert(CONFERENCE).on_conflict_do_nothing(
                 index_elements=["account", "conference_id"],
@@ -234,12 +242,8 @@ class BatchWriter:
                 raise InsertConflict("a conference was first recorded by another transaction")
             pks.update({(account, conference_id): pk for pk, account, conference_id in returned})
             self.inserted["conference"] += len(new)
-        rows = [conferences[key].values() | {"b_pk": pks[key]}
-                for key in sorted(full) if key in original]
-        rows += [{"last_observed_at": conferences[key].last_observed_at,
-                  "gone_at": conferences[key].gone_at, "b_pk": pks[key]}
-                 for key in sorted(touched - full) if key in original]
-        self.update_many(CONFERENCE, rows)
+        self.update_many(CONFERENCE, [conferences[key].values() | {"b_pk": pks[key]}
+                                      for key in sorted(changed) if key in original])
         return pks
 
     def _write_targets(self, targets: Mapping[Key, TargetView],
@@ -267,6 +271,11 @@ class BatchWriter:
                 state="retired", retired_reason=bindparam("b_reason"),
                 retired_at=func.coalesce(TARGET.c.retired_at, bindparam("b_now")))
             self.conn.execute(stmt, retire)
+
+
+def _is_after(moment: datetime, line: datetime | None) -> bool:
+    """True when ``moment`` is after ``line`` (always, when there is no line yet)."""
+    return line is None or moment > line
 
 
 class _HistoryWrites:

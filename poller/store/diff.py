@@ -1,16 +1,19 @@
 """The pure core of the recorder: what one poll result changes in the stored history.
 
-``plan_observation(conference, members, observation)`` compares the stored view of a conference
-(``None`` on first sight) and its members with a new observation, and returns a :class:`Plan`:
-the new views, and the snapshot, status transitions and member events to insert. The rules
-(DESIGN §2, §3):
+``plan_observation(conference, members, observation, last_seen=…)`` compares the stored view of a
+conference (``None`` on first sight) and its members with a new observation, and returns a
+:class:`Plan`: the new views, and the snapshot, status transitions and member events to insert.
+``last_seen`` is the target's ``poll_target.last_success_at``: the ``observed_at`` of the newest
+observation recorded for it (``plan_target`` keeps it so). The rules (DESIGN §2, §3):
 
-* an observation not newer than ``conference.last_observed_at`` is ``STALE`` (replays and
-  out-of-order results change nothing); one with the stored content hash is ``UNCHANGED``
-  (only ``last_observed_at`` moves);
+* an observation not newer than ``last_seen`` is ``STALE`` (replays and out-of-order results
+  change nothing); one with the stored content hash is ``UNCHANGED`` and leaves the conference
+  row as it is (write on change: only ``poll_target`` moves), unless it brings a conference
+  marked gone back (``gone_at`` cleared, ``last_changed_at`` moved);
 * every change of (status, provider_status) is a transition, the first sighting included, with
-  the bracket ``(previous_observed_at, observed_at]`` where ``previous_observed_at`` is the
-  stored ``last_observed_at``, the last poll that saw the old state;
+  the bracket ``(previous_observed_at, observed_at]`` where ``previous_observed_at`` is
+  ``last_seen``, the last poll that saw the old state;
+* ``conference.last_changed_at`` is the newest observation (or 404) that changed the row;
 * completion time: Bandwidth ``completedTime`` ("provider"), else Telnyx ``updated_at`` of the
   first observation showing completed ("provider_updated_at"), else ``observed_at``;
 * members join when first listed (time from Telnyx ``created_at``, else the observation), leave
@@ -24,8 +27,9 @@ the new views, and the snapshot, status transitions and member events to insert.
 ``plan_failure`` and ``plan_target`` cover failed polls (a 404 marks a seen conference gone,
 nothing else is invented) and the per-target bookkeeping, poll and failure counters included.
 A result not newer than the target's ``last_polled_at`` (``is_newer_poll``) is a replay or
-arrived out of order: it changes no bookkeeping and counts nothing, and a failure like that is
-ignored entirely. No I/O anywhere in this module.
+arrived out of order: it counts nothing and changes no bookkeeping, except that an observation
+newer than ``last_success_at`` (older than a failure recorded before it) is recorded and moves
+``last_success_at``; a failure like that is ignored entirely. No I/O anywhere in this module.
 """
 
 from __future__ import annotations
@@ -60,20 +64,27 @@ MAX_ERROR_CHARS = 500
 
 
 def plan_observation(conference: ConferenceView | None, members: Mapping[str, MemberView],
-                     observation: Observation, content_hash: str | None = None) -> Plan:
+                     observation: Observation, *, last_seen: datetime | None,
+                     content_hash: str | None = None) -> Plan:
     """What ``observation`` changes, given the stored ``conference`` and its ``members``.
 
-    ``content_hash`` may be passed when already computed (it is ``observation.content_hash()``).
+    ``last_seen`` is the ``observed_at`` of the newest observation recorded for the target
+    (``poll_target.last_success_at``; ``None`` before the first). ``content_hash`` may be passed
+    when already computed (it is ``observation.content_hash()``).
     """
-    if conference is not None and observation.observed_at <= conference.last_observed_at:
+    at = observation.observed_at
+    if conference is not None and last_seen is not None and at <= last_seen:
         return Plan(Outcome.STALE, conference, members)
     digest = content_hash or observation.content_hash()
     if conference is not None and digest == conference.content_hash:
-        touched = replace(conference, last_observed_at=observation.observed_at, gone_at=None)
-        return Plan(Outcome.UNCHANGED, touched, members)
+        gone_at = _gone_at_after(conference, at)
+        if gone_at != conference.gone_at:  # seen again after a 404: the row changes
+            conference = replace(conference, gone_at=gone_at,
+                                 last_changed_at=max(conference.last_changed_at, at))
+        return Plan(Outcome.UNCHANGED, conference, members)
 
     view = _conference_view(conference, observation, digest)
-    previous_at = conference.last_observed_at if conference is not None else None
+    previous_at = last_seen if conference is not None else None
     transitions: tuple[PlannedTransition, ...] = ()
     if conference is None or (conference.status, conference.provider_status) != (
         view.status, view.provider_status
@@ -133,9 +144,19 @@ def _conference_view(previous: ConferenceView | None, observation: Observation, 
         event_method=state.event_method,
         content_hash=digest,
         first_observed_at=previous.first_observed_at if previous is not None else at,
-        last_observed_at=at,
-        gone_at=None,
+        last_changed_at=max(previous.last_changed_at, at) if previous is not None else at,
+        gone_at=_gone_at_after(previous, at) if previous is not None else None,
     )
+
+
+def _gone_at_after(conference: ConferenceView, at: datetime) -> datetime | None:
+    """``gone_at`` once the conference is seen at ``at``: cleared, unless the 404 came later.
+
+    A 404 newer than the observation (one delivered out of order) still stands.
+    """
+    if conference.gone_at is not None and conference.gone_at > at:
+        return conference.gone_at
+    return None
 
 
 def _transition(previous: ConferenceView | None, view: ConferenceView, observation: Observation,
@@ -297,15 +318,21 @@ def _jsonable(value: object, *, exclude: set[str]) -> dict[str, Any]:
     return out
 
 
-def plan_failure(conference: ConferenceView | None, failure: PollFailure) -> ConferenceView | None:
-    """The conference marked gone by a 404 after being seen, or ``None`` when nothing changes."""
+def plan_failure(conference: ConferenceView | None, failure: PollFailure,
+                 last_seen: datetime | None) -> ConferenceView | None:
+    """The conference marked gone by a 404 after being seen, or ``None`` when nothing changes.
+
+    ``last_seen`` is as in :func:`plan_observation`: a 404 older than the last observation
+    marks nothing.
+    """
+    at = failure.observed_at
     if (
         failure.kind == "not_found"
         and conference is not None
         and conference.gone_at is None
-        and failure.observed_at > conference.last_observed_at
+        and (last_seen is None or at > last_seen)
     ):
-        return replace(conference, gone_at=failure.observed_at)
+        return replace(conference, gone_at=at, last_changed_at=max(conference.last_changed_at, at))
     return None
 
 
@@ -316,15 +343,22 @@ def is_newer_poll(target: TargetView, result: PollResult) -> bool:
 
 def plan_target(target: TargetView, result: PollResult, outcome: Outcome | None
                 ) -> TargetView | None:
-    """The target's bookkeeping after ``result``; ``None`` when the result is not its newest.
+    """The target's bookkeeping after ``result``; ``None`` when nothing of it changes.
 
     ``outcome`` is the observation's outcome (``None`` for failures). Every result newer than
     the last poll counts in ``poll_count``, a failure in ``failure_count`` too; one that is not
-    newer (a replay, or out of order) counts nothing.
+    newer (a replay, or out of order) counts nothing. ``last_success_at`` always follows the
+    newest recorded observation, even one older than a failure recorded before it (out of
+    order, but newer than the last success, so its changes were recorded): it is the staleness
+    line and the bracket start of :func:`plan_observation`.
     """
-    if not is_newer_poll(target, result):
-        return None
     at = result.observed_at
+    if not is_newer_poll(target, result):
+        if isinstance(result, Observation) and outcome not in (None, Outcome.STALE) and (
+            target.last_success_at is None or at > target.last_success_at
+        ):
+            return replace(target, last_success_at=at)
+        return None
     if isinstance(result, Observation):
         label = "unchanged" if outcome is Outcome.UNCHANGED else "ok"
         return replace(target, last_polled_at=at, last_success_at=at, last_outcome=label,

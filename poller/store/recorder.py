@@ -3,20 +3,25 @@
 ``Recorder(engine).record(batch)`` applies a batch of poll results (observations and failures)
 in **one transaction** and returns :class:`RecordStats`. What it writes (DESIGN §3):
 
-* ``conference``: the current view, inserted on first sight and updated on every poll (an
-  unchanged poll only moves ``last_observed_at``); ``gone_at`` when a seen conference answers
-  404; completion time, its source and ``duration_seconds`` on completion;
+* ``conference``: the current view, inserted on first sight and updated only when it changes
+  (a new state, ``gone_at`` when a seen conference answers 404 or cleared when it is seen
+  again; completion time, its source and ``duration_seconds`` on completion), with
+  ``last_changed_at``; an unchanged poll does not touch it;
 * ``conference_snapshot``, ``status_transition``, ``member``, ``member_event``: only when the
   observation's content hash differs from the stored one (rules in ``poller.store.diff``);
 * ``poll_target`` bookkeeping for every result (the row is created if missing), the
   ``poll_count`` / ``failure_count`` counters in that same row update, plus the daemon's
-  scheduling decision when given, and a ``poll_error`` row per failure.
+  scheduling decision when given, and a ``poll_error`` row per failure. Its
+  ``last_success_at`` (the newest recorded observation) is where the next change's bracket
+  ``(previous_observed_at, observed_at]`` starts. A batch of unchanged polls therefore costs
+  one batched UPDATE of ``poll_target`` and nothing else (DESIGN §3, invariant 1).
 
-Exactly-once: results are applied in (account, conference_id, observed_at) order; a result not
-newer than what is stored is ignored (replays, out-of-order delivery, two pollers), and counts
-in no counter; a failure not newer than the target's ``last_polled_at`` leaves no trace; rows are
-locked in one global order, and a transaction that loses a race (unique violation,
-serialization failure, deadlock, an insert conflict) is retried whole, a few times, before
+Exactly-once: results are applied in (account, conference_id, observed_at) order; an
+observation not newer than the target's ``last_success_at`` is ignored (replays, out-of-order
+delivery, two pollers), and a result not newer than its ``last_polled_at`` counts in no
+counter (a failure like that leaves no trace at all); rows are locked in one global order
+(targets first), and a transaction that loses a race (unique violation, serialization failure,
+deadlock, an insert conflict) is retried whole, a few times, before
 :class:`poller.errors.StoreUnavailable` is raised. Unreachable databases raise it at once.
 """
 

@@ -113,6 +113,7 @@ class PollTarget(Base):
     next_poll_at: Mapped[datetime]
     last_polled_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
+    """``observed_at`` of the newest recorded observation: when the conference was last seen."""
     last_outcome: Mapped[str | None]
     """ok, unchanged, or a ``poll_error.kind``."""
     consecutive_failures: Mapped[int] = mapped_column(server_default=text("0"))
@@ -163,7 +164,12 @@ class Conference(Base):
     content_hash: Mapped[str | None]
     """Hash of the last observed state (equals the current snapshot's)."""
     first_observed_at: Mapped[datetime]
-    last_observed_at: Mapped[datetime]
+    last_changed_at: Mapped[datetime]
+    """The last observation that changed this row: first sighting, new state, gone or back.
+
+    Unchanged polls do not move it (they write only ``poll_target``); the last successful poll
+    is ``poll_target.last_success_at``, shown as ``conference_summary.last_observed_at``.
+    """
     gone_at: Mapped[datetime | None]
     """When the provider started answering 404 for a conference it had shown us."""
 
@@ -254,6 +260,10 @@ class Member(Base):
     """provider / observed / disappeared / conference_completed."""
     first_observed_at: Mapped[datetime]
     last_observed_at: Mapped[datetime]
+    """The last poll that wrote this row (first listing or a change; unchanged polls do not).
+
+    For a member that disappeared: the last successful poll before the one that missed it.
+    """
 
 
 class MemberEvent(Base):

@@ -24,7 +24,7 @@ class Outcome(StrEnum):
     CHANGED = "changed"
     """A new state: snapshot, maybe transitions and member events."""
     UNCHANGED = "unchanged"
-    """Same content hash as the stored state: no history row, only ``last_observed_at``."""
+    """Same content hash as the stored state: no history row, only ``poll_target`` moves."""
     STALE = "stale"
     """Not newer than what is stored (a replay, or out of order): ignored entirely."""
 
@@ -78,7 +78,7 @@ class ConferenceView(_Row):
     event_method: str | None
     content_hash: str | None
     first_observed_at: datetime
-    last_observed_at: datetime
+    last_changed_at: datetime
     gone_at: datetime | None
 
 
@@ -113,7 +113,11 @@ class MemberView(_Row):
 
 @dataclass(frozen=True, slots=True)
 class TargetView(_Row):
-    """The recorder's part of a ``poll_target`` row (the outcome of the latest poll)."""
+    """The recorder's part of a ``poll_target`` row (the outcome of the latest poll).
+
+    ``last_success_at`` is the ``observed_at`` of the newest observation recorded for the
+    target: the staleness line for observations and the start of the next change's bracket.
+    """
 
     pk: int | None
     last_polled_at: datetime | None

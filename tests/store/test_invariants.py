@@ -33,14 +33,78 @@ def _timeline(conference_id: str = "conf-1") -> list[PollResult]:
 
 
 def test_unchanged_observation_writes_no_history(recorder: Recorder, engine: Engine) -> None:
-    """A poll equal to the last one adds no row anywhere and updates only bookkeeping."""
+    """A poll equal to the last one adds no row anywhere and updates only bookkeeping.
+
+    Every table but ``poll_target`` is left exactly as it was, the ``conference`` row included.
+    """
     recorder.record([telnyx_observation(at=0, members=[telnyx_member("p1")])])
     before = row_counts(engine)
+    tables = dump_tables(engine)
     stats = recorder.record([telnyx_observation(at=10, members=[telnyx_member("p1")])])
     assert row_counts(engine) == before
     assert stats.inserted == {}
-    assert stats.updated == {"poll_target": 1, "conference": 1}
+    assert stats.updated == {"poll_target": 1}
     assert stats.unchanged == 1
+    after = dump_tables(engine)
+    assert {t: rows for t, rows in after.items() if t != "poll_target"} == {
+        t: rows for t, rows in tables.items() if t != "poll_target"}
+    [target] = fetch(engine, "poll_target")
+    assert (target["last_success_at"], target["last_polled_at"]) == (at(10), at(10))
+    [conference] = fetch(engine, "conference")
+    assert conference["last_changed_at"] == at(0)
+
+
+def test_bracket_spans_unchanged_polls(recorder: Recorder, engine: Engine) -> None:
+    """After unchanged polls, a change's bracket starts at the last of them, not the last change.
+
+    The conference row was last written at 0; the polls at 10 and 20 only moved
+    ``poll_target.last_success_at``, which is where the bracket of the change at 30 starts.
+    """
+    for seconds in (0, 10, 20):
+        recorder.record([telnyx_observation(at=seconds, members=[telnyx_member("p1")])])
+    recorder.record([telnyx_observation(at=30, status="completed", updated_at=25,
+                                        members=[telnyx_member("p1", muted=True)])])
+    [_, completed] = fetch(engine, "status_transition")
+    assert (completed["previous_observed_at"], completed["observed_at"]) == (at(20), at(30))
+    events = fetch(engine, "member_event")
+    assert [(e["kind"], e["previous_observed_at"]) for e in events[1:]] == [
+        ("muted", at(20)), ("left", at(20))]
+    [conference] = fetch(engine, "conference")
+    assert conference["last_changed_at"] == at(30)
+
+
+def test_observation_after_a_later_failure_is_recorded_once(recorder: Recorder,
+                                                            engine: Engine) -> None:
+    """An observation older than a recorded failure but newer than the last success counts.
+
+    It is history nobody recorded yet (recorded, as before), moves ``last_success_at`` (so a
+    replay of it is stale and the next bracket starts there), and counts in no poll counter.
+    """
+    recorder.record([telnyx_observation(at=0)])
+    recorder.record([failure(at=30, kind="timeout", http_status=None)])
+    stats = recorder.record([telnyx_observation(at=20, status="completed", updated_at=15)])
+    assert stats.outcomes == {"changed": 1}
+    [target] = fetch(engine, "poll_target")
+    assert (target["last_success_at"], target["last_polled_at"]) == (at(20), at(30))
+    assert (target["poll_count"], target["last_outcome"]) == (2, "timeout")
+    [_, completed] = fetch(engine, "status_transition")
+    assert (completed["previous_observed_at"], completed["observed_at"]) == (at(0), at(20))
+    before = dump_tables(engine)
+    assert recorder.record([telnyx_observation(at=20, status="completed", updated_at=15)]
+                           ).outcomes == {"stale": 1}
+    assert dump_tables(engine) == before
+
+
+def test_out_of_order_observation_keeps_a_later_404(recorder: Recorder, engine: Engine) -> None:
+    """A 404 newer than an observation delivered after it still marks the conference gone."""
+    recorder.record([telnyx_observation(at=0)])
+    recorder.record([failure(at=30)])
+    recorder.record([telnyx_observation(at=20)])
+    [conference] = fetch(engine, "conference")
+    assert (conference["gone_at"], conference["last_changed_at"]) == (at(30), at(30))
+    recorder.record([telnyx_observation(at=40)])
+    [conference] = fetch(engine, "conference")
+    assert (conference["gone_at"], conference["last_changed_at"]) == (None, at(40))
 
 
 def test_same_batch_twice_changes_nothing(recorder: Recorder, engine: Engine) -> None:
@@ -174,7 +238,7 @@ def test_lost_insert_race_is_retried(postgres_url: str) -> None:
     with engine.connect() as rival, engine.connect() as monitor:
         rival.execute(text(
             "INSERT INTO conference (provider, account, conference_id, status, first_observed_at,"
-            " last_observed_at) VALUES ('telnyx', :account, :conference_id, 'init', :t, :t)"),
+            " last_changed_at) VALUES ('telnyx', :account, :conference_id, 'init', :t, :t)"),
             {"account": observation.target.account,
              "conference_id": observation.target.conference_id, "t": at(0)})
         worker = threading.Thread(

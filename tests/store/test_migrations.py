@@ -62,7 +62,7 @@ def test_one_current_snapshot_per_conference(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO conference (id, provider, account, conference_id, status,"
-            " first_observed_at, last_observed_at) VALUES (1, 'telnyx', 'a', 'c', 'init',"
+            " first_observed_at, last_changed_at) VALUES (1, 'telnyx', 'a', 'c', 'init',"
             " '2025-01-01 00:00:00', '2025-01-01 00:00:00')"))
         conn.execute(insert_snapshot, {"vf": "2025-01-01 00:00:00", "vt": "2025-01-01 00:01:00"})
         conn.execute(insert_snapshot, {"vf": "2025-01-01 00:01:00", "vt": None})

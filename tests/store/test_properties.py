@@ -99,13 +99,15 @@ def _replay(results: list[PollResult]) -> list[Any]:
     """Run the pure diff over a timeline, returning every plan."""
     conference: ConferenceView | None = None
     stored: dict[str, MemberView] = {}
+    last_seen: datetime | None = None
     plans = []
     for result in results:
         if not isinstance(result, Observation):
             continue
-        plan = plan_observation(conference, stored, result)
+        plan = plan_observation(conference, stored, result, last_seen=last_seen)
         plans.append(plan)
         conference, stored = plan.conference, dict(plan.members)
+        last_seen = result.observed_at
     return plans
 
 
@@ -121,7 +123,8 @@ def test_diff_chains_and_is_idempotent(results: list[PollResult]) -> None:
         assert after.from_status == before.to_status
     if plans:
         observation = [r for r in results if isinstance(r, Observation)][-1]
-        again = plan_observation(plans[-1].conference, plans[-1].members, observation)
+        again = plan_observation(plans[-1].conference, plans[-1].members, observation,
+                                 last_seen=observation.observed_at)
         assert again.outcome is Outcome.STALE
     for plan in plans:
         if plan.outcome is not Outcome.CHANGED:

@@ -26,7 +26,7 @@ def test_first_sighting_is_transition_one(recorder: Recorder, engine: Engine) ->
     assert stats.transitions == 1
     [conference] = fetch(engine, "conference")
     assert conference["status"] == "init"
-    assert conference["first_observed_at"] == conference["last_observed_at"] == at(0)
+    assert conference["first_observed_at"] == conference["last_changed_at"] == at(0)
     [transition] = fetch(engine, "status_transition")
     assert (transition["seq"], transition["from_status"], transition["to_status"]) == (
         1, None, "init")

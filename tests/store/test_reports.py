@@ -358,8 +358,8 @@ VIEW_COLUMNS = {
         "provider_status", "region", "created_at", "created_day", "completed_at",
         "completed_at_source", "duration_seconds", "end_reason", "ended_by_call_control_id",
         "peak_member_count", "member_count", "members_present", "snapshot_count",
-        "transition_count", "first_observed_at", "last_observed_at", "gone", "gone_at",
-        "vanished", "still_open", "target_state", "target_retired_reason",
+        "transition_count", "first_observed_at", "last_observed_at", "last_changed_at", "gone",
+        "gone_at", "vanished", "still_open", "target_state", "target_retired_reason",
     ],
     "member_session": [
         "member_pk", "conference_pk", "provider", "account", "conference_id", "member_id",
@@ -425,8 +425,8 @@ def test_conference_summary_completed(recorded: Engine) -> None:
         "duration_seconds": 208.0, "end_reason": "all_left", "ended_by_call_control_id": None,
         "peak_member_count": 3, "member_count": 3, "members_present": 0, "snapshot_count": 6,
         "transition_count": 2, "first_observed_at": at(0), "last_observed_at": at(150),
-        "gone": True, "gone_at": at(400), "vanished": False, "still_open": False,
-        "target_state": "active", "target_retired_reason": None,
+        "last_changed_at": at(400), "gone": True, "gone_at": at(400), "vanished": False,
+        "still_open": False, "target_state": "active", "target_retired_reason": None,
     }
 
 
@@ -443,12 +443,17 @@ def test_conference_summary_bandwidth(recorded: Engine) -> None:
 
 
 def test_conference_summary_open_has_no_duration(recorded: Engine) -> None:
-    """A conference still in progress has no completion, no duration, and is open."""
+    """A conference still in progress has no completion, no duration, and is open.
+
+    Its last poll (420) was unchanged: ``last_observed_at`` is that poll, exactly, while
+    ``last_changed_at`` stays at the last change (360), the last write of its ``conference`` row.
+    """
     summary = row(recorded, "SELECT completed_at, duration_seconds, still_open, gone, "
-                  "members_present, last_observed_at FROM conference_summary "
+                  "members_present, last_observed_at, last_changed_at FROM conference_summary "
                   "WHERE conference_id = 'conf-open'")
     assert summary == {"completed_at": None, "duration_seconds": None, "still_open": True,
-                       "gone": False, "members_present": 1, "last_observed_at": at(420)}
+                       "gone": False, "members_present": 1, "last_observed_at": at(420),
+                       "last_changed_at": at(360)}
 
 
 def test_member_session_rejoin_has_two_stays(recorded: Engine) -> None:
