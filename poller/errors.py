@@ -17,7 +17,10 @@
     └── StoreUnavailable            the database could not be reached or written
 
 Library errors (httpx, SQLAlchemy) are translated into this tree once, at the boundary that
-calls the library, with ``raise … from exc``. Every ``ProviderError`` has a ``kind`` matching the
+calls the library. A ``ProviderError`` is raised *unchained* (no ``__cause__``, no
+``__context__``): an httpx error holds the request, ``Authorization`` header included, and a
+parser's or JSON decoder's error the unredacted body, so the translated error names the library
+error in its redacted message instead. Every ``ProviderError`` has a ``kind`` matching the
 ``poll_error.kind`` column.
 """
 
@@ -47,7 +50,17 @@ class StoreUnavailable(PollerError):
 
 
 class ProviderError(PollerError):
-    """A request to a provider failed. Subclasses say how; ``kind`` is the stored name."""
+    """A request to a provider failed. Subclasses say how; ``kind`` is the stored name.
+
+    Every attribute is ``None`` where it does not apply or is not known:
+
+    * ``message``: short and secret-free (what ``PollFailure.message`` stores);
+    * ``provider``, ``account``, ``conference_id``: who was asked about what;
+    * ``http_status``, ``provider_code``: the answer's status and the provider's error code
+      (Telnyx ``errors[0].code``, Bandwidth ``type``, OAuth2 ``error``);
+    * ``retry_after_seconds``: the wait the provider asked for (429, sometimes 503);
+    * ``excerpt``: the start of an unreadable body (``BadResponse``), secrets masked.
+    """
 
     kind: ClassVar[str] = "provider_error"
 
@@ -71,9 +84,7 @@ class ProviderError(PollerError):
         self.http_status = http_status
         self.provider_code = provider_code
         self.retry_after_seconds = retry_after_seconds
-        """Seconds the provider asked us to wait (429, sometimes 503)."""
         self.excerpt = excerpt
-        """The start of an unreadable body (``BadResponse``), secrets never included."""
 
     def __str__(self) -> str:
         context = [
@@ -107,8 +118,6 @@ class RateLimited(ProviderError):
 
     kind = "rate_limited"
 
-    retry_after_seconds: float | None = None
-
 
 class Transient(ProviderError):
     """A failure that may well go away on its own: retry later with backoff."""
@@ -138,5 +147,3 @@ class BadResponse(ProviderError):
     """The provider answered something poller cannot read. ``excerpt`` keeps its start."""
 
     kind = "bad_response"
-
-    excerpt: str | None = None

@@ -160,10 +160,13 @@ class ConferenceState:
 
     @property
     def is_completed(self) -> bool:
+        """Whether the normalised status is ``completed`` (the conference has ended)."""
         return self.status == ConferenceStatus.COMPLETED
 
     @property
     def status_known(self) -> bool:
+        """Whether ``status`` is one of the normalised statuses, not a provider value poller
+        does not know (kept as seen) or the Telnyx ``unknown`` marker."""
         return self.status in KNOWN_STATUSES
 
 

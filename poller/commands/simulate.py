@@ -4,7 +4,7 @@ Examples::
 
     poller simulate --port 8765                       # 20 + 20 conferences, real time
     poller simulate --port 0 --lively --speed 30      # any free port; an hour in two minutes
-    poller simulate --conferences 10000 --fault-rate 0.05 --slow-seconds 20
+    poller simulate --conferences 10000 --fault-rate 0.05 --slow-seconds 30
 
 It binds the socket first (so ``--port 0`` picks a free port and the printed URLs are right),
 prints a ``config.toml`` snippet and ``export`` lines for the simulator's fake credentials on
@@ -37,6 +37,7 @@ from poller.simulator import (
     create_app,
 )
 from poller.simulator.clock import Clock
+from poller.simulator.config import DEFAULT_SLOW_DELAY_SECONDS
 
 TELNYX_API_KEY_ENV = "TELNYX_API_KEY"
 BANDWIDTH_CLIENT_ID_ENV = "BW_CLIENT_ID"
@@ -129,8 +130,10 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of provider requests that fail, split evenly over 429, 500, 503, "
                    "slow, reset, malformed and truncated.")
-@click.option("--slow-seconds", type=click.FloatRange(0), default=15.0, show_default=True,
-              help="Real seconds a 'slow' fault holds its answer back.")
+@click.option("--slow-seconds", type=click.FloatRange(0), default=DEFAULT_SLOW_DELAY_SECONDS,
+              show_default=True,
+              help="Real seconds a 'slow' fault holds its answer back (above poller's 15 s "
+                   "read timeout by default).")
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Simulated seconds per real second.")
 @click.option("--lively", is_flag=True,

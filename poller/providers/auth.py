@@ -15,24 +15,28 @@ them, the provider layer only takes them as arguments.
 
 Token endpoint failures: 5xx ⇒ ``ServerError``, 429 ⇒ ``RateLimited``, timeouts and connection
 errors ⇒ ``Timeout`` / ``NetworkError``, anything else (400 ``invalid_client``, 401, a 200
-without ``access_token``) ⇒ ``AuthFailed``. Token responses are never excerpted into errors,
-since their bodies hold the token.
+without ``access_token``) ⇒ ``AuthFailed``. Their messages start with "token endpoint" (or, for
+timeouts and connection errors, name the token URL's path), so a rate limit or outage of the
+token endpoint is not mistaken for one of the API. Token responses are never excerpted into
+errors, since their bodies hold the token.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from poller.errors import AuthFailed, BadResponse
-from poller.providers.http import Clock, ProviderHttp
+from poller.providers.http import Clock, ProviderHttp, RawResponse, json_or
 from poller.providers.status import ErrorContext
 
 DEFAULT_TOKEN_URL = "https://api.bandwidth.com/api/v1/oauth2/token"  # noqa: S105 (a URL)
 DEFAULT_REFRESH_MARGIN_SECONDS = 60.0
+TOKEN_ENDPOINT = "token endpoint"  # noqa: S105 (what error messages call it)
+"""How error messages name the token endpoint, so its failures are not taken for the API's."""
 
 
 class Authorizer(Protocol):
@@ -117,34 +121,33 @@ class OAuth2ClientCredentials:
 
     async def _fetch(self, context: ErrorContext) -> str:
         self._token = self._renew_at = None
-        try:
-            response = await self._http.request(
+        response = await self._token_response(context)
+        if not 200 <= response.status <= 299:
+            if response.status == 429 or 500 <= response.status <= 599:
+                raise self._http.status_error(response, context, source=TOKEN_ENDPOINT)
+            raise self._refused(response.status, response.body, context)
+        document = json_or(response.body, None)
+        token = document.get("access_token") if isinstance(document, dict) else None
+        if not isinstance(document, dict) or not isinstance(token, str) or not token:
+            raise self._refused(response.status, b"", context)
+        self._http.redact.add(token)
+        self._token = token
+        self._renew_at = self._renewal_time(document.get("expires_in"))
+        return token
+
+    async def _token_response(self, context: ErrorContext) -> RawResponse:
+        with contextlib.suppress(BadResponse):
+            return await self._http.request(
                 "POST",
                 self._token_url,
                 context=context,
                 headers={"Authorization": self._basic},
                 data={"grant_type": "client_credentials"},
             )
-        except BadResponse:
-            # The excerpt could hold a token: drop it, and the chained error with it.
-            raise AuthFailed("token endpoint response unreadable", provider=context.provider,
-                             account=context.account,
-                             conference_id=context.conference_id) from None
-        if not 200 <= response.status <= 299:
-            if response.status == 429 or 500 <= response.status <= 599:
-                raise self._http.status_error(response, context)
-            raise self._refused(response.status, response.body, context)
-        try:
-            document: Any = json.loads(response.body)
-        except (ValueError, RecursionError):
-            document = None
-        token = document.get("access_token") if isinstance(document, dict) else None
-        if not isinstance(token, str) or not token:
-            raise self._refused(response.status, b"", context)
-        self._http.redact.add(token)
-        self._token = token
-        self._renew_at = self._renewal_time(document.get("expires_in"))
-        return token
+        # The BadResponse excerpt could hold a token (not yet known to the redactor): it is
+        # dropped, and since this is raised after the handler, it is not chained either.
+        raise AuthFailed(f"{TOKEN_ENDPOINT}: response unreadable", provider=context.provider,
+                         account=context.account, conference_id=context.conference_id)
 
     def _renewal_time(self, expires_in: object) -> datetime | None:
         # Without a usable lifetime the token is kept until the API rejects it (401 ⇒ renew).
@@ -162,16 +165,13 @@ class OAuth2ClientCredentials:
 
     def _refused(self, status: int, body: bytes, context: ErrorContext) -> AuthFailed:
         # OAuth2 error bodies (RFC 6749 §5.2): {"error": "invalid_client", "error_description"}.
-        try:
-            document: Any = json.loads(body) if body else None
-        except (ValueError, RecursionError):
-            document = None
+        document = json_or(body, None)
         code = document.get("error") if isinstance(document, dict) else None
         detail = document.get("error_description") if isinstance(document, dict) else None
         if 200 <= status <= 299:
-            message = "token endpoint answered without an access_token"
+            message = f"{TOKEN_ENDPOINT} answered without an access_token"
         else:
-            message = f"token endpoint refused the client credentials (HTTP {status})"
+            message = f"{TOKEN_ENDPOINT} refused the client credentials (HTTP {status})"
         if isinstance(detail, str) and detail:
             message = f"{message}: {self._http.redact(detail)[:200]}"
         return AuthFailed(

@@ -8,9 +8,11 @@ API renews the token once and retries the request once.
 
 from __future__ import annotations
 
+from functools import partial
+
 import httpx
 
-from poller.errors import AuthFailed, BadResponse, ConfigError, InvalidConferenceId
+from poller.errors import AuthFailed, ConfigError, InvalidConferenceId
 from poller.model import JSON, Observation, Provider, TargetKey, utc_now
 from poller.providers.auth import (
     Authorizer,
@@ -27,7 +29,7 @@ from poller.providers.http import (
     Redactor,
     check_target,
     context_of,
-    in_context,
+    parsed,
     path_segment,
 )
 from poller.providers.status import ErrorContext
@@ -111,10 +113,9 @@ class BandwidthClient:
         context = context_of(target)
         document = await self._get(path, context)
         warnings: list[str] = []
-        try:
-            conference, members = parse_bandwidth_conference(document, warnings=warnings)
-        except BadResponse as exc:
-            raise in_context(exc, context, self._redactor) from exc
+        conference, members = parsed(
+            partial(parse_bandwidth_conference, document, warnings=warnings),
+            context, self._redactor)
         if conference.conference_id != target.conference_id:
             warnings.append("conference.id differs from the ID polled")
         return Observation(

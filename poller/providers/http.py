@@ -7,9 +7,9 @@ Everything the provider clients send goes through ``ProviderHttp``:
   simulator), no redirects followed;
 * bodies streamed and cut off past ``max_response_bytes`` (``BadResponse``), so a runaway or
   hostile server cannot exhaust memory;
-* httpx and socket errors translated **once**, here, with ``raise … from exc``:
-  timeouts ⇒ ``Timeout``; connection, reset and protocol errors ⇒ ``NetworkError``; an
-  undecodable body ⇒ ``BadResponse``; HTTP error statuses as in ``poller.providers.status``;
+* httpx and socket errors translated **once**, here: timeouts ⇒ ``Timeout``; connection,
+  reset and protocol errors ⇒ ``NetworkError``; an undecodable body ⇒ ``BadResponse``; HTTP
+  error statuses as in ``poller.providers.status``;
 * every message and excerpt redacted of the account's secrets (``Redactor``); the
   ``Authorization`` header is never logged (only method, path and status are, at DEBUG);
 * identifiers put into URL paths as exactly one segment (``path_segment``).
@@ -17,7 +17,12 @@ Everything the provider clients send goes through ``ProviderHttp``:
 Secrets: every text that leaves the provider layer in an error (provider error details, body
 excerpts, library error messages) passes through a ``Redactor`` that knows the account's
 secrets: the API key, the Basic password, the OAuth2 client secret, every access token fetched,
-and the Basic ``Authorization`` value built from them.
+and the Basic ``Authorization`` value built from them. The error raised is also *unchained*:
+it is raised outside the ``except`` block, so neither ``__cause__`` nor ``__context__`` holds
+the original. An httpx error keeps the request (``Authorization`` header included) and an
+unredacted message, a ``JSONDecodeError`` the whole body, a parser's ``BadResponse`` an
+unredacted excerpt; the translated error says what it needs (the library error's type and
+redacted message) itself.
 
 Path segments: a conference ID comes from configuration or discovery and is put into a URL
 path. It must never reach another endpoint: ``../calls`` must not climb out of
@@ -41,6 +46,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -57,6 +63,8 @@ from poller.providers.fields import EXCERPT_CHARS
 from poller.providers.status import ErrorContext, ErrorDetailReader, error_for_status
 
 logger = logging.getLogger("poller.providers")
+
+T = TypeVar("T")
 
 MAX_ID_LENGTH = 256
 """The longest conference ID accepted, in characters.
@@ -130,6 +138,21 @@ class Redactor:
                 if text.endswith(secret[:length]):
                     return text[:-length] + MASK
         return text
+
+
+def json_or(body: bytes, fallback: T) -> JSON | T:
+    """``body`` decoded as JSON, or ``fallback`` when it is empty, not JSON, or nested too
+    deeply to decode."""
+    if not body:
+        return fallback
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return fallback
+
+
+_NOT_JSON = object()
+"""``decode_json``'s fallback, telling a body that is not JSON from a JSON ``null``."""
 
 
 Clock = Callable[[], datetime]
@@ -230,6 +253,7 @@ class ProviderHttp:
         request = self._client.build_request(method, url, headers=headers, params=params,
                                              data=data)
         where = f"{method} {request.url.raw_path.decode('ascii', 'replace')}"
+        error: ProviderError
         try:
             response = await self._client.send(request, stream=True)
             try:
@@ -237,17 +261,20 @@ class ProviderHttp:
             finally:
                 await response.aclose()
         except httpx.TimeoutException as exc:
-            raise self._translated(Timeout, f"{where}: timed out ({type(exc).__name__})",
-                                   context) from exc
+            error = self._translated(Timeout, f"{where}: timed out ({type(exc).__name__})",
+                                     context)
         except httpx.DecodingError as exc:
-            raise self._translated(BadResponse, f"{where}: undecodable body", context) from exc
+            error = self._translated(
+                BadResponse, f"{where}: undecodable body ({type(exc).__name__}: {exc})", context)
         except (httpx.TransportError, httpx.RequestError, OSError) as exc:
-            raise self._translated(
+            error = self._translated(
                 NetworkError, f"{where}: connection failed ({type(exc).__name__}: {exc})",
-                context) from exc
-        logger.debug("%s %s -> %s (%d bytes)", self.account, where, response.status_code,
-                     len(body))
-        return RawResponse(response.status_code, response.headers, body)
+                context)
+        else:
+            logger.debug("%s %s -> %s (%d bytes)", self.account, where, response.status_code,
+                         len(body))
+            return RawResponse(response.status_code, response.headers, body)
+        raise error  # outside the handlers: unchained (see the module docstring)
 
     async def get_json(
         self,
@@ -264,22 +291,21 @@ class ProviderHttp:
             return self.decode_json(response, context)
         raise self.status_error(response, context)
 
-    def status_error(self, response: RawResponse, context: ErrorContext) -> ProviderError:
-        """The error for a non-2xx response (see ``poller.providers.status``)."""
-        try:
-            body: JSON = json.loads(response.body) if response.body else None
-        except (ValueError, RecursionError):
-            body = None
-        return error_for_status(response.status, response.headers, body, context, self.clock(),
-                                self._read_error_detail, self.redact)
+    def status_error(self, response: RawResponse, context: ErrorContext, *,
+                     source: str | None = None) -> ProviderError:
+        """The error for a non-2xx response (see ``poller.providers.status``); ``source``
+        names who answered when it was not the API (the token endpoint)."""
+        return error_for_status(response.status, response.headers, json_or(response.body, None),
+                                context, self.clock(), self._read_error_detail, self.redact,
+                                source=source)
 
     def decode_json(self, response: RawResponse, context: ErrorContext) -> JSON:
         """The body decoded as JSON, or ``BadResponse`` with a short redacted excerpt."""
-        try:
-            return json.loads(response.body)
-        except (ValueError, RecursionError) as exc:
+        document = json_or(response.body, _NOT_JSON)
+        if document is _NOT_JSON:
             raise self.bad_response("response is not JSON", context, response.body,
-                                    response.status) from exc
+                                    response.status)
+        return document
 
     def bad_response(self, message: str, context: ErrorContext, body: bytes | str | None,
                      http_status: int | None = None) -> BadResponse:
@@ -322,6 +348,16 @@ def check_target(target: TargetKey, provider: Provider, account: str) -> None:
         raise ValueError(
             f"target {target} does not belong to this client ({provider.value}:{account})"
         )
+
+
+def parsed(parse: Callable[[], T], context: ErrorContext, redactor: Redactor) -> T:
+    """What ``parse()`` returns; its context-free ``BadResponse`` is raised again with context
+    and a redacted excerpt, unchained (the parser's own error holds the unredacted excerpt)."""
+    try:
+        return parse()
+    except BadResponse as exc:
+        error = in_context(exc, context, redactor)
+    raise error
 
 
 def in_context(error: BadResponse, context: ErrorContext, redactor: Redactor) -> BadResponse:

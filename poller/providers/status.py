@@ -109,15 +109,21 @@ def error_for_status(
     now: datetime,
     read_detail: ErrorDetailReader,
     redact: Callable[[str], str],
+    *,
+    source: str | None = None,
 ) -> ProviderError:
-    """The error for a non-2xx response; ``body`` is the decoded JSON body or ``None``."""
+    """The error for a non-2xx response; ``body`` is the decoded JSON body or ``None``.
+
+    ``source``, when given, starts the message (``"token endpoint: rate limited"``).
+    """
     code, detail = _safe_detail(read_detail, body)
+    prefix = f"{source}: " if source else ""
     suffix = f": {redact(detail)[:200]}" if detail else ""
 
     def build(kind: type[ProviderError], message: str, retry_after: float | None = None
               ) -> ProviderError:
         return kind(
-            f"{message}{suffix}",
+            f"{prefix}{message}{suffix}",
             provider=context.provider,
             account=context.account,
             conference_id=context.conference_id,

@@ -17,11 +17,11 @@ on two pages is kept once (the later listing wins).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import httpx
 
-from poller.errors import BadResponse
 from poller.model import JSON, MemberState, Observation, Provider, TargetKey, utc_now
 from poller.providers.auth import StaticAuthorization
 from poller.providers.http import (
@@ -31,7 +31,7 @@ from poller.providers.http import (
     Redactor,
     check_target,
     context_of,
-    in_context,
+    parsed,
     path_segment,
 )
 from poller.providers.status import ErrorContext
@@ -117,10 +117,8 @@ class TelnyxClient:
         warnings: list[str] = []
 
         document = await self._get(f"/conferences/{segment}", context, region)
-        try:
-            conference = parse_telnyx_conference(document, warnings=warnings)
-        except BadResponse as exc:
-            raise in_context(exc, context, self._redactor) from exc
+        conference = parsed(partial(parse_telnyx_conference, document, warnings=warnings),
+                            context, self._redactor)
         if conference.conference_id != target.conference_id:
             warnings.append("conference.id differs from the ID polled")
 
@@ -143,10 +141,8 @@ class TelnyxClient:
         while True:
             params = {**region, "page[size]": str(self._page_size), "page[number]": str(number)}
             document = await self._get(f"/conferences/{segment}/participants", context, params)
-            try:
-                page = parse_telnyx_participants(document, warnings=warnings)
-            except BadResponse as exc:
-                raise in_context(exc, context, self._redactor) from exc
+            page = parsed(partial(parse_telnyx_participants, document, warnings=warnings),
+                          context, self._redactor)
 
             answered = page.page_number if page.page_number is not None else number
             if number == 1 and page.total_pages is None:

@@ -11,7 +11,7 @@ in-process tests) and under uvicorn (demos, benchmarks)::
     GET  /_sim/conferences                                    conference IDs served
     GET  /_sim/clock                                          simulated now and epoch
     POST /_sim/clock {"advance_seconds": N}                   move a virtual clock
-    GET  /_sim/stats                                          requests and injected faults
+    GET  /_sim/stats                                          requests, faults, tokens issued
 
 ``/_sim`` needs no credentials and never fails on purpose. Unknown paths answer in the
 provider's error format when they fall under its prefix.
@@ -20,6 +20,7 @@ provider's error format when they fall under its prefix.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 
 from starlette.applications import Starlette
@@ -89,11 +90,15 @@ class IntrospectionApi:
             clock = self.sim.clock
             if not isinstance(clock, VirtualClock):
                 return JSONResponse({"error": "the clock is not virtual"}, 409)
+            seconds = await _advance_seconds(request)
+            if seconds is None:
+                return JSONResponse({"error": 'send {"advance_seconds": N}, N >= 0, finite'},
+                                    400)
             try:
-                seconds = float((await request.json())["advance_seconds"])
                 clock.advance(seconds)
-            except (ValueError, KeyError, TypeError):
-                return JSONResponse({"error": 'send {"advance_seconds": N}, N >= 0'}, 400)
+            except OverflowError:
+                return JSONResponse({"error": "advance_seconds moves the clock out of range"},
+                                    400)
         return JSONResponse({
             "now": self.sim.iso(self.sim.now_ms()),
             "epoch": self.sim.iso(0),
@@ -101,8 +106,18 @@ class IntrospectionApi:
         })
 
     async def stats(self, request: Request) -> Response:
-        """``GET /_sim/stats``."""
-        return JSONResponse(self.sim.faults.stats())
+        """``GET /_sim/stats``: provider requests, faults injected and OAuth2 tokens issued."""
+        return JSONResponse({**self.sim.faults.stats(), "tokens_issued": self.sim.tokens.issued})
+
+
+async def _advance_seconds(request: Request) -> float | None:
+    """The finite, non-negative ``advance_seconds`` of a ``POST /_sim/clock``, else ``None``."""
+    try:
+        seconds = float((await request.json())["advance_seconds"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    # Python's JSON parser accepts Infinity and NaN.
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _json(document: object) -> Response:
@@ -119,8 +134,8 @@ async def _not_found(request: Request, exc: Exception) -> Response:
         if status_code == 405:
             return telnyx_api.telnyx_error(405, "10015", "Method not allowed",
                                            "The request method is not supported.")
-        return telnyx_api.telnyx_error(404, "10005", "Resource not found",
-                                       "The requested resource or URL could not be found.")
+        # The spec's generic "resource_not_found" example (NotFoundResponse) is 10007.
+        return telnyx_api.telnyx_error(404, "10007", "Resource not found", "Resource not found")
     if path.startswith(BANDWIDTH_PREFIX):
         if status_code == 405:
             return bandwidth_api.bandwidth_error(405, "validation", "Method Not Allowed")

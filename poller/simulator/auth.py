@@ -94,6 +94,8 @@ class TokenIssuer:
         self._credentials = credentials
         self._key = hashlib.sha256(secret.encode()).digest()
         self._nonces = itertools.count(1)
+        self.issued = 0
+        """Tokens issued so far (``GET /_sim/stats``)."""
 
     def client_is_valid(self, request: Request) -> bool:
         """Whether the request's Basic credentials are the OAuth2 client's."""
@@ -108,6 +110,7 @@ class TokenIssuer:
         """A new access token and its lifetime in seconds (simulator clock)."""
         lifetime_seconds = self._credentials.token_lifetime_seconds
         expires_ms = now_ms + lifetime_seconds * 1000
+        self.issued += 1
         payload = f"{next(self._nonces)}.{expires_ms}"
         return f"sim.{payload}.{self._sign(payload)}", lifetime_seconds
 

@@ -14,6 +14,9 @@ from types import MappingProxyType
 
 BANDWIDTH_MEMBER_LIMIT = 20
 """Bandwidth refuses a 21st simultaneous member."""
+DEFAULT_SLOW_DELAY_SECONDS = 20.0
+"""How long a ``SLOW`` answer is held back by default: clearly longer than poller's default
+15 s read timeout, so a slow fault is a timeout rather than a race with one."""
 
 
 class EndCause(StrEnum):
@@ -146,8 +149,8 @@ class FaultConfig:
 
     rates: Mapping[FaultKind, float] = field(default_factory=lambda: MappingProxyType({}))
     seed: int = 0
-    slow_delay_seconds: float = 15.0
-    """Real seconds a ``SLOW`` answer is held back; set it above the client's timeout."""
+    slow_delay_seconds: float = DEFAULT_SLOW_DELAY_SECONDS
+    """Real seconds a ``SLOW`` answer is held back; keep it above the client's read timeout."""
     retry_after_seconds: int = 2
     """What 429 (and Bandwidth 503) tell the client to wait."""
     rate_limit_per_window: int = 100
@@ -160,8 +163,8 @@ class FaultConfig:
             raise ValueError("fault rates must add up to at most 1")
 
     @classmethod
-    def spread(cls, total_rate: float, *, seed: int = 0, slow_delay_seconds: float = 15.0
-               ) -> FaultConfig:
+    def spread(cls, total_rate: float, *, seed: int = 0,
+               slow_delay_seconds: float = DEFAULT_SLOW_DELAY_SECONDS) -> FaultConfig:
         """``total_rate`` of requests fail, split evenly over every kind of fault."""
         if not 0 <= total_rate <= 1:
             raise ValueError(f"total fault rate must be within [0, 1], got {total_rate}")

@@ -10,7 +10,14 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from poller.errors import AuthFailed, NetworkError, RateLimited, ServerError, Timeout
+from poller.errors import (
+    AuthFailed,
+    NetworkError,
+    ProviderError,
+    RateLimited,
+    ServerError,
+    Timeout,
+)
 from poller.providers import OAuth2Credentials
 
 from .fakes import (
@@ -220,12 +227,16 @@ async def test_403_does_not_refresh() -> None:
 )
 async def test_token_endpoint_errors(status: int, body: Any, kind: type[Exception],
                                      code: str | None) -> None:
-    """Token endpoint refusals are AuthFailed; 429 and 5xx are rate limit / server errors."""
+    """Token endpoint refusals are AuthFailed; 429 and 5xx are rate limit / server errors;
+    each says it came from the token endpoint, not the API."""
     oauth = OAuthServer(token_status=status, token_body=body if body is not None else {})
     async with bandwidth_client(oauth.server, credentials=oauth2()) as client:
         with pytest.raises(kind) as caught:
             await client.fetch(bandwidth_target())
     assert getattr(caught.value, "provider_code", None) == code
+    assert isinstance(caught.value, ProviderError)
+    assert caught.value.message.startswith("token endpoint"), caught.value.message
+    assert caught.value.http_status == status
     assert oauth.api_requests() == 0
 
 
@@ -241,8 +252,9 @@ async def test_token_endpoint_transport_errors(exception: Exception,
         raise exception
 
     async with bandwidth_client(FakeServer(handle), credentials=oauth2()) as client:
-        with pytest.raises(kind):
+        with pytest.raises(kind) as caught:
             await client.fetch(bandwidth_target())
+    assert "POST /api/v1/oauth2/token" in str(caught.value)
 
 
 @pytest.mark.anyio

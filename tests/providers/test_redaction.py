@@ -168,3 +168,79 @@ def test_oauth2_credentials_default_token_url() -> None:
     """The default token URL is Bandwidth's documented one."""
     assert OAuth2Credentials("id", "secret").token_url == (
         "https://api.bandwidth.com/api/v1/oauth2/token")
+
+
+def chain(error: BaseException) -> list[BaseException]:
+    """``error`` and every exception reachable through ``__cause__`` / ``__context__``."""
+    found: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending:
+        exc = pending.pop()
+        if exc is None or any(exc is seen for seen in found):
+            continue
+        found.append(exc)
+        pending += [exc.__cause__, exc.__context__]
+    return found
+
+
+def everything_in_chain(error: BaseException) -> str:
+    """Text, args and attributes of every exception in the chain, request headers included."""
+    said: list[str] = []
+    for exc in chain(error):
+        said += [str(exc), repr(exc), repr(exc.args), repr(vars(exc))]
+        for value in vars(exc).values():
+            headers = getattr(value, "headers", None)  # an httpx error keeps its request
+            if headers is not None:
+                said.append(repr(dict(headers)))
+    return " ".join(said)
+
+
+def _hostile(case: str) -> Callable[[httpx.Request], httpx.Response]:
+    """A server (or transport) that puts the Authorization header where ``case`` says."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        auth = request.headers["Authorization"]
+        if request.method == "POST":
+            if case == "token-endpoint-oversized":
+                return httpx.Response(200, headers={"Content-Length": str(1 << 30)},
+                                      content=f"access_token={ACCESS_TOKEN}".encode())
+            return httpx.Response(200, json={"access_token": ACCESS_TOKEN, "expires_in": 3600})
+        if case == "parser-wrong-shape":
+            return httpx.Response(200, json={"data": [auth], "activeMembers": auth,
+                                             "why": auth})
+        if case == "not-json":
+            return httpx.Response(200, content=f"<html>you sent {auth}</html>".encode())
+        if case == "oversized":
+            return httpx.Response(200, headers={"Content-Length": str(1 << 30)},
+                                  content=f"you sent {auth}".encode())
+        if case == "transport-error":
+            raise httpx.ConnectError(f"refused while sending {auth}", request=request)
+        raise AssertionError(case)
+
+    return handle
+
+
+CHAIN_CASES = [
+    (credentials, case)
+    for credentials in ("telnyx", "basic", "oauth2")
+    for case in ("parser-wrong-shape", "not-json", "oversized", "transport-error")
+] + [("oauth2", "token-endpoint-oversized")]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("credentials", "case"), CHAIN_CASES)
+async def test_error_chain_holds_no_secret(credentials: str, case: str) -> None:
+    """The error a caller gets is unchained: no ``__cause__`` / ``__context__`` keeps an
+    unredacted excerpt, body, library message or request header."""
+    server = FakeServer(_hostile(case))
+    if credentials == "telnyx":
+        client = telnyx_client(server)
+        target = telnyx_target()
+    else:
+        creds = oauth2() if credentials == "oauth2" else BasicCredentials(USERNAME, PASSWORD)
+        client = bandwidth_client(server, credentials=creds)
+        target = bandwidth_target()
+    async with client:
+        with pytest.raises(ProviderError) as caught:
+            await client.fetch(target)
+    assert chain(caught.value) == [caught.value]
+    assert leaked(everything_in_chain(caught.value)) == []

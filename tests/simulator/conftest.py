@@ -12,6 +12,9 @@ transforms are applied to the loaded documents once per session:
   ``additionalProperties`` gets ``additionalProperties: false``, so a field the simulator
   invents (or misspells) fails validation instead of passing silently.
 
+``format`` is checked too (``date-time``, ``uri``, ``json-pointer``, …: the checkers of
+``jsonschema[format-nongpl]``, whose absence fails the session rather than skip the checks).
+
 The 4 MB Telnyx YAML takes seconds to parse, so the parsed documents are cached as JSON in
 pytest's cache directory, keyed by the spec file's SHA-256.
 """
@@ -43,6 +46,12 @@ SPECS = Path(__file__).parent.parent / "specs"
 TELNYX_SPEC = SPECS / "telnyx-openapi-spec3.yml"
 BANDWIDTH_SPEC = SPECS / "bandwidth-sdk-bandwidth.yml"
 TELNYX_KEY = "KEYSIMULATOR0000TELNYX"
+
+FORMATS = Draft202012Validator.FORMAT_CHECKER
+"""Checks ``format`` (``date-time``, ``uri``, …); the checkers come with
+``jsonschema[format-nongpl]``, and without them a format would pass unchecked."""
+_MISSING_FORMATS = {"date-time", "uri", "uuid", "email"} - set(FORMATS.checkers)
+assert not _MISSING_FORMATS, f"install jsonschema[format-nongpl]: no {_MISSING_FORMATS} checker"
 
 
 def _nullable_to_type_list(node: Any) -> None:
@@ -138,7 +147,7 @@ class OpenApiSpec:
     def validate(self, instance: Any, pointer: str) -> None:
         """Validate ``instance`` against the schema at ``pointer`` ($refs resolved in-spec)."""
         validator = Draft202012Validator({"$ref": f"{self.uri}#{pointer}"},
-                                         registry=self.registry)
+                                         registry=self.registry, format_checker=FORMATS)
         validator.validate(instance)
 
     def validate_response(self, instance: Any, path: str, method: str, status: int) -> None:

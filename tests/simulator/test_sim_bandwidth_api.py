@@ -203,3 +203,21 @@ def test_validators_reject_invented_fields(telnyx_spec: Any, bandwidth_spec: Any
     with pytest.raises(jsonschema.ValidationError):
         bandwidth_spec.validate_schema({"callId": "c-1", "invented": 1}, "conferenceMember")
     bandwidth_spec.validate_schema({"callId": "c-1", "callIdsToCoach": None}, "conferenceMember")
+
+
+@pytest.mark.parametrize(
+    ("spec", "schema", "instance"),
+    [
+        ("telnyx", "call-control_Errors",
+         {"errors": [{"code": "10015", "title": "t", "source": {"pointer": "no-slash"}}]}),
+        ("bandwidth", "conference", {"createdTime": "2030-01-07 9am"}),
+        ("bandwidth", "conference", {"conferenceEventUrl": "not a uri"}),
+        ("bandwidth", "conferenceMember", {"memberUrl": "/relative/only"}),
+    ],
+)
+def test_validators_check_formats(telnyx_spec: Any, bandwidth_spec: Any, spec: str,
+                                  schema: str, instance: dict[str, Any]) -> None:
+    """``format`` (date-time, uri, json-pointer) is checked, not just the type."""
+    validator = telnyx_spec if spec == "telnyx" else bandwidth_spec
+    with pytest.raises(jsonschema.ValidationError, match="is not a"):
+        validator.validate_schema(instance, schema)

@@ -22,6 +22,9 @@ from poller.model import Provider
 from poller.simulator import ScenarioConfig, Simulator
 
 STARTUP_DEADLINE_SECONDS = 20.0
+TELNYX_CONFERENCE = "/conferences/{id}"
+TELNYX_PARTICIPANTS = "/conferences/{conference_id}/participants"
+BANDWIDTH_CONFERENCE = "/accounts/{accountId}/conferences/{conferenceId}"
 SEED = 5
 CONFERENCES = 8
 
@@ -116,8 +119,9 @@ def _live_throughout(provider: Provider, seconds: float) -> set[str]:
             if life.exists_at(0) and life.exists_at(round(seconds * 1000))}
 
 
-def test_simulate_serves_what_it_prints() -> None:
-    """The printed config and credentials reach both providers' conferences, and 404s."""
+def test_simulate_serves_what_it_prints(telnyx_spec: Any, bandwidth_spec: Any) -> None:
+    """The printed config and credentials reach both providers' conferences, and 404s, each
+    body valid against its provider's spec."""
     with running_simulator("--seed", str(SEED), "--conferences", str(CONFERENCES)) as sim:
         assert sim.url.startswith("http://127.0.0.1:")
         telnyx, bandwidth = sim.config()["accounts"]
@@ -143,16 +147,21 @@ def test_simulate_serves_what_it_prints() -> None:
                 response = client.get(url, params=params, headers=headers)
                 if conference_id in live_telnyx:
                     assert response.status_code == 200
+                    telnyx_spec.validate_response(response.json(), TELNYX_CONFERENCE, "get",
+                                                  200)
                     assert response.json()["data"]["id"] == conference_id
                     participants = client.get(f"{url}/participants", params=params,
                                               headers=headers)
                     assert participants.status_code == 200
+                    telnyx_spec.validate_response(participants.json(), TELNYX_PARTICIPANTS,
+                                                  "get", 200)
                     assert participants.json()["meta"]["page_number"] == 1
                 else:
                     assert response.status_code in (200, 404)
             unknown = client.get(f"{telnyx['base_url']}/conferences/no-such-conference",
                                  headers=headers)
             assert unknown.status_code == 404
+            telnyx_spec.validate_response(unknown.json(), TELNYX_CONFERENCE, "get", 404)
             assert unknown.json()["errors"][0]["code"] == "90058"
 
             token = client.post(bandwidth["token_url"],
@@ -167,12 +176,15 @@ def test_simulate_serves_what_it_prints() -> None:
                                       headers=bearer)
                 if conference_id in live_bandwidth:
                     assert response.status_code == 200
+                    bandwidth_spec.validate_response(response.json(), BANDWIDTH_CONFERENCE,
+                                                     "get", 200)
                     for member in response.json()["activeMembers"]:
                         assert member["memberUrl"].startswith(f"{account_url}/conferences/")
                 else:
                     assert response.status_code in (200, 404)
             unknown = client.get(f"{account_url}/conferences/conf-nope", headers=bearer)
             assert unknown.status_code == 404
+            bandwidth_spec.validate_response(unknown.json(), BANDWIDTH_CONFERENCE, "get", 404)
             assert unknown.json() == {"type": "validation",
                                       "description": "Conference [conf-nope] not found",
                                       "id": None}

@@ -10,7 +10,9 @@ import anyio
 import httpx
 import pytest
 
+from poller.commands.simulate import simulate
 from poller.model import Provider
+from poller.providers import HttpSettings
 from poller.simulator import FaultConfig, FaultKind, Simulator, VirtualClock, create_app
 from poller.simulator.faults import FaultInjector
 
@@ -130,3 +132,14 @@ async def test_faults_spare_token_and_sim_endpoints(clock: VirtualClock) -> None
         unauthenticated = await client.get("/v2/conferences/x")
         assert unauthenticated.status_code == 401
     assert sim.faults.stats()["requests"] == 0
+
+
+def test_default_slow_delay_outlasts_the_client_read_timeout() -> None:
+    """By default a slow answer comes clearly after poller's read timeout, in-process and on
+    the command line, so it is seen as a timeout and not as a race with one."""
+    read_timeout = HttpSettings().read_timeout_seconds
+    option = next(p for p in simulate.params if p.name == "slow_seconds")
+    for delay in (FaultConfig().slow_delay_seconds, FaultConfig.spread(0.1).slow_delay_seconds,
+                  option.default):
+        assert isinstance(delay, float)
+        assert delay >= read_timeout + 5

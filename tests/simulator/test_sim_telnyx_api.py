@@ -193,3 +193,18 @@ async def test_injected_http_errors_match_spec(
         assert response.headers["x-ratelimit-remaining"] == "0"
         assert response.headers["x-ratelimit-reset"] == "7"
         assert int(response.headers["x-ratelimit-limit"]) > 0
+
+
+@pytest.mark.parametrize("path", ["/v2/no-such-resource", "/v2/conferences/x/y/z"])
+@pytest.mark.anyio
+async def test_unknown_path_is_the_specs_generic_not_found(
+        client: httpx.AsyncClient, telnyx_spec: Any, telnyx_auth: dict[str, str],
+        path: str) -> None:
+    """An unknown ``/v2`` path answers the spec's ``resource_not_found`` example (10007)."""
+    response = await client.get(path, headers=telnyx_auth)
+    assert response.status_code == 404
+    example = telnyx_spec.response(CONFERENCE, "get", 404)["content"]["application/json"][
+        "examples"]["resource_not_found"]["value"]["errors"][0]
+    error = response.json()["errors"][0]
+    assert {key: error[key] for key in ("code", "title", "detail")} == example
+    telnyx_spec.validate_response(response.json(), CONFERENCE, "get", 404)

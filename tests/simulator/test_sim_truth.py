@@ -142,3 +142,30 @@ async def test_sim_endpoints_export_truth_ids_and_clock(
     assert moved.json()["now"] == simulator.iso(simulator.now_ms())
     assert (await client.post("/_sim/clock", json={"advance_seconds": -5})).status_code == 400
     assert (await client.get("/_sim/truth", params={"until": "yesterday"})).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"advance_seconds": 1e308}',
+        b'{"advance_seconds": 1e13}',
+        b'{"advance_seconds": Infinity}',
+        b'{"advance_seconds": -Infinity}',
+        b'{"advance_seconds": NaN}',
+        b'{"advance_seconds": "soon"}',
+        b'{"advance_seconds": -5}',
+        b'{"seconds": 5}',
+        b"[5]",
+        b"not json",
+    ],
+)
+@pytest.mark.anyio
+async def test_clock_refuses_unusable_advances(
+        client: httpx.AsyncClient, clock: VirtualClock, body: bytes) -> None:
+    """Non-finite, negative, overflowing or missing ``advance_seconds`` is a 400, clock kept."""
+    before = clock.now()
+    response = await client.post("/_sim/clock", content=body,
+                                 headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert "error" in response.json()
+    assert clock.now() == before
