@@ -97,3 +97,13 @@ def engine(database_url: str) -> Iterator[Engine]:
     eng = make_engine(database_url)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_pool: DatabasePool) -> Iterator[str]:
+    """A fresh migrated PostgreSQL database (for tests that only make sense there)."""
+    name = postgres_pool.take()
+    try:
+        yield postgres_pool.server.url_for(name)
+    finally:
+        postgres_pool.give_back(name)

@@ -1,0 +1,370 @@
+"""``poller report``: the recorded history as a table, CSV or JSON (see ``docs/reports.md``).
+
+Examples::
+
+    poller report summary --since 24h
+    poller report conferences --provider telnyx --since 2025-03-01
+    poller report transitions --account telnyx-main --format csv > transitions.csv
+    poller report members --since 7d --format json --limit 0
+
+The queries live in ``poller.store.reports`` and run in a read-only transaction, so reports are
+safe beside a running daemon. This module parses the options and formats the rows:
+
+* ``table`` (the default) for people: aligned columns, times as ISO UTC to the second
+  (``2025-03-01T12:00:05Z``), durations humanised (``12m05s``), at most 100 rows by default;
+* ``csv``: a header row, then raw values (seconds as numbers, ISO 8601 times, ``true``/``false``);
+* ``json``: a list of objects with the same raw values (numbers as numbers, ``null`` for
+  "not known").
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+from poller.commands import CliState, pass_state
+from poller.errors import StoreUnavailable
+from poller.model import Provider, utc_now
+from poller.store import reports
+from poller.store.reports import Report, ReportFilter, ReportQuery, Value
+
+DEFAULT_TABLE_LIMIT = 100
+"""Rows a table shows unless ``--limit`` says otherwise (CSV and JSON show all)."""
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+
+
+def parse_since(value: str, *, now: datetime) -> datetime:
+    """The aware UTC moment ``value`` names.
+
+    Accepted: a relative age before ``now`` (``90s``, ``30m``, ``24h``, ``7d``, ``2w``), an ISO
+    date (``2025-03-01``, midnight UTC), or an ISO datetime (``2025-03-01T12:00``, ``…Z``,
+    ``…+01:00``); a datetime without an offset is UTC. Raises ``ValueError`` otherwise.
+    """
+    relative = _RELATIVE.match(value)
+    if relative:
+        amount, unit = relative.groups()
+        return now - timedelta(seconds=float(amount) * _UNIT_SECONDS[unit])
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is neither an ISO date or datetime (2025-03-01, 2025-03-01T12:00Z) "
+            "nor an age like 30m, 24h, 7d"
+        ) from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _since_option(ctx: click.Context, param: click.Parameter, value: str | None
+                  ) -> datetime | None:
+    """Parse ``--since``; relative ages count back from now. A bad value exits 2."""
+    if value is None:
+        return None
+    try:
+        return parse_since(value, now=utc_now())
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
+# --- Formatting ------------------------------------------------------------------------------
+
+def format_duration(seconds: float) -> str:
+    """Seconds for people, to the second: ``45s``, ``12m05s``, ``1h02m03s``, ``2d03h04m05s``."""
+    sign = "-" if seconds < 0 else ""
+    rest = int(abs(seconds) + 0.5)
+    days, rest = divmod(rest, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{sign}{days}d{hours:02d}h{minutes:02d}m{secs:02d}s"
+    if hours:
+        return f"{sign}{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{sign}{minutes}m{secs:02d}s"
+    return f"{sign}{secs}s"
+
+
+def format_time(moment: datetime) -> str:
+    """A moment for people: ISO UTC to the second (``2025-03-01T12:00:05Z``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def raw_value(value: Value) -> Value:
+    """A cell for CSV and JSON: full ISO 8601 UTC times; everything else as it is."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value
+
+
+Cell = Callable[[dict[str, Value]], str]
+"""Renders one table cell from a row."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableColumn:
+    """One column of table output."""
+
+    header: str
+    cell: Cell
+    right: bool = False
+    """Right-align (numbers, durations)."""
+    group: bool = False
+    """Blank a value equal to the one above (section names)."""
+
+
+def text_column(key: str, header: str | None = None, *, group: bool = False) -> TableColumn:
+    """A column showing ``row[key]`` as text (blank when not known)."""
+    return TableColumn(header or key, lambda row: "" if row[key] is None else str(row[key]),
+                       group=group)
+
+
+def number_column(key: str, header: str | None = None) -> TableColumn:
+    """A right-aligned count."""
+    return TableColumn(header or key, lambda row: "" if row[key] is None else str(row[key]),
+                       right=True)
+
+
+def time_column(key: str, header: str) -> TableColumn:
+    """A moment, ISO UTC to the second."""
+    def cell(row: dict[str, Value]) -> str:
+        value = row[key]
+        return format_time(value) if isinstance(value, datetime) else ""
+    return TableColumn(header, cell)
+
+
+def duration_column(key: str, header: str) -> TableColumn:
+    """Seconds, humanised."""
+    def cell(row: dict[str, Value]) -> str:
+        value = row[key]
+        return format_duration(float(value)) if isinstance(value, int | float) else ""
+    return TableColumn(header, cell, right=True)
+
+
+def flag_column(key: str, header: str) -> TableColumn:
+    """A boolean as ``yes`` or blank."""
+    return TableColumn(header, lambda row: "yes" if row[key] else "")
+
+
+def _transition(row: dict[str, Value]) -> str:
+    return f"{row['from_status'] or '(new)'} → {row['to_status']}"
+
+
+def _bracket(row: dict[str, Value]) -> str:
+    before, after = row["previous_observed_at"], row["observed_at"]
+    if isinstance(before, datetime) and isinstance(after, datetime):
+        return format_duration((after - before).total_seconds())
+    return ""
+
+
+def render_table(columns: list[TableColumn], rows: list[dict[str, Value]]) -> str:
+    """Rows as aligned text columns under a header and a rule of dashes."""
+    cells = [[column.cell(row) for column in columns] for row in rows]
+    for index, column in enumerate(columns):
+        if column.group:
+            previous = None
+            for line in cells:
+                line[index], previous = ("" if line[index] == previous else line[index],
+                                         line[index])
+    widths = [max([len(column.header), *(len(line[i]) for line in cells)])
+              for i, column in enumerate(columns)]
+
+    def join(values: list[str]) -> str:
+        padded = (value.rjust(width) if column.right else value.ljust(width)
+                  for value, width, column in zip(values, widths, columns, strict=True))
+        return "  ".join(padded).rstrip()
+
+    lines = [join([c.header for c in columns]), join(["-" * w for w in widths])]
+    lines += [join(line) for line in cells]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(report: Report) -> str:
+    """A header row, then one line per row of raw values."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(report.columns)
+    for row in report.rows:
+        writer.writerow([_csv_value(row[name]) for name in report.columns])
+    return buffer.getvalue()
+
+
+def _csv_value(value: Value) -> Value:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return raw_value(value)
+
+
+def render_json(report: Report) -> str:
+    """A JSON list of objects, one per row, keys in column order."""
+    objects = [{name: raw_value(row[name]) for name in report.columns} for row in report.rows]
+    return json.dumps(objects, indent=2, ensure_ascii=False) + "\n"
+
+
+# --- The commands ----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ReportSpec:
+    """What one report sub-command runs and how its table looks."""
+
+    query: ReportQuery
+    table: list[TableColumn]
+    empty: str
+    """The line a table prints when no row matches."""
+
+
+CONFERENCES = ReportSpec(reports.conferences, [
+    text_column("provider"),
+    text_column("account"),
+    text_column("conference_id", "conference"),
+    text_column("name"),
+    text_column("status"),
+    time_column("created_at", "created"),
+    time_column("completed_at", "completed"),
+    duration_column("duration_seconds", "duration"),
+    text_column("end_reason", "end reason"),
+    number_column("peak_member_count", "peak"),
+    number_column("member_count", "members"),
+    flag_column("gone", "gone"),
+], "No conferences match.")
+
+TRANSITIONS = ReportSpec(reports.transitions, [
+    time_column("observed_at", "when"),
+    text_column("provider"),
+    text_column("account"),
+    text_column("conference_id", "conference"),
+    TableColumn("change", _transition),
+    text_column("end_reason", "end reason"),
+    TableColumn("bracket", _bracket, right=True),
+], "No status transitions match.")
+
+MEMBERS = ReportSpec(reports.members, [
+    text_column("provider"),
+    text_column("account"),
+    text_column("conference_id", "conference"),
+    text_column("member_id", "member"),
+    number_column("stay"),
+    time_column("joined_at", "joined"),
+    time_column("left_at", "left"),
+    duration_column("duration_seconds", "duration"),
+    number_column("times_muted", "mutes"),
+    duration_column("seconds_muted", "muted"),
+    number_column("times_held", "holds"),
+    duration_column("seconds_held", "held"),
+], "No member stays match.")
+
+SUMMARY = ReportSpec(reports.summary, [
+    text_column("section", group=True),
+    text_column("name"),
+    number_column("count"),
+    duration_column("avg_seconds", "avg"),
+    duration_column("max_seconds", "max"),
+], "Nothing recorded.")
+
+def report_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a report command the ``CliState`` and the options every report takes."""
+    options = [
+        click.option("--since", callback=_since_option, default=None, metavar="WHEN",
+                     help="Only rows from this moment on (UTC): 2025-03-01, "
+                          "2025-03-01T12:00, or an age such as 30m, 24h, 7d."),
+        click.option("--provider", type=click.Choice([p.value for p in Provider]),
+                     default=None, help="Only this provider."),
+        click.option("--account", default=None, metavar="NAME",
+                     help="Only this account (its name in the config file)."),
+        click.option("--format", "output_format", type=click.Choice(["table", "csv", "json"]),
+                     default="table", show_default=True, help="Output format."),
+        click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N",
+                     help=f"At most N rows; 0 for all. Default: {DEFAULT_TABLE_LIMIT} for "
+                          "table, all for csv and json."),
+        click.option("--database-url", "database_url", default=None, metavar="URL",
+                     help="Database to read (default: the configured one)."),
+    ]
+    command = pass_state(command)
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.group()
+def report() -> None:
+    """Report on the recorded history as a table, CSV or JSON.
+
+    \b
+    Examples:
+      poller report summary --since 24h
+      poller report conferences --provider telnyx --since 2025-03-01
+      poller report transitions --account telnyx-main --format csv
+      poller report members --since 7d --format json --limit 0
+    """
+
+
+@report.command()
+@report_options
+def conferences(state: CliState, **options: Any) -> None:
+    """One row per conference, newest first (created since --since)."""
+    _print_report(state, CONFERENCES, **options)
+
+
+@report.command()
+@report_options
+def transitions(state: CliState, **options: Any) -> None:
+    """Status transitions, newest first (observed since --since).
+
+    The change happened within BRACKET before WHEN (between the two polls that saw the old and
+    the new status); "(new)" marks a conference's first sighting.
+    """
+    _print_report(state, TRANSITIONS, **options)
+
+
+@report.command()
+@report_options
+def members(state: CliState, **options: Any) -> None:
+    """One row per member stay, latest first (joined since --since)."""
+    _print_report(state, MEMBERS, **options)
+
+
+@report.command()
+@report_options
+def summary(state: CliState, **options: Any) -> None:
+    """Counts and durations at a glance, one section per topic.
+
+    Conferences by status and end reason, members, transitions and poll errors.
+
+    --limit caps each breakdown (statuses, end reasons, transitions, error kinds).
+    """
+    _print_report(state, SUMMARY, **options)
+
+
+def _print_report(state: CliState, spec: ReportSpec, *, since: datetime | None,
+                  provider: str | None, account: str | None, output_format: str,
+                  limit: int | None, database_url: str | None) -> None:
+    """Run one report and print it in the chosen format."""
+    if limit is None:
+        limit = DEFAULT_TABLE_LIMIT if output_format == "table" else 0
+    filters = ReportFilter(since=since, provider=provider, account=account, limit=limit or None)
+    url = database_url or state.database_url()
+    try:
+        result = reports.run_report(url, spec.query, filters)
+    except StoreUnavailable as error:
+        # Exit 1 with the message alone, however the command is invoked.
+        raise click.ClickException(str(error)) from error
+    if output_format == "csv":
+        click.echo(render_csv(result), nl=False)
+    elif output_format == "json":
+        click.echo(render_json(result), nl=False)
+    elif result.rows:
+        click.echo(render_table(spec.table, result.rows), nl=False)
+    else:
+        click.echo(spec.empty)
+    if result.truncated:
+        click.echo(f"(only the first {limit} rows; --limit 0 shows all)", err=True)
