@@ -188,11 +188,12 @@ class PollingSettings(Section):
     """Polls in flight at once, over all accounts."""
     completion_grace_seconds: SecondsOrZero = 30.0
     """After a conference is first seen ``completed``, wait this long for one last poll (to catch
-    the final member states), then retire it."""
+    the final member states), then retire it (0: retire at once)."""
     not_found_retire_after: Count = 3
     """Consecutive 404s after which a conference already seen is marked gone and retired."""
     never_found_retire_seconds: Seconds = 3600.0
-    """A conference never seen at all is retired ``never_found`` this long after it was added."""
+    """A conference never seen at all is retired ``never_found`` this long after its first 404
+    (in practice its first poll)."""
     backoff_base_seconds: Seconds = 2.0
     """First retry delay after a 5xx, timeout or network error; doubled per failure, jittered."""
     backoff_max_seconds: Seconds = 300.0

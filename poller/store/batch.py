@@ -18,8 +18,9 @@ The steps, all inside the caller's transaction:
    continue from ``max(seq)`` read under the conference lock.
    Each target gets one row update per batch, whatever the number of its results: bookkeeping,
    the ``poll_count`` / ``failure_count`` counters (new values computed under the row lock) and
-   the daemon's schedule, merged. The target row's ``last_success_at`` (the newest recorded
-   observation) is the staleness line and bracket start of the diff, read under its lock.
+   the daemon's schedule (next poll time, retirement, lease release), merged. The target row's
+   ``last_success_at`` (the newest recorded observation) is the staleness line and bracket
+   start of the diff, read under its lock.
 """
 
 from __future__ import annotations
@@ -259,6 +260,8 @@ class BatchWriter:
                 continue
             key = key_of(result.target)
             rows.setdefault(key, {})["next_poll_at"] = decision.next_poll_at
+            if decision.release_lease:
+                rows[key] |= {"lease_owner": None, "lease_expires_at": None}
             if decision.state == "retired":
                 retire.append({"b_pk": targets[key].pk, "b_reason": decision.retired_reason,
                                "b_now": self.now})

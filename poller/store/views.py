@@ -139,6 +139,9 @@ class ScheduleUpdate:
     """``active`` or ``retired``; ``None`` leaves it as it is."""
     retired_reason: str | None = None
     """completed / gone / never_found / removed (with ``state="retired"``)."""
+    release_lease: bool = True
+    """Clear ``lease_owner`` / ``lease_expires_at``: the poller that claimed the target is done
+    with it, so another may claim it when it is next due."""
 
 
 @dataclass(frozen=True, slots=True)

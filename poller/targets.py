@@ -1,0 +1,225 @@
+"""The ``poll_target`` table as the poller sees it: syncing the config in, claiming due targets.
+
+* :func:`sync_targets` makes the table match the config's conferences: new ones are inserted
+  (``source='config'``, due now), ones dropped from the config are retired ``removed``, a
+  ``removed`` one that comes back is reactivated, and a changed Telnyx region is updated.
+  Targets from other sources (``discovered``, ``cli``) are never retired by it.
+* :func:`claim_due` leases the active targets that are due, oldest ``next_poll_at`` first, in
+  one statement::
+
+      UPDATE poll_target SET lease_owner = :owner, lease_expires_at = :until
+      WHERE id IN (SELECT id FROM poll_target
+                   WHERE state = 'active' AND next_poll_at <= :due_by
+                     AND (lease_expires_at IS NULL OR lease_expires_at < :now)
+                   ORDER BY next_poll_at, id LIMIT :n FOR UPDATE SKIP LOCKED)
+      RETURNING …
+
+  On PostgreSQL ``SKIP LOCKED`` lets several pollers claim disjoint sets at once (DESIGN §8); on
+  SQLite (≥ 3.35 for ``RETURNING``) the statement runs inside the engine's ``BEGIN IMMEDIATE``
+  transaction, which serialises claimers. A crashed poller's leases simply expire.
+  Recording a result releases the lease (``ScheduleUpdate.release_lease``); targets a tick
+  claimed but did not poll are handed back with :func:`release`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+
+from poller.errors import StoreUnavailable
+from poller.model import Provider, TargetKey, require_utc
+from poller.scheduling import RetiredReason, TargetState
+from poller.store.database import store_errors
+from poller.store.schema import Base
+
+TARGET: Table = Base.metadata.tables["poll_target"]
+CONFERENCE: Table = Base.metadata.tables["conference"]
+POLL_ERROR: Table = Base.metadata.tables["poll_error"]
+
+SQLITE_MIN_RETURNING = (3, 35, 0)
+IN_CHUNK = 400
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What :func:`sync_targets` changed, as target keys."""
+
+    added: tuple[TargetKey, ...] = ()
+    removed: tuple[TargetKey, ...] = ()
+    reactivated: tuple[TargetKey, ...] = ()
+    region_changed: tuple[TargetKey, ...] = ()
+
+    def __str__(self) -> str:
+        return (f"{len(self.added)} added, {len(self.removed)} removed, "
+                f"{len(self.reactivated)} reactivated, {len(self.region_changed)} region updates")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTarget:
+    """A target leased to this poller, with what the scheduler needs to know of it."""
+
+    pk: int
+    key: TargetKey
+    next_poll_at: datetime
+    state: TargetState = field(default_factory=TargetState)
+
+
+def sync_targets(engine: Engine, targets: Iterable[TargetKey], now: datetime) -> SyncReport:
+    """Make ``poll_target`` match the configured ``targets`` (see the module docstring)."""
+    require_utc(now, "now")
+    wanted = {(t.account, t.conference_id): t for t in targets}
+    with store_errors("syncing poll targets"), engine.begin() as conn:
+        rows = {(r.account, r.conference_id): r
+                for r in conn.execute(select(TARGET.c.id, TARGET.c.account,
+                                             TARGET.c.conference_id, TARGET.c.provider,
+                                             TARGET.c.region, TARGET.c.source, TARGET.c.state,
+                                             TARGET.c.retired_reason))}
+        added = [t for k, t in sorted(wanted.items()) if k not in rows]
+        if added:
+            conn.execute(insert(TARGET), [
+                {"provider": t.provider.value, "account": t.account,
+                 "conference_id": t.conference_id, "region": t.region, "source": "config",
+                 "state": "active", "next_poll_at": now, "created_at": now} for t in added])
+        removed = [r for k, r in sorted(rows.items()) if k not in wanted
+                   and r.source == "config" and r.state == "active"]
+        if removed:
+            conn.execute(update(TARGET).where(TARGET.c.id == bindparam("b_pk")).values(
+                state="retired", retired_reason=RetiredReason.REMOVED, retired_at=now,
+                lease_owner=None, lease_expires_at=None), [{"b_pk": r.id} for r in removed])
+        back = [(rows[k], t) for k, t in sorted(wanted.items()) if k in rows
+                and rows[k].state == "retired" and rows[k].retired_reason == RetiredReason.REMOVED]
+        if back:
+            conn.execute(update(TARGET).where(TARGET.c.id == bindparam("b_pk")).values(
+                state="active", retired_reason=None, retired_at=None, source="config",
+                next_poll_at=now), [{"b_pk": r.id} for r, _ in back])
+        moved = [(rows[k], t) for k, t in sorted(wanted.items())
+                 if k in rows and rows[k].region != t.region]
+        if moved:
+            conn.execute(update(TARGET).where(TARGET.c.id == bindparam("b_pk")).values(
+                region=bindparam("b_region")),
+                [{"b_pk": r.id, "b_region": t.region} for r, t in moved])
+    return SyncReport(
+        added=tuple(added),
+        removed=tuple(_key(r) for r in removed),
+        reactivated=tuple(t for _, t in back),
+        region_changed=tuple(t for _, t in moved),
+    )
+
+
+def claim_due(engine: Engine, now: datetime, limit: int, owner: str, lease_seconds: float, *,
+              due_by: datetime | None = None, exclude_accounts: Collection[str] = ()
+              ) -> list[ClaimedTarget]:
+    """Lease up to ``limit`` due active targets to ``owner``, oldest ``next_poll_at`` first.
+
+    ``due_by`` (default ``now``) is the cut-off for ``next_poll_at`` (a burst run keeps its
+    start time, so a target it reschedules is not claimed again); targets of
+    ``exclude_accounts`` (paused) are left alone.
+    """
+    require_utc(now, "now")
+    due_by = now if due_by is None else due_by
+    if limit <= 0:
+        return []
+    check_returning_support(engine)
+    conditions = [
+        TARGET.c.state == "active",
+        TARGET.c.next_poll_at <= due_by,
+        or_(TARGET.c.lease_expires_at.is_(None), TARGET.c.lease_expires_at < now),
+    ]
+    if exclude_accounts:
+        conditions.append(TARGET.c.account.not_in(sorted(exclude_accounts)))
+    due = (select(TARGET.c.id).where(*conditions)
+           .order_by(TARGET.c.next_poll_at, TARGET.c.id).limit(limit)
+           .with_for_update(skip_locked=True))
+    stmt = (update(TARGET).where(TARGET.c.id.in_(due.scalar_subquery()))
+            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds))
+            .returning(TARGET.c.id, TARGET.c.provider, TARGET.c.account, TARGET.c.conference_id,
+                       TARGET.c.region, TARGET.c.next_poll_at, TARGET.c.consecutive_failures,
+                       TARGET.c.not_found_since))
+    with store_errors("claiming due poll targets"), engine.begin() as conn:
+        rows = sorted(conn.execute(stmt).all(), key=lambda r: (r.next_poll_at, r.id))
+        keys = [(r.account, r.conference_id) for r in rows]
+        statuses: dict[tuple[str, str], str] = {}
+        for chunk in _chunks(keys):
+            query = select(CONFERENCE.c.account, CONFERENCE.c.conference_id,
+                           CONFERENCE.c.status).where(
+                tuple_(CONFERENCE.c.account, CONFERENCE.c.conference_id).in_(chunk))
+            statuses.update({(a, c): s for a, c, s in conn.execute(query)})
+        counts = _not_found_counts(conn, [r.id for r in rows if r.not_found_since is not None])
+    return [
+        ClaimedTarget(
+            pk=r.id, key=_key(r), next_poll_at=r.next_poll_at,
+            state=TargetState(
+                last_status=statuses.get((r.account, r.conference_id)),
+                consecutive_failures=r.consecutive_failures,
+                not_found_since=r.not_found_since,
+                not_found_count=counts.get(r.id, 0),
+            ),
+        )
+        for r in rows
+    ]
+
+
+def release(engine: Engine, next_poll_at: Mapping[int, datetime]) -> None:
+    """Hand claimed targets (by pk) back unpolled, due again at the given times."""
+    if not next_poll_at:
+        return
+    with store_errors("releasing poll targets"), engine.begin() as conn:
+        conn.execute(update(TARGET).where(TARGET.c.id == bindparam("b_pk")).values(
+            next_poll_at=bindparam("b_next"), lease_owner=None, lease_expires_at=None),
+            [{"b_pk": pk, "b_next": at} for pk, at in sorted(next_poll_at.items())])
+
+
+def next_due_at(engine: Engine) -> datetime | None:
+    """The earliest ``next_poll_at`` of an active target (``None`` when there is none)."""
+    with store_errors("reading the next due time"), engine.connect() as conn:
+        value: datetime | None = conn.execute(
+            select(func.min(TARGET.c.next_poll_at)).where(TARGET.c.state == "active")
+        ).scalar_one()
+        return value
+
+
+def check_returning_support(engine: Engine) -> None:
+    """Refuse SQLite older than 3.35, which lacks ``UPDATE … RETURNING``."""
+    if engine.dialect.name == "sqlite" and sqlite3.sqlite_version_info < SQLITE_MIN_RETURNING:
+        raise StoreUnavailable(
+            f"SQLite {sqlite3.sqlite_version} is too old: poller needs 3.35 or newer")
+
+
+def _not_found_counts(conn: Connection, pks: list[int]) -> dict[int, int]:
+    """404s recorded per target since its ``not_found_since`` (the current run of 404s)."""
+    counts: dict[int, int] = {}
+    for start in range(0, len(pks), IN_CHUNK):
+        chunk = pks[start:start + IN_CHUNK]
+        query = (select(POLL_ERROR.c.target_pk, func.count())
+                 .join(TARGET, TARGET.c.id == POLL_ERROR.c.target_pk)
+                 .where(TARGET.c.id.in_(chunk), POLL_ERROR.c.kind == "not_found",
+                        POLL_ERROR.c.occurred_at >= TARGET.c.not_found_since)
+                 .group_by(POLL_ERROR.c.target_pk))
+        counts.update({pk: n for pk, n in conn.execute(query)})
+    return counts
+
+
+def _chunks(keys: list[tuple[str, str]]) -> Iterable[list[tuple[str, str]]]:
+    for start in range(0, len(keys), IN_CHUNK):
+        yield keys[start:start + IN_CHUNK]
+
+
+def _key(row: Any) -> TargetKey:
+    """The target key of a ``poll_target`` row."""
+    return TargetKey(Provider(row.provider), row.account, row.conference_id, row.region)

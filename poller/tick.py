@@ -1,0 +1,300 @@
+"""One tick of the poll lifecycle: claim what is due, fetch it, record it, reschedule it.
+
+``Poller(config, engine, clients).tick(now)`` is the unit both ``poller once`` (ticks until
+nothing is due: arq's *burst* mode) and the long-running ``poller run`` (an APScheduler job)
+drive. A tick:
+
+1. leases the due targets (:func:`poller.targets.claim_due`), skipping paused accounts;
+2. fetches them concurrently, at most ``polling.concurrency`` at once overall, each account paced
+   by its token bucket (``requests_per_second``; a request that would wait longer than
+   ``max_rate_wait_seconds`` is handed back for a later tick instead);
+3. turns each ``ProviderError`` into a ``PollFailure``; any other exception of one fetch is
+   logged with provider, account and conference and recorded as ``bad_response``: one bad
+   response never kills the tick;
+4. pauses an account on 429 (until ``Retry-After``) and on 401 / 403 (``auth_pause_seconds``,
+   reported with one ``logging.error`` per episode); its requests not yet sent are handed back;
+5. records every result and its :func:`poller.scheduling.next_schedule` decision in one
+   recorder transaction, retrying ``StoreUnavailable`` a few times with backoff. If the store
+   stays unavailable the tick says so in its report; nothing is lost, the targets keep their
+   ``next_poll_at`` and are claimed again once their lease expires.
+
+Time comes from the injected ``clock`` and waiting goes through the injected ``sleep``, so tests
+drive a tick on a virtual clock without real sleeps. The tick does no signal handling and owns
+no loop; ``poller run`` adds those around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import Engine
+
+from poller.config import Config, build_account_client
+from poller.errors import ProviderError, StoreUnavailable
+from poller.model import Observation, PollFailure, PollResult, TargetKey, utc_now
+from poller.providers import Clock, Credentials, ProviderClient
+from poller.scheduling import AUTH_PAUSE_SECONDS, next_schedule, transient_backoff_seconds
+from poller.store.recorder import Recorder
+from poller.store.views import ScheduleUpdate
+from poller.targets import ClaimedTarget, SyncReport, claim_due, release, sync_targets
+from poller.throttle import AccountGate, TokenBucket
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+"""Waits that many seconds (``asyncio.sleep``; tests pass one that advances a virtual clock)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A claimed target not polled this tick (its account is paused or out of tokens)."""
+
+    until: datetime
+
+
+@dataclass(slots=True)
+class TickReport:
+    """What one tick (or, added up, a burst of ticks) did."""
+
+    claimed: int = 0
+    polled: int = 0
+    ok: int = 0
+    """Successful polls (``unchanged`` ones included)."""
+    unchanged: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    """Failed polls by ``poll_error.kind``."""
+    deferred: int = 0
+    """Claimed, but handed back unpolled (paused account, no token)."""
+    retired: Counter[str] = field(default_factory=Counter)
+    """Targets retired, by reason."""
+    transitions: int = 0
+    member_events: int = 0
+    store_error: str | None = None
+    """Why results could not be recorded, if they could not."""
+
+    @property
+    def failures(self) -> int:
+        """Failed polls, all kinds."""
+        return sum(self.failed.values())
+
+    def add(self, other: TickReport) -> None:
+        """Add ``other``'s counts to this report (the last store error wins)."""
+        for name in ("claimed", "polled", "ok", "unchanged", "deferred", "transitions",
+                     "member_events"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failed.update(other.failed)
+        self.retired.update(other.retired)
+        self.store_error = other.store_error or self.store_error
+
+    def summary(self) -> str:
+        """One line for people: ``polled 12: 10 ok (4 unchanged), 2 failed (…), …``."""
+        failed = ", ".join(f"{kind} {n}" for kind, n in sorted(self.failed.items()))
+        retired = ", ".join(f"{why} {n}" for why, n in sorted(self.retired.items()))
+        parts = [f"polled {self.polled}: {self.ok} ok ({self.unchanged} unchanged)",
+                 f"{self.failures} failed" + (f" ({failed})" if failed else ""),
+                 f"{sum(self.retired.values())} retired" + (f" ({retired})" if retired else ""),
+                 f"{self.transitions} transitions", f"{self.member_events} member events"]
+        if self.deferred:
+            parts.append(f"{self.deferred} deferred")
+        if self.store_error:
+            parts.append(f"NOT RECORDED: {self.store_error}")
+        return ", ".join(parts)
+
+
+def build_clients(config: Config, credentials: Mapping[str, Credentials], *,
+                  transport: httpx.AsyncBaseTransport | None = None, clock: Clock = utc_now
+                  ) -> dict[str, ProviderClient]:
+    """One provider client per configured account (all sharing ``transport`` if given)."""
+    return {account.name: build_account_client(account, config.polling,
+                                               credentials[account.name],
+                                               transport=transport, clock=clock)
+            for account in config.accounts}
+
+
+def default_owner() -> str:
+    """A lease owner name unique to this process: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Poller:
+    """Claims, fetches, records and reschedules targets, one :meth:`tick` at a time."""
+
+    def __init__(self, config: Config, engine: Engine, clients: Mapping[str, ProviderClient], *,
+                 clock: Clock = utc_now, sleep: Sleep = asyncio.sleep,
+                 rng: random.Random | None = None, owner: str | None = None,
+                 batch_size: int | None = None, lease_seconds: float = 300.0,
+                 auth_pause_seconds: float = AUTH_PAUSE_SECONDS,
+                 max_rate_wait_seconds: float = 5.0, store_attempts: int = 3,
+                 store_backoff_seconds: float = 1.0, recorder: Recorder | None = None) -> None:
+        self.config = config
+        self.settings = config.polling
+        self.engine = engine
+        self.clients = dict(clients)
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng if rng is not None else random.Random()  # noqa: S311 (jitter only)
+        self.owner = owner or default_owner()
+        self.batch_size = batch_size or 4 * self.settings.concurrency
+        self.lease_seconds = lease_seconds
+        self.auth_pause_seconds = auth_pause_seconds
+        self.max_rate_wait_seconds = max_rate_wait_seconds
+        self.store_attempts = store_attempts
+        self.store_backoff_seconds = store_backoff_seconds
+        self.recorder = recorder if recorder is not None else Recorder(engine, clock=clock)
+        now = clock()
+        self.gates = {account.name: AccountGate(TokenBucket(account.requests_per_second, now))
+                      for account in config.accounts}
+        self._semaphore = asyncio.Semaphore(self.settings.concurrency)
+
+    def sync(self, now: datetime | None = None) -> SyncReport:
+        """Bring ``poll_target`` in line with the config's conferences (at start-up)."""
+        report = sync_targets(self.engine, self.config.targets(), now or self.clock())
+        log.info("targets synced: %s", report)
+        return report
+
+    def paused_accounts(self, now: datetime) -> set[str]:
+        """The accounts that may not be polled at ``now``."""
+        return {name for name, gate in self.gates.items() if gate.is_paused(now)}
+
+    async def aclose(self) -> None:
+        """Close every provider client."""
+        for client in self.clients.values():
+            await client.aclose()
+
+    async def tick(self, now: datetime | None = None, *, due_by: datetime | None = None
+                   ) -> TickReport:
+        """Poll what is due at ``now`` (default: the clock) and record it; see the module doc.
+
+        ``due_by`` bounds ``next_poll_at`` of the targets claimed (default ``now``).
+        """
+        now = now or self.clock()
+        report = TickReport()
+        try:
+            claimed = claim_due(self.engine, now, self.batch_size, self.owner,
+                                self.lease_seconds, due_by=due_by,
+                                exclude_accounts=self.paused_accounts(now))
+        except StoreUnavailable as error:
+            report.store_error = str(error)
+            log.error("tick skipped: %s", error)
+            return report
+        report.claimed = len(claimed)
+        if not claimed:
+            return report
+        outcomes = await asyncio.gather(*(self._poll(target) for target in claimed))
+        results: list[PollResult] = []
+        schedule: dict[TargetKey, ScheduleUpdate] = {}
+        handed_back: dict[int, datetime] = {}
+        for target, outcome in zip(claimed, outcomes, strict=True):
+            if isinstance(outcome, Deferred):
+                handed_back[target.pk] = outcome.until
+                continue
+            results.append(outcome)
+            schedule[target.key] = self._decide(target, outcome)
+            if isinstance(outcome, Observation):
+                report.ok += 1
+            else:
+                report.failed[outcome.kind] += 1
+        report.polled = len(results)
+        report.deferred = len(handed_back)
+        if results:
+            await self._record(results, schedule, report)
+        if handed_back:
+            try:
+                release(self.engine, handed_back)
+            except StoreUnavailable as error:  # their leases expire on their own
+                report.store_error = report.store_error or str(error)
+        return report
+
+    # -- one target --------------------------------------------------------------------------
+
+    async def _poll(self, target: ClaimedTarget) -> PollResult | Deferred:
+        account = target.key.account
+        client, gate = self.clients.get(account), self.gates.get(account)
+        if client is None or gate is None:
+            log.warning("no configured account %r for %s: not polled", account, target.key)
+            return Deferred(self.clock() + timedelta(seconds=self.settings.idle_interval_seconds))
+        now = self.clock()
+        if gate.is_paused(now) and gate.paused_until is not None:
+            return Deferred(gate.paused_until)
+        wait = gate.bucket.reserve(now, self.max_rate_wait_seconds)
+        if wait is None:
+            return Deferred(now + timedelta(seconds=gate.bucket.wait_seconds(now)))
+        if wait > 0:
+            await self.sleep(wait)
+        async with self._semaphore:
+            if gate.is_paused(self.clock()) and gate.paused_until is not None:
+                return Deferred(gate.paused_until)
+            return await self._fetch(client, gate, target)
+
+    async def _fetch(self, client: ProviderClient, gate: AccountGate, target: ClaimedTarget
+                     ) -> PollResult:
+        key = target.key
+        try:
+            observation = await client.fetch(key)
+        except ProviderError as error:
+            failure = PollFailure.from_error(key, self.clock(), error)
+            self._pause_if_needed(gate, failure)
+            return failure
+        except Exception as error:  # the tick is the boundary: log, record, carry on
+            log.exception("unexpected error polling %s conference %s of account %r",
+                          key.provider.value, key.conference_id, key.account)
+            return PollFailure(key, self.clock(), kind="bad_response",
+                               message=f"unexpected {type(error).__name__} while polling")
+        gate.succeeded()
+        return observation
+
+    def _pause_if_needed(self, gate: AccountGate, failure: PollFailure) -> None:
+        key, at = failure.target, failure.observed_at
+        if failure.kind == "rate_limited":
+            seconds = failure.retry_after_seconds
+            if seconds is None:
+                seconds = transient_backoff_seconds(1, self.settings, self.rng)
+            until = gate.pause(at, seconds, "rate_limited")
+            log.warning("%s account %r rate limited: paused until %s", key.provider.value,
+                        key.account, until.isoformat())
+        elif failure.kind == "auth" and gate.auth_failed(at, self.auth_pause_seconds):
+            log.error("%s account %r: credentials refused (HTTP %s: %s); account paused for "
+                      "%.0f s, other accounts carry on. Check its credentials.",
+                      key.provider.value, key.account, failure.http_status, failure.message,
+                      self.auth_pause_seconds)
+
+    def _decide(self, target: ClaimedTarget, result: PollResult) -> ScheduleUpdate:
+        decision = next_schedule(target.state, result, result.observed_at, self.settings,
+                                 self.rng)
+        gate = self.gates.get(target.key.account)
+        paused_until = gate.paused_until if gate is not None else None
+        if decision.state != "retired" and paused_until is not None and (
+                paused_until > decision.next_poll_at):
+            decision = replace(decision, next_poll_at=paused_until)
+        return decision
+
+    async def _record(self, results: list[PollResult], schedule: Mapping[TargetKey, ScheduleUpdate],
+                      report: TickReport) -> None:
+        for attempt in range(1, self.store_attempts + 1):
+            try:
+                stats = self.recorder.record(results, schedule)
+            except StoreUnavailable as error:
+                if attempt == self.store_attempts:
+                    report.store_error = str(error)
+                    log.error("could not record %d poll results after %d attempts: %s",
+                              len(results), attempt, error)
+                    return
+                await self.sleep(self.store_backoff_seconds * 2 ** (attempt - 1))
+                continue
+            report.unchanged += stats.unchanged
+            report.transitions += stats.transitions
+            report.member_events += stats.member_events
+            for decision in schedule.values():
+                if decision.state == "retired" and decision.retired_reason is not None:
+                    report.retired[decision.retired_reason] += 1
+            return

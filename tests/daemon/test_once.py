@@ -1,0 +1,131 @@
+"""``poller once`` (burst mode) and the tick's handling of an unavailable store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from databases import fetch
+from sim_world import build_sim_world
+from sqlalchemy import Engine
+
+from poller.commands import CliState
+from poller.commands.once import once, open_database, run_once
+from poller.config import resolve_all_credentials
+from poller.errors import ConfigError, StoreUnavailable
+from poller.model import PollResult, TargetKey
+from poller.settings import DatabaseSettings
+from poller.store.recorder import Recorder, RecordStats
+from poller.store.views import ScheduleUpdate
+
+
+@pytest.mark.anyio
+async def test_once_polls_every_target_once_and_stops(engine: Engine) -> None:
+    """A burst run polls each due target exactly once, then a second run finds nothing due."""
+    world = build_sim_world(conferences=4)
+    credentials = resolve_all_credentials(world.config, world.environ)
+    report = await run_once(world.config, credentials, engine, transport=world.router,
+                            clock=world.clock.now, sleep=world.sleep)
+    n = len(world.config.targets())
+    assert report.polled == n
+    assert report.ok + report.failures == n
+    assert report.ok > 0
+    assert all(t["poll_count"] == 1 for t in fetch(engine, "poll_target"))
+    again = await run_once(world.config, credentials, engine, transport=world.router,
+                           clock=world.clock.now, sleep=world.sleep)
+    assert again.polled == 0
+    assert "polled 0: 0 ok" in again.summary()
+
+
+@pytest.mark.anyio
+async def test_once_migrates_a_fresh_sqlite_file(tmp_path: Path) -> None:
+    """On a new SQLite file ``once`` builds the schema first (auto_migrate)."""
+    engine = open_database(DatabaseSettings(url=f"sqlite:///{tmp_path / 'new.db'}"))
+    world = build_sim_world(conferences=2)
+    try:
+        report = await run_once(world.config, resolve_all_credentials(world.config,
+                                                                      world.environ),
+                                engine, transport=world.router, clock=world.clock.now,
+                                sleep=world.sleep)
+    finally:
+        engine.dispose()
+    assert report.polled == len(world.config.targets())
+
+
+def test_database_not_at_head_is_refused(empty_database_url: str) -> None:
+    """Without auto_migrate, a database not at the newest schema is refused clearly."""
+    settings = DatabaseSettings(url=empty_database_url, auto_migrate=False)
+    with pytest.raises(StoreUnavailable, match="poller db upgrade"):
+        open_database(settings)
+
+
+def test_once_command_missing_credential_is_a_config_error(tmp_path: Path) -> None:
+    """An unset credential variable stops ``once`` with a ConfigError naming it (exit 2)."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n'
+                      '[[accounts]]\nname = "t"\nprovider = "telnyx"\n'
+                      'api_key_env = "POLLER_TEST_UNSET_KEY"\nconferences = ["abc"]\n')
+    result = CliRunner().invoke(once, obj=CliState(config_path=config),
+                                env={"POLLER_TEST_UNSET_KEY": None,
+                                     "POLLER_DATABASE_URL": None})
+    assert isinstance(result.exception, ConfigError)
+    assert "POLLER_TEST_UNSET_KEY" in str(result.exception)
+
+
+def test_once_command_with_nothing_to_poll_exits_0(tmp_path: Path) -> None:
+    """With no accounts configured, ``once`` migrates, polls nothing and exits 0."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n')
+    result = CliRunner().invoke(once, obj=CliState(config_path=config),
+                                env={"POLLER_DATABASE_URL": None})
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("polled 0: 0 ok")
+
+
+class FlakyRecorder(Recorder):
+    """A recorder whose first ``failures`` calls find the database unavailable."""
+
+    def __init__(self, engine: Engine, failures: int) -> None:
+        super().__init__(engine)
+        self.failures = failures
+
+    def record(self, batch: Sequence[PollResult],
+               schedule: Mapping[TargetKey, ScheduleUpdate] | None = None) -> RecordStats:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable("recording poll results: connection refused")
+        return super().record(batch, schedule)
+
+
+@pytest.mark.anyio
+async def test_store_unavailable_is_retried_with_backoff(engine: Engine) -> None:
+    """A briefly unavailable store is retried with growing waits and the tick succeeds."""
+    world = build_sim_world(conferences=2)
+    poller = world.poller(engine, recorder=FlakyRecorder(engine, failures=2))
+    poller.sync(world.clock.now())
+    report = await poller.tick(world.clock.now())
+    await poller.aclose()
+    assert report.store_error is None
+    assert world.sleeps == [1.0, 2.0]
+    assert sum(t["poll_count"] for t in fetch(engine, "poll_target")) == report.polled
+
+
+@pytest.mark.anyio
+async def test_store_down_loses_nothing(engine: Engine) -> None:
+    """When the store stays down the tick reports it and the targets stay due."""
+    world = build_sim_world(conferences=2)
+    poller = world.poller(engine, recorder=FlakyRecorder(engine, failures=99), lease_seconds=30)
+    start = world.clock.now()
+    poller.sync(start)
+    report = await poller.tick(start)
+    assert report.store_error is not None
+    assert "NOT RECORDED" in report.summary()
+    assert {t["next_poll_at"] for t in fetch(engine, "poll_target")} == {start}
+    poller.recorder = Recorder(engine, clock=world.clock.now)
+    world.clock.advance(31)  # the leases of the lost tick expire
+    retry = await poller.tick(world.clock.now())
+    await poller.aclose()
+    assert retry.polled == report.polled
+    assert retry.store_error is None

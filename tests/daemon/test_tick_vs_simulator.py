@@ -1,0 +1,203 @@
+"""Ticks of the real ``Poller`` against the simulator over ``httpx.ASGITransport``.
+
+One ``VirtualClock`` drives the simulators, the clients and the poller; ticks run every five
+virtual seconds and the recorded history is compared with the simulator's ground truth using
+the helpers of ``tests/test_history_vs_truth.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from databases import fetch
+from sim_world import BANDWIDTH_HOST, build_sim_world, drive
+from sqlalchemy import Engine
+from test_history_vs_truth import BANDWIDTH, TELNYX, compare, parse_time
+
+from poller.model import Observation, Provider, TargetKey
+from poller.simulator import FaultConfig, FaultKind, ground_truth
+
+pytestmark = pytest.mark.anyio
+
+
+def targets_by_id(engine: Engine) -> dict[str, dict[str, Any]]:
+    return {r["conference_id"]: r for r in fetch(engine, "poll_target")}
+
+
+async def test_history_matches_ground_truth_and_completed_are_retired(engine: Engine) -> None:
+    """Ticks record every lasting change; completed conferences retire after a grace poll."""
+    world = build_sim_world(seed=11, conferences=8)
+    poller = world.poller(engine)
+    start = world.clock.now()
+    poller.sync(start)
+    try:
+        report = await drive(poller, world.clock, seconds=3000)
+    finally:
+        await poller.aclose()
+    end = world.clock.now() - timedelta(seconds=5)
+    truth = ground_truth(world.telnyx, until_ms=world.telnyx.now_ms())
+    counts = compare(engine, truth, (start, end), complete=True, expect_gone=False)
+    assert counts["conferences"] >= 12
+    assert counts["transitions"] >= 30
+    assert counts["member_events"] >= 100
+    assert report.failures == report.failed["not_found"]  # only not-yet-created / expired
+    targets = targets_by_id(engine)
+    conferences = {r["conference_id"]: r for r in fetch(engine, "conference")}
+    completed = [c for c in truth["conferences"] if c["completed_at"] is not None
+                 and c["conference_id"] in conferences
+                 and parse_time(c["completed_at"]) < end - timedelta(seconds=60)]
+    assert len(completed) >= 8
+    for conf in completed:
+        target = targets[conf["conference_id"]]
+        assert (target["state"], target["retired_reason"]) == ("retired", "completed"), conf
+        assert conferences[conf["conference_id"]]["status"] == "completed"
+    assert report.retired["completed"] == len([t for t in targets.values()
+                                                if t["retired_reason"] == "completed"])
+    assert all(t["lease_owner"] is None for t in targets.values())
+
+
+async def test_unknown_conferences_retire_never_found_with_backoff(engine: Engine) -> None:
+    """A conference that never exists is polled with growing backoff, then retired."""
+    world = build_sim_world(only=(), extra_bandwidth=("conf-does-not-exist",),
+                            polling={"never_found_retire_seconds": 300,
+                                     "backoff_max_seconds": 120})
+    poller = world.poller(engine)
+    start = world.clock.now()
+    poller.sync(start)
+    await drive(poller, world.clock, seconds=600)
+    await poller.aclose()
+    target = targets_by_id(engine)["conf-does-not-exist"]
+    assert (target["state"], target["retired_reason"]) == ("retired", "never_found")
+    assert target["retired_at"] == start + timedelta(seconds=300)
+    errors = fetch(engine, "poll_error")
+    offsets = [(e["occurred_at"] - start).total_seconds() for e in errors]
+    assert offsets == [0, 20, 60, 140, 260, 300]  # idle 20 s, doubling, capped, deadline
+
+
+async def test_seen_conference_that_vanishes_is_retired_gone(engine: Engine) -> None:
+    """A seen conference that expired during an outage is retired 'gone' after three 404s."""
+    world = build_sim_world()
+    full = ground_truth(world.bandwidth, until_ms=None)
+    now = world.clock.now()
+    conf = next(c for c in full["conferences"] if c["provider"] == "bandwidth"
+                and parse_time(c["created_at"]) < now - timedelta(seconds=60)
+                and c["gone_at"] is not None and parse_time(c["completed_at"]) > now)
+    world = build_sim_world(only=(conf["conference_id"],))
+    poller = world.poller(engine)
+    poller.sync(world.clock.now())
+    await drive(poller, world.clock, seconds=0)
+    world.router.down.add(BANDWIDTH_HOST)
+    outage = (parse_time(conf["gone_at"]) - world.clock.now()).total_seconds() + 5
+    await drive(poller, world.clock, seconds=outage)
+    world.router.down.clear()
+    report = await drive(poller, world.clock, seconds=120)
+    await poller.aclose()
+    target = targets_by_id(engine)[conf["conference_id"]]
+    assert (target["state"], target["retired_reason"]) == ("retired", "gone")
+    assert report.failed["not_found"] == 3
+    [row] = fetch(engine, "conference")
+    assert row["gone_at"] is not None
+    assert row["status"] == "in_progress"  # the end was never observed: no fabrication
+
+
+async def test_rate_limit_pauses_only_that_account(engine: Engine) -> None:
+    """A 429 pauses the whole Telnyx account until Retry-After; Bandwidth keeps polling."""
+    faults = FaultConfig(rates={FaultKind.RATE_LIMITED: 1.0}, retry_after_seconds=30)
+    world = build_sim_world(telnyx_faults=faults, polling={"concurrency": 1})
+    poller = world.poller(engine, batch_size=100)
+    start = world.clock.now()
+    poller.sync(start)
+    first = await poller.tick(start)
+    assert world.telnyx.faults.requests == 1
+    assert first.failed["rate_limited"] == 1
+    assert first.deferred == len(world.config.account(TELNYX).conferences) - 1
+    telnyx = [t for t in targets_by_id(engine).values() if t["account"] == TELNYX]
+    assert {t["next_poll_at"] for t in telnyx} == {start + timedelta(seconds=30)}
+    assert all(t["lease_owner"] is None for t in telnyx)
+    world.clock.advance(5)
+    during = await drive(poller, world.clock, seconds=20)  # ticks at 5 … 25 s
+    assert world.telnyx.faults.requests == 1
+    assert during.ok > 0
+    assert poller.paused_accounts(start + timedelta(seconds=29)) == {TELNYX}
+    world.clock.set(start + timedelta(seconds=30))
+    await poller.tick(world.clock.now())
+    await poller.aclose()
+    assert world.telnyx.faults.requests == 2
+
+
+async def test_auth_failure_pauses_one_account_with_one_error_log(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """A refused Telnyx key pauses that account with one error log; Bandwidth keeps polling."""
+    world = build_sim_world(telnyx_api_key="KEYWRONG")
+    poller = world.poller(engine)
+    start = world.clock.now()
+    poller.sync(start)
+    with caplog.at_level(logging.WARNING, logger="poller"):
+        report = await drive(poller, world.clock, seconds=900)
+    await poller.aclose()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "telnyx" in errors[0].getMessage()
+    assert TELNYX in errors[0].getMessage()
+    assert "KEYWRONG" not in caplog.text
+    n_telnyx = len(world.config.account(TELNYX).conferences)
+    # Once at the start and once the pause ended; requests still queued are handed back.
+    assert 2 <= report.failed["auth"] <= 2 * n_telnyx
+    auth_times = {e["occurred_at"] for e in fetch(engine, "poll_error", kind="auth")}
+    assert auth_times == {start, start + timedelta(seconds=600)}
+    bandwidth = [t for t in targets_by_id(engine).values() if t["account"] == BANDWIDTH]
+    assert sum(t["poll_count"] for t in bandwidth) > 10 * len(bandwidth)
+
+
+class ExplodingClient:
+    """Wraps a client; one conference makes it raise something no one expected."""
+
+    def __init__(self, inner: Any, conference_id: str) -> None:
+        self.inner, self.conference_id = inner, conference_id
+        self.provider, self.account = inner.provider, inner.account
+
+    async def fetch(self, target: TargetKey) -> Observation:
+        if target.conference_id == self.conference_id:
+            raise RuntimeError("parser bug")
+        result: Observation = await self.inner.fetch(target)
+        return result
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_unexpected_exception_is_one_bad_response(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """An unexpected exception for one target is logged and recorded as one bad_response."""
+    world = build_sim_world()
+    poller = world.poller(engine)
+    victim = world.config.account(TELNYX).targets()[0].conference_id
+    poller.clients[TELNYX] = ExplodingClient(poller.clients[TELNYX], victim)
+    poller.sync(world.clock.now())
+    with caplog.at_level(logging.ERROR, logger="poller"):
+        report = await poller.tick(world.clock.now())
+    await poller.aclose()
+    assert report.failed["bad_response"] == 1
+    assert report.polled == len(world.config.targets())
+    assert victim in caplog.text
+    assert "telnyx" in caplog.text
+    [error] = fetch(engine, "poll_error", kind="bad_response")
+    assert "RuntimeError" in error["detail"]
+
+
+async def test_token_bucket_paces_requests(engine: Engine) -> None:
+    """Requests are paced by the account's bucket; long waits are handed back for later."""
+    world = build_sim_world(accounts={BANDWIDTH: {"requests_per_second": 2}},
+                            extra_bandwidth=tuple(f"conf-x{i}" for i in range(20)), only=())
+    poller = world.poller(engine, max_rate_wait_seconds=3)
+    poller.sync(world.clock.now())
+    report = await poller.tick(world.clock.now())
+    await poller.aclose()
+    # 2 tokens at once, then waits of 0.5, 1.0, … 3.0 s: 8 polled, 12 handed back.
+    assert report.polled == 8
+    assert report.deferred == 12
+    assert world.sleeps == pytest.approx([0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    assert Provider.BANDWIDTH.value in {t["provider"] for t in targets_by_id(engine).values()}
