@@ -17,7 +17,9 @@ import click
 from poller.commands import CliState
 from poller.commands.check_config import check_config
 from poller.commands.db import db
+from poller.commands.once import once
 from poller.commands.prune import prune
+from poller.commands.report import report
 from poller.commands.simulate import simulate
 from poller.errors import ConfigError, PollerError
 
@@ -44,12 +46,15 @@ cli.add_command(simulate)
 cli.add_command(db)
 cli.add_command(prune)
 cli.add_command(check_config)
+cli.add_command(report)
+cli.add_command(once)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the CLI and maps poller errors to exit codes."""
     try:
-        cli.main(args=argv, prog_name="poller", standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of ``ctx.exit(code)``.
+        code = cli.main(args=argv, prog_name="poller", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -64,4 +69,4 @@ def main(argv: list[str] | None = None) -> None:
     except PollerError as exc:
         click.echo(f"poller: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

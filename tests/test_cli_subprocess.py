@@ -24,6 +24,8 @@ def poller(*args: str, env: dict[str, str] | None = None, cwd: Path | None = Non
 def test_db_upgrade_creates_every_table_and_view(empty_database_url: str, tmp_path: Path
                                                  ) -> None:
     """POLLER_DATABASE_URL=… poller db upgrade builds every documented table and view."""
+    before = poller("db", "current", env={"POLLER_DATABASE_URL": empty_database_url})
+    assert before.returncode == 1, "db current must exit 1 below head"
     result = poller("db", "upgrade", env={"POLLER_DATABASE_URL": empty_database_url},
                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -53,7 +55,7 @@ def test_bad_config_file_exits_2(tmp_path: Path) -> None:
 def test_help_on_every_command() -> None:
     """--help works on the group and every sub-command."""
     for args in ([], ["db"], ["db", "upgrade"], ["db", "current"], ["simulate"], ["prune"],
-                 ["check-config"]):
+                 ["check-config"], ["report"], ["report", "summary"]):
         result = poller(*args, "--help")
         assert result.returncode == 0, (args, result.stderr)
         assert "Usage:" in result.stdout
