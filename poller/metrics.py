@@ -1,0 +1,252 @@
+"""Prometheus metrics of the poller daemon, on a registry of their own.
+
+:class:`PollerMetrics` owns a dedicated ``CollectorRegistry`` (never prometheus_client's global
+one), so each daemon, and each test, has its own counters. Three kinds of callers feed it:
+
+* the tick, once per tick, through :func:`observe_tick` (poll outcomes, transitions, member
+  events, retirements, the last successful tick);
+* the provider layer and the tick, once per event, through the :class:`PollObserver` methods
+  (poll latency, HTTP responses by status class, rate-limit waits). The protocol keeps
+  prometheus_client out of the code that calls it; ``observer=None`` means "not measured";
+* the ``/metrics`` endpoint (:mod:`poller.health`), which refreshes the targets-by-state gauge
+  with :func:`count_targets`, one ``GROUP BY`` on ``poll_target`` per scrape.
+
+Label values are bounded on purpose: ``provider`` (telnyx, bandwidth), ``outcome`` (ok,
+unchanged, a ``poll_error.kind``), ``status_class``, ``to_status``, ``kind``, ``state`` and
+``reason``. No label carries a conference ID or an account name: those are unbounded and belong
+in the database and the logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Final, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import Engine, func, select
+
+from poller.model import utc_now
+from poller.store.database import store_errors
+from poller.store.reports import read_only
+from poller.store.schema import PollTarget
+
+Clock = Callable[[], datetime]
+"""Returns the current aware-UTC time (the same shape as ``poller.providers.Clock``)."""
+
+UNKNOWN: Final = "unknown"
+"""Label value for counts the caller could not break down (see :func:`observe_tick`)."""
+
+TARGET_STATES: Final[tuple[tuple[str, str], ...]] = (
+    ("active", ""), ("retired", "completed"), ("retired", "gone"),
+    ("retired", "never_found"), ("retired", "removed"),
+)
+"""``(state, reason)`` pairs always exported by ``poller_targets`` (0 when there are none)."""
+
+POLL_SECONDS_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""Poll latency buckets: provider APIs answer in tens of ms; timeouts sit at tens of seconds."""
+
+
+class PollObserver(Protocol):
+    """What the tick and the provider layer report as it happens (``PollerMetrics`` is one)."""
+
+    def observe_poll_seconds(self, provider: str, seconds: float) -> None:
+        """One poll (``ProviderClient.fetch``) took ``seconds``, whatever its outcome."""
+
+    def observe_http_response(self, provider: str, status_code: int | None) -> None:
+        """One HTTP request got ``status_code`` (``None``: no response, e.g. a timeout)."""
+
+    def observe_rate_limit_wait(self, provider: str, seconds: float) -> None:
+        """A request waited ``seconds`` for its account's token bucket."""
+
+
+def status_class(status_code: int | None) -> str:
+    """``2xx`` … ``5xx`` for a status code, ``none`` when there was no response."""
+    if status_code is None or not 100 <= status_code <= 599:
+        return "none"
+    return f"{status_code // 100}xx"
+
+
+class PollerMetrics:
+    """Every poller metric, registered on ``registry`` (default: a new, private registry).
+
+    The attributes are the prometheus_client metric objects (see ``docs/operations.md`` for
+    names and labels); prefer the methods and :func:`observe_tick` over touching them.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 clock: Clock = utc_now) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.clock = clock
+        self._last_successful_tick: datetime | None = None
+        self._target_labels: set[tuple[str, str]] = set(TARGET_STATES)
+        r = self.registry
+        self.polls = Counter("poller_polls", "Polls by provider and outcome (ok: changed or "
+                             "first seen; unchanged; or the poll_error kind).",
+                             ["provider", "outcome"], registry=r)
+        self.poll_seconds = Histogram("poller_poll_duration_seconds",
+                                      "Time one poll took, including retries inside the client.",
+                                      ["provider"], buckets=POLL_SECONDS_BUCKETS, registry=r)
+        self.http_responses = Counter("poller_http_responses",
+                                      "Provider HTTP responses by status class (none: no "
+                                      "response).", ["provider", "status_class"], registry=r)
+        self.rate_limit_waits = Counter("poller_rate_limit_waits",
+                                        "Requests that waited for their account's token bucket.",
+                                        ["provider"], registry=r)
+        self.rate_limit_wait_seconds = Counter("poller_rate_limit_wait_seconds",
+                                               "Seconds spent waiting for token buckets.",
+                                               ["provider"], registry=r)
+        self.transitions = Counter("poller_status_transitions",
+                                   "Conference status transitions recorded, by new status.",
+                                   ["to_status"], registry=r)
+        self.member_events = Counter("poller_member_events", "Member events recorded, by kind.",
+                                     ["kind"], registry=r)
+        self.retirements = Counter("poller_targets_retired",
+                                   "Targets retired by a tick, by reason.", ["reason"],
+                                   registry=r)
+        self.claimed = Counter("poller_targets_claimed",
+                               "Targets leased by ticks (leases taken).", registry=r)
+        self.deferred = Counter("poller_polls_deferred",
+                                "Claimed targets handed back unpolled (paused account, no "
+                                "token).", registry=r)
+        self.ticks = Counter("poller_ticks", "Ticks run, by result (ok, store_error).",
+                             ["result"], registry=r)
+        self.targets = Gauge("poller_targets", "Poll targets by state and retired reason "
+                             "(read from the database at scrape time).", ["state", "reason"],
+                             registry=r)
+        self.last_successful_tick = Gauge("poller_last_successful_tick_timestamp_seconds",
+                                          "Unix time the last tick that recorded its results "
+                                          "finished.", registry=r)
+        for result in ("ok", "store_error"):
+            self.ticks.labels(result)
+        for state, reason in TARGET_STATES:
+            self.targets.labels(state, reason)
+
+    # -- PollObserver ----------------------------------------------------------------------
+
+    def observe_poll_seconds(self, provider: str, seconds: float) -> None:
+        """One poll of ``provider`` took ``seconds``."""
+        self.poll_seconds.labels(provider).observe(max(seconds, 0.0))
+
+    def observe_http_response(self, provider: str, status_code: int | None) -> None:
+        """One HTTP request to ``provider`` got ``status_code`` (``None``: no response)."""
+        self.http_responses.labels(provider, status_class(status_code)).inc()
+
+    def observe_rate_limit_wait(self, provider: str, seconds: float) -> None:
+        """A request to ``provider`` waited ``seconds`` for a token."""
+        self.rate_limit_waits.labels(provider).inc()
+        self.rate_limit_wait_seconds.labels(provider).inc(max(seconds, 0.0))
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def last_successful_tick_at(self) -> datetime | None:
+        """When the last tick that recorded its results finished (``None``: none yet)."""
+        return self._last_successful_tick
+
+    def tick_succeeded(self, at: datetime | None = None) -> None:
+        """Note a tick that recorded its results at ``at`` (default: the clock)."""
+        at = at or self.clock()
+        self._last_successful_tick = at
+        self.last_successful_tick.set(at.timestamp())
+
+    def set_targets(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Set ``poller_targets`` to ``counts`` (``(state, reason)`` → n); others go to 0.
+
+        Label sets once seen are zeroed rather than removed, so a scrape never sees a series
+        vanish and come back.
+        """
+        self._target_labels.update(counts)
+        for labels in self._target_labels:
+            self.targets.labels(*labels).set(counts.get(labels, 0))
+
+    def refresh_targets(self, engine: Engine) -> None:
+        """Read the target counts from ``engine`` (raises ``StoreUnavailable``) and set them."""
+        self.set_targets(count_targets(engine))
+
+
+def count_targets(engine: Engine) -> dict[tuple[str, str], int]:
+    """Poll targets by ``(state, retired_reason or "")``: one read-only ``GROUP BY`` query.
+
+    Raises ``StoreUnavailable`` when the database cannot be reached.
+    """
+    query = (select(PollTarget.state, PollTarget.retired_reason, func.count())
+             .group_by(PollTarget.state, PollTarget.retired_reason))
+    with store_errors("counting poll targets"), read_only(engine) as conn:
+        rows = conn.execute(query).all()
+    counts: dict[tuple[str, str], int] = {}
+    for state, reason, n in rows:
+        key = (state, "" if state == "active" else reason or "")
+        counts[key] = counts.get(key, 0) + n
+    return counts
+
+
+def observe_tick(metrics: PollerMetrics, report: TickReportLike, *,
+                 by_provider: Mapping[str, TickReportLike] | None = None,
+                 transitions_by_status: Mapping[str, int] | None = None,
+                 member_events_by_kind: Mapping[str, int] | None = None,
+                 at: datetime | None = None) -> None:
+    """Add one tick's ``report`` to the counters; note the tick as successful if it recorded.
+
+    ``TickReport`` counts polls, transitions and member events without saying which provider,
+    status or kind they were; the keyword arguments supply those breakdowns:
+
+    * ``by_provider``: one report per provider (``provider`` → its polls' report) for
+      ``poller_polls``; without it the polls are counted under ``provider="unknown"``;
+    * ``transitions_by_status`` (``to_status`` → n) and ``member_events_by_kind`` (``kind`` →
+      n); without them, ``report.transitions`` / ``report.member_events`` go under ``unknown``.
+
+    A tick with a ``store_error`` counts as ``poller_ticks{result="store_error"}`` and does not
+    move the last-successful-tick time; its polls still count (they happened).
+    """
+    for provider, part in (by_provider or {UNKNOWN: report}).items():
+        _add(metrics.polls.labels(provider, "ok"), part.ok - part.unchanged)
+        _add(metrics.polls.labels(provider, "unchanged"), part.unchanged)
+        for kind, n in part.failed.items():
+            _add(metrics.polls.labels(provider, kind), n)
+    for status, n in (transitions_by_status or {UNKNOWN: report.transitions}).items():
+        _add(metrics.transitions.labels(status), n)
+    for kind, n in (member_events_by_kind or {UNKNOWN: report.member_events}).items():
+        _add(metrics.member_events.labels(kind), n)
+    for reason, n in report.retired.items():
+        _add(metrics.retirements.labels(reason), n)
+    _add(metrics.claimed, report.claimed)
+    _add(metrics.deferred, report.deferred)
+    if report.store_error is None:
+        metrics.ticks.labels("ok").inc()
+        metrics.tick_succeeded(at)
+    else:
+        metrics.ticks.labels("store_error").inc()
+
+
+class TickReportLike(Protocol):
+    """The parts of ``poller.tick.TickReport`` that :func:`observe_tick` reads.
+
+    A protocol rather than an import: ``poller.tick`` and the provider layer import this module
+    (for :class:`PollObserver`), so it must not import them back.
+    """
+
+    @property
+    def claimed(self) -> int: ...
+    @property
+    def ok(self) -> int: ...
+    @property
+    def unchanged(self) -> int: ...
+    @property
+    def failed(self) -> Mapping[str, int]: ...
+    @property
+    def deferred(self) -> int: ...
+    @property
+    def retired(self) -> Mapping[str, int]: ...
+    @property
+    def transitions(self) -> int: ...
+    @property
+    def member_events(self) -> int: ...
+    @property
+    def store_error(self) -> str | None: ...
+
+
+def _add(counter: Counter, amount: int) -> None:
+    """Increment ``counter`` by ``amount``, ignoring zero (and negative: never decrement)."""
+    if amount > 0:
+        counter.inc(amount)
