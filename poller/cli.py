@@ -20,8 +20,10 @@ from poller.commands.db import db
 from poller.commands.once import once
 from poller.commands.prune import prune
 from poller.commands.report import report
+from poller.commands.run import run
 from poller.commands.simulate import simulate
 from poller.errors import ConfigError, PollerError
+from poller.logs import LOG_FORMATS, LOG_LEVELS, LogFormat
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -35,11 +37,17 @@ EXIT_CONFIG = 2
     default=None,
     help="Config file (default: $POLLER_CONFIG, else ./config.toml if present).",
 )
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="Log lines on stderr: text for people, json for one object per line.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              default="info", show_default=True, help="Least severe log level shown.")
 @click.version_option(package_name="poller")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None) -> None:
+def cli(ctx: click.Context, config_path: Path | None, log_format: LogFormat,
+        log_level: str) -> None:
     """Keep a durable SQL history of Telnyx and Bandwidth voice conferences."""
-    ctx.obj = CliState(config_path=config_path)
+    ctx.obj = CliState(config_path=config_path, log_level=log_level.lower(),
+                       log_format=log_format)
 
 
 cli.add_command(simulate)
@@ -48,6 +56,7 @@ cli.add_command(prune)
 cli.add_command(check_config)
 cli.add_command(report)
 cli.add_command(once)
+cli.add_command(run)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,8 @@
   SQLite (≥ 3.35 for ``RETURNING``) the statement runs inside the engine's ``BEGIN IMMEDIATE``
   transaction, which serialises claimers. A crashed poller's leases simply expire.
   Recording a result releases the lease (``ScheduleUpdate.release_lease``); targets a tick
-  claimed but did not poll are handed back with :func:`release`.
+  claimed but did not poll are handed back with :func:`release`, and a stopping daemon drops
+  the leases of the polls it abandoned with :func:`release_owned`.
 """
 
 from __future__ import annotations
@@ -183,6 +184,17 @@ def release(engine: Engine, next_poll_at: Mapping[int, datetime]) -> None:
         conn.execute(update(TARGET).where(TARGET.c.id == bindparam("b_pk")).values(
             next_poll_at=bindparam("b_next"), lease_owner=None, lease_expires_at=None),
             [{"b_pk": pk, "b_next": at} for pk, at in sorted(next_poll_at.items())])
+
+
+def release_owned(engine: Engine, owner: str) -> int:
+    """Drop every lease ``owner`` holds, leaving ``next_poll_at`` alone (so they stay due).
+
+    ``poller run`` calls it on shutdown for the polls it abandoned; the number released.
+    """
+    with store_errors("releasing leases"), engine.begin() as conn:
+        result = conn.execute(update(TARGET).where(TARGET.c.lease_owner == owner).values(
+            lease_owner=None, lease_expires_at=None))
+        return result.rowcount
 
 
 def next_due_at(engine: Engine) -> datetime | None:

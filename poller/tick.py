@@ -8,9 +8,9 @@ drive. A tick:
 2. fetches them concurrently, at most ``polling.concurrency`` at once overall, each account paced
    by its token bucket (``requests_per_second``; a request that would wait longer than
    ``max_rate_wait_seconds`` is handed back for a later tick instead);
-3. turns each ``ProviderError`` into a ``PollFailure``; any other exception of one fetch is
-   logged with provider, account and conference and recorded as ``bad_response``: one bad
-   response never kills the tick;
+3. turns each ``ProviderError`` into a ``PollFailure`` (logged at WARNING with provider,
+   account and conference); any other exception of one fetch is logged with the same context
+   and recorded as ``bad_response``: one bad response never kills the tick;
 4. pauses an account on 429 (until ``Retry-After``) and on 401 / 403 (``auth_pause_seconds``,
    reported with one ``logging.error`` per episode); its requests not yet sent are handed back;
 5. records every result and its :func:`poller.scheduling.next_schedule` decision in one
@@ -21,6 +21,12 @@ drive. A tick:
 Time comes from the injected ``clock`` and waiting goes through the injected ``sleep``, so tests
 drive a tick on a virtual clock without real sleeps. The tick does no signal handling and owns
 no loop; ``poller run`` adds those around it.
+
+Database work (claiming, recording, handing back) runs in a worker thread
+(:func:`asyncio.to_thread`) so the event loop keeps serving the other polls. If the tick is
+cancelled meanwhile, it waits for that statement to finish before the cancellation goes on, so a
+caller that cancels a tick knows that no claim of it is still under way and can release its
+leases (:meth:`Poller.release_leases`).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import ParamSpec, TypeVar
 
 import httpx
 from sqlalchemy import Engine
@@ -46,13 +53,37 @@ from poller.providers import Clock, Credentials, ProviderClient
 from poller.scheduling import AUTH_PAUSE_SECONDS, next_schedule, transient_backoff_seconds
 from poller.store.recorder import Recorder
 from poller.store.views import ScheduleUpdate
-from poller.targets import ClaimedTarget, SyncReport, claim_due, release, sync_targets
+from poller.targets import (
+    ClaimedTarget,
+    SyncReport,
+    claim_due,
+    release,
+    release_owned,
+    sync_targets,
+)
 from poller.throttle import AccountGate, TokenBucket
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 """Waits that many seconds (``asyncio.sleep``; tests pass one that advances a virtual clock)."""
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+async def off_loop(function: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    """``function(*args, **kwargs)`` in a worker thread; if cancelled, wait for it to end first.
+
+    A thread cannot be interrupted: without the wait a cancelled tick could return while its
+    claim is still committing, leaving leases nobody knows about.
+    """
+    work = asyncio.ensure_future(asyncio.to_thread(function, *args, **kwargs))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +197,10 @@ class Poller:
         """The accounts that may not be polled at ``now``."""
         return {name for name, gate in self.gates.items() if gate.is_paused(now)}
 
+    def release_leases(self) -> int:
+        """Drop every lease this poller holds (its targets stay due); how many were held."""
+        return release_owned(self.engine, self.owner)
+
     async def aclose(self) -> None:
         """Close every provider client."""
         for client in self.clients.values():
@@ -180,9 +215,9 @@ class Poller:
         now = now or self.clock()
         report = TickReport()
         try:
-            claimed = claim_due(self.engine, now, self.batch_size, self.owner,
-                                self.lease_seconds, due_by=due_by,
-                                exclude_accounts=self.paused_accounts(now))
+            claimed = await off_loop(claim_due, self.engine, now, self.batch_size, self.owner,
+                                     self.lease_seconds, due_by=due_by,
+                                     exclude_accounts=self.paused_accounts(now))
         except StoreUnavailable as error:
             report.store_error = str(error)
             log.error("tick skipped: %s", error)
@@ -210,7 +245,7 @@ class Poller:
             await self._record(results, schedule, report)
         if handed_back:
             try:
-                release(self.engine, handed_back)
+                await off_loop(release, self.engine, handed_back)
             except StoreUnavailable as error:  # their leases expire on their own
                 report.store_error = report.store_error or str(error)
         return report
@@ -243,6 +278,10 @@ class Poller:
             observation = await client.fetch(key)
         except ProviderError as error:
             failure = PollFailure.from_error(key, self.clock(), error)
+            log.warning("%s conference %s of account %r: poll failed (%s%s): %s",
+                        key.provider.value, key.conference_id, key.account, failure.kind,
+                        f", HTTP {failure.http_status}" if failure.http_status else "",
+                        failure.message)
             self._pause_if_needed(gate, failure)
             return failure
         except Exception as error:  # the tick is the boundary: log, record, carry on
@@ -282,7 +321,7 @@ class Poller:
                       report: TickReport) -> None:
         for attempt in range(1, self.store_attempts + 1):
             try:
-                stats = self.recorder.record(results, schedule)
+                stats = await off_loop(self.recorder.record, results, schedule)
             except StoreUnavailable as error:
                 if attempt == self.store_attempts:
                     report.store_error = str(error)

@@ -15,7 +15,7 @@ from poller.store.database import make_engine
 from poller.store.recorder import Recorder
 from poller.store.schema import PollTarget
 from poller.store.views import ScheduleUpdate
-from poller.targets import claim_due, release, sync_targets
+from poller.targets import claim_due, release, release_owned, sync_targets
 
 
 def targets(n: int) -> list[TargetKey]:
@@ -159,6 +159,19 @@ def test_release_hands_targets_back(engine: Engine) -> None:
     release(engine, {claimed.pk: at(5)})
     assert claim_due(engine, at(4), 10, "me", 60) == []
     assert len(claim_due(engine, at(5), 10, "me", 60)) == 1
+
+
+def test_release_owned_drops_only_that_owners_leases(engine: Engine) -> None:
+    """A stopping poller's leases are dropped, its targets still due; others' leases stay."""
+    sync_targets(engine, targets(3), T0)
+    mine = claim_due(engine, T0, 2, "me", 60)
+    [theirs] = claim_due(engine, T0, 10, "them", 60)
+    assert release_owned(engine, "me") == 2
+    assert release_owned(engine, "me") == 0
+    again = claim_due(engine, at(1), 10, "next", 60)
+    assert {t.pk for t in again} == {t.pk for t in mine}
+    assert all(t.next_poll_at == T0 for t in again)
+    assert theirs.pk not in {t.pk for t in again}
 
 
 @pytest.fixture

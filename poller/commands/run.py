@@ -1,0 +1,60 @@
+"""``poller run``: the long-running daemon.
+
+Examples::
+
+    TELNYX_API_KEY=… poller --config config.toml run
+    poller --config config.toml --log-format json --log-level info run   # JSON lines on stderr
+    kill -HUP $(pidof poller)     # reload config.toml: new conferences polled, dropped ones retired
+    kill -TERM $(pidof poller)    # finish in-flight polls (within shutdown_grace_seconds), exit 0
+
+It loads the config and credentials (a bad file or an unset variable: exit 2), refuses to start
+when another ``poller run`` holds the same SQLite file (exit 1; several may share a PostgreSQL
+database, DESIGN §8), opens the database like ``poller once`` (SQLite is migrated first by
+default), then ticks until SIGTERM / SIGINT. See :mod:`poller.daemon` for what happens on
+each signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+
+import click
+
+from poller.commands import CliState, pass_state
+from poller.commands.once import open_database
+from poller.config import Config, load_config, resolve_all_credentials
+from poller.daemon import Daemon, SqliteLock
+from poller.providers import Credentials
+
+
+def load_all(config_path: Path | None) -> tuple[Config, Mapping[str, Credentials]]:
+    """The validated config and the credentials it names (``ConfigError`` otherwise)."""
+    config = load_config(config_path)
+    return config, resolve_all_credentials(config)
+
+
+@click.command()
+@pass_state
+def run(state: CliState) -> None:
+    """Poll the configured conferences until stopped (SIGTERM / SIGINT; SIGHUP reloads).
+
+    Exits 0 after a graceful stop, 1 when the database is unusable or another poller already
+    runs on the same SQLite file, 2 on a configuration error.
+    """
+    state.configure_logging()
+    config, credentials = load_all(state.config_path)
+    lock = SqliteLock.for_database(config.database)
+    if lock is not None:
+        lock.acquire()
+    try:
+        engine = open_database(config.database)
+        try:
+            daemon = Daemon(config, credentials, engine, lambda: load_all(state.config_path))
+            asyncio.run(daemon.run())
+        finally:
+            engine.dispose()
+    finally:
+        if lock is not None:
+            lock.release()

@@ -1,0 +1,286 @@
+"""The long-running side of ``poller run``: tick on a clock, reload on SIGHUP, stop on SIGTERM.
+
+:class:`Daemon` drives one :class:`poller.tick.Poller` from a :class:`poller.scheduler.
+TickScheduler` and owns the process life (DESIGN §4):
+
+* **SIGTERM / SIGINT**: no tick is started any more; the one in flight may finish within
+  ``polling.shutdown_grace_seconds`` (recording its results), after which it is cancelled. The
+  leases this process still holds are then released without moving ``next_poll_at``, so the
+  abandoned and unpolled targets stay due for the next run; the clients are closed and
+  :meth:`Daemon.run` returns (exit 0).
+* **SIGHUP**: the config is loaded and validated again. A bad file (or an unset credential
+  variable) logs one error and the running config carries on. Otherwise, between two ticks,
+  the clients of changed accounts are rebuilt (unchanged ones, with their rate-limit and pause
+  state, are kept), the targets are synced (new conferences due now, dropped ones retired
+  ``removed``) and the tick period follows ``interval_seconds``. ``[database]`` changes need a
+  restart.
+* A tick never takes the daemon down: ``StoreUnavailable`` is handled inside the tick, and any
+  other exception is logged and the next tick runs as usual.
+
+:class:`SqliteLock` keeps a second daemon off a SQLite database (DESIGN §8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import httpx
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from poller.config import Config, build_account_client
+from poller.errors import ConfigError, PollerError, StoreUnavailable
+from poller.model import utc_now
+from poller.providers import Clock, Credentials, ProviderClient
+from poller.scheduler import TickScheduler, tick_seconds
+from poller.settings import DatabaseSettings
+from poller.tick import Poller, TickReport, off_loop
+
+log = logging.getLogger(__name__)
+
+ConfigLoader = Callable[[], tuple[Config, Mapping[str, Credentials]]]
+"""Loads and validates the config file and its credentials again (raises ``ConfigError``)."""
+
+
+class AlreadyRunning(PollerError):
+    """Another ``poller run`` holds the SQLite database (the CLI exits 1)."""
+
+
+class SqliteLock:
+    """An exclusive ``flock`` on ``<database>.lock``, held for the life of the process.
+
+    Why a sidecar file and ``flock``: SQLite's own locks last one transaction, not a process
+    life, and ``PRAGMA locking_mode=EXCLUSIVE`` would also shut out readers such as
+    ``poller report``. The kernel drops a ``flock`` when its process dies, however it dies, so a
+    crash never leaves a stale lock behind (unlike a PID file). The file is never deleted:
+    unlinking it would let a newcomer lock a fresh file while an old holder still runs.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @classmethod
+    def for_database(cls, settings: DatabaseSettings) -> SqliteLock | None:
+        """The lock of a SQLite file database, or ``None`` (PostgreSQL, in-memory SQLite)."""
+        url = make_url(settings.url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return cls(Path(f"{url.database}.lock"))
+
+    def acquire(self) -> None:
+        """Take the lock, or raise :class:`AlreadyRunning` at once if another process has it."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StoreUnavailable(f"cannot open lock file {self.path}: {error}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(
+                f"another `poller run` is already using this SQLite database (it holds "
+                f"{self.path}); only one poller may run on a SQLite file. Stop the other one, "
+                f"or use PostgreSQL to run several.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (also dropped by the kernel when the process ends)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class Daemon:
+    """Ticks ``Poller`` on a clock until stopped; see the module docstring."""
+
+    def __init__(self, config: Config, credentials: Mapping[str, Credentials], engine: Engine,
+                 load: ConfigLoader, *, transport: httpx.AsyncBaseTransport | None = None,
+                 clock: Clock = utc_now) -> None:
+        self.config = config
+        self.credentials = dict(credentials)
+        self.engine = engine
+        self.load = load
+        self.transport = transport
+        self.clock = clock
+        clients = {account.name: self._client(config, account.name) for account in
+                   config.accounts}
+        self.poller = Poller(config, engine, clients, clock=clock)
+        self.scheduler = TickScheduler(self._job, tick_seconds(config.polling))
+        self._lock = asyncio.Lock()
+        """Held by a tick and by a reload, so a reload swaps the poller between ticks."""
+        self._stop = asyncio.Event()
+        self._job_idle = asyncio.Event()
+        self._job_idle.set()
+        self._inflight: asyncio.Task[None] | None = None
+        self._sync_pending = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- life --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sync the targets, tick until SIGTERM / SIGINT (or :meth:`request_stop`), clean up."""
+        try:
+            await off_loop(self.poller.sync)
+        except BaseException:
+            await self.poller.aclose()
+            raise
+        loop = asyncio.get_running_loop()
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        try:
+            self.scheduler.start()
+            log.info("poller running: %d targets configured, ticking every %g s (pid %d)",
+                     len(self.config.targets()), self.scheduler.seconds, os.getpid())
+            await self._stop.wait()
+            await self._shutdown()
+        finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
+
+    def request_stop(self, why: str = "request") -> None:
+        """Begin a graceful stop (the SIGTERM / SIGINT handler)."""
+        if not self._stop.is_set():
+            log.info("%s received: stopping (grace %g s)", why,
+                     self.config.polling.shutdown_grace_seconds)
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Reload the config in the background (the SIGHUP handler)."""
+        log.info("SIGHUP received: reloading the configuration")
+        task = asyncio.ensure_future(self.reload())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _shutdown(self) -> None:
+        self.scheduler.pause()
+        grace = self.config.polling.shutdown_grace_seconds
+        inflight = self._inflight
+        if inflight is not None:
+            done, _ = await asyncio.wait([inflight], timeout=grace)
+            if not done:
+                log.warning("in-flight polls did not finish within %g s: abandoning them "
+                            "(they stay due)", grace)
+                inflight.cancel()
+                await asyncio.wait([inflight])
+        await self._job_idle.wait()
+        self.scheduler.shutdown()
+        async with self._lock:  # let a reload under way finish before closing its clients
+            try:
+                released = await off_loop(self.poller.release_leases)
+            except StoreUnavailable as error:
+                log.error("could not release leases (they expire on their own): %s", error)
+            else:
+                if released:
+                    log.info("released %d leases of abandoned polls", released)
+            await self.poller.aclose()
+        log.info("poller stopped")
+
+    # -- ticks -------------------------------------------------------------------------------
+
+    async def _job(self) -> None:
+        """The scheduler's job: one tick, as a task the shutdown can wait for or cancel."""
+        if self._stop.is_set():
+            return
+        self._job_idle.clear()
+        try:
+            async with self._lock:
+                if self._stop.is_set():
+                    return
+                self._inflight = asyncio.ensure_future(self._tick())
+                await asyncio.wait([self._inflight])
+        finally:
+            self._inflight = None
+            self._job_idle.set()
+
+    async def _tick(self) -> None:
+        try:
+            if self._sync_pending:
+                await off_loop(self.poller.sync)
+                self._sync_pending = False
+            report = await self.poller.tick()
+        except Exception:  # the daemon never dies of one tick
+            log.exception("tick failed; carrying on with the next one")
+            return
+        _log_report(report)
+
+    # -- reload ------------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """Load the config again and apply it between two ticks; keep the old one if bad."""
+        try:
+            config, credentials = await off_loop(self.load)
+        except ConfigError as error:
+            log.error("configuration not reloaded, the running one carries on: %s", error)
+            return
+        if config.database != self.config.database:
+            log.warning("[database] changed: that takes a restart; the running database "
+                        "is kept")
+            config = config.model_copy(update={"database": self.config.database})
+        async with self._lock:
+            if self._stop.is_set():
+                return
+            old, old_config, old_credentials = self.poller, self.config, self.credentials
+            self.config, self.credentials = config, dict(credentials)
+            clients: dict[str, ProviderClient] = {}
+            stale: list[ProviderClient] = list(old.clients.values())
+            kept: set[str] = set()
+            for account in config.accounts:
+                name = account.name
+                if (name in old.clients and config.polling == old_config.polling
+                        and _same_account(old_config, config, name)
+                        and old_credentials.get(name) == credentials.get(name)):
+                    clients[name] = old.clients[name]
+                    stale.remove(old.clients[name])
+                    kept.add(name)
+                else:
+                    clients[name] = self._client(config, name)
+            self.poller = Poller(config, self.engine, clients, clock=self.clock,
+                                 owner=old.owner)
+            for name in kept:  # keep their token buckets and pauses
+                self.poller.gates[name] = old.gates[name]
+            for client in stale:
+                await client.aclose()
+            self.scheduler.reschedule(tick_seconds(config.polling))
+            rebuilt = sorted(set(clients) - kept)
+            log.info("configuration reloaded: %d accounts (%s rebuilt)", len(clients),
+                     ", ".join(rebuilt) or "none")
+            try:
+                await off_loop(self.poller.sync)
+            except StoreUnavailable as error:
+                self._sync_pending = True
+                log.error("targets not synced yet (retried at the next tick): %s", error)
+
+    def _client(self, config: Config, name: str) -> ProviderClient:
+        return build_account_client(config.account(name), config.polling,
+                                    self.credentials[name], transport=self.transport,
+                                    clock=self.clock)
+
+
+def _same_account(old: Config, new: Config, name: str) -> bool:
+    try:
+        before = old.account(name)
+    except KeyError:
+        return False
+    # Conference lists do not shape the client; everything else (URLs, rates, auth) does.
+    return (before.model_copy(update={"conferences": ()})
+            == new.account(name).model_copy(update={"conferences": ()}))
+
+
+def _log_report(report: TickReport) -> None:
+    if not report.claimed:
+        return
+    eventful = (report.failures or report.transitions or report.member_events
+                or report.retired or report.store_error)
+    log.log(logging.INFO if eventful else logging.DEBUG, "tick: %s", report.summary())

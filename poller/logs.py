@@ -1,0 +1,65 @@
+"""Log output: human-readable lines by default, one JSON object per line for log shippers.
+
+``configure_logging(level, log_format)`` installs a single stderr handler on the root logger
+(replacing one it installed before). A JSON line carries ``time`` (UTC, ISO 8601), ``level``,
+``logger``, ``message`` and, for an exception, ``exception`` (the formatted traceback)::
+
+    {"time": "2026-11-22T05:30:00.123+00:00", "level": "WARNING", "logger": "poller.tick",
+     "message": "telnyx conference 3fa8… of account 'telnyx-main': poll failed (server_error) …"}
+
+Nothing here looks at message contents: keeping secrets out of logs is the callers' job (they
+log account names and environment-variable *names*, never credential values). httpx's
+per-request INFO lines and APScheduler's per-run lines are held back below ``debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Literal
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+CHATTY_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING,
+                  "apscheduler": logging.ERROR}
+"""Libraries that log every request / job run at INFO (or 'job skipped' at WARNING)."""
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line (without the newline)."""
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class _PollerHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler :func:`configure_logging` installs (so a second call replaces it)."""
+
+
+def configure_logging(level: str = "info", log_format: LogFormat = "text") -> None:
+    """Send log records at ``level`` and above to stderr, as text or JSON lines."""
+    handler = _PollerHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(
+        TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _PollerHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    numeric = logging.getLevelName(level.upper())
+    root.setLevel(numeric)
+    for name, quiet in CHATTY_LOGGERS.items():
+        logging.getLogger(name).setLevel(logging.DEBUG if numeric <= logging.DEBUG else quiet)

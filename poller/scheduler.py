@@ -1,0 +1,80 @@
+"""APScheduler wiring for ``poller run``: the clock that starts ticks, and nothing else.
+
+The database holds the schedule (``poll_target.next_poll_at``); APScheduler only decides *when
+to look*. One interval job on an ``AsyncIOScheduler`` with a memory job store:
+
+* ``max_instances=1``: a tick that runs long is never overlapped by the next one;
+* ``coalesce=True``: ticks missed while one ran (or while the machine was suspended) collapse
+  into a single run instead of a burst;
+* ``misfire_grace_time=None``: a late tick still runs (it only looks at what is due now).
+
+The period is :func:`tick_seconds`: one second, or half the poll interval when that is shorter,
+so a due target waits at most a second (or half an interval) for its poll. A tick that finds
+nothing due costs one indexed ``UPDATE``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+
+from apscheduler.executors.asyncio import AsyncIOExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from poller.model import utc_now
+from poller.settings import PollingSettings
+
+MAX_TICK_SECONDS = 1.0
+"""The longest pause between two ticks."""
+
+JOB_ID = "tick"
+
+Job = Callable[[], Awaitable[None]]
+"""The coroutine function run at every tick (it must not raise: see ``poller.daemon``)."""
+
+
+def tick_seconds(settings: PollingSettings) -> float:
+    """How often to look for due targets: one second, or half the poll interval if shorter."""
+    return min(MAX_TICK_SECONDS, settings.interval_seconds / 2)
+
+
+class TickScheduler:
+    """An ``AsyncIOScheduler`` running one coroutine every ``seconds``, first right away."""
+
+    def __init__(self, job: Job, seconds: float) -> None:
+        self.job = job
+        self.seconds = seconds
+        self._scheduler = AsyncIOScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": AsyncIOExecutor()},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+
+    def start(self) -> None:
+        """Start ticking (call from inside the running event loop)."""
+        self._scheduler.add_job(self.job, self._trigger(), id=JOB_ID, name="poller tick",
+                                next_run_time=utc_now())
+        self._scheduler.start()
+
+    def reschedule(self, seconds: float) -> None:
+        """Tick every ``seconds`` from now on (after a reload changed the poll interval)."""
+        if seconds != self.seconds:
+            self.seconds = seconds
+            self._scheduler.reschedule_job(JOB_ID, trigger=self._trigger())
+            logging.getLogger(__name__).info("ticking every %g s", seconds)
+
+    def pause(self) -> None:
+        """Start no more ticks (one already running carries on)."""
+        self._scheduler.pause()
+
+    def shutdown(self) -> None:
+        """Stop the scheduler; call once no tick is running (it would be cancelled)."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def _trigger(self) -> IntervalTrigger:
+        return IntervalTrigger(seconds=self.seconds, timezone=UTC)

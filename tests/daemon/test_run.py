@@ -1,0 +1,324 @@
+"""``poller run`` as a real process against ``poller simulate`` served over TCP.
+
+Everything runs in real time (the simulator at 60x, so a lively conference lives a few real
+seconds), so the checks are the ones real time cannot upset: what is recorded happened, in
+order, without gaps or duplicates, and enough of it was recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, create_engine, select, text
+from test_history_vs_truth import BANDWIDTH, TELNYX, compare
+
+from poller.store.database import make_engine
+from poller.store.schema import PollTarget
+
+STARTUP_SECONDS = 30.0
+"""Bound on a process start (imports, migrations) on a loaded machine."""
+PROGRESS_SECONDS = 40.0
+"""Bound on waiting for the daemon to record something."""
+GRACE_SECONDS = 5.0
+MIN_TRANSITIONS_PER_PROVIDER = 2
+
+
+@dataclass
+class Sim:
+    """A running ``poller simulate``: its URL, printed accounts and credential variables."""
+
+    url: str
+    accounts: list[dict[str, Any]]
+    env: dict[str, str]
+
+
+def _poller_command() -> list[str]:
+    script = Path(sys.executable).with_name("poller")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from poller.cli import main; main()"]
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=30)
+
+
+def _wait_for(what: str, condition: Callable[[], bool], seconds: float = PROGRESS_SECONDS,
+              every: float = 0.2) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Sim]:
+    """``poller simulate --lively --speed 60`` on a free port, for the whole module."""
+    with serving_simulator("--lively", "--speed", "60", "--conferences", "6",
+                           "--seed", "7") as served:
+        yield served
+
+
+@contextmanager
+def serving_simulator(*options: str, graceful: bool = True) -> Iterator[Sim]:
+    """``poller simulate --port 0 …`` once it answers; stopped afterwards (killed at once
+    unless ``graceful``: uvicorn would wait for held-back answers)."""
+    command = [*_poller_command(), "simulate", "--port", "0", *options]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert process.stdout is not None
+        received = b""
+        deadline = time.monotonic() + STARTUP_SECONDS
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            while b"(Ctrl-C to stop)" not in received:
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"no simulator banner; got:\n{received.decode()}"
+                if selector.select(timeout=remaining):
+                    chunk = os.read(process.stdout.fileno(), 65536)
+                    assert chunk, f"simulate exited early:\n{received.decode()}"
+                    received += chunk
+        output = received.decode()
+        url = output.split("# Serving on ")[1].split()[0]
+        snippet = output.split("# 1. Add to config.toml:")[1].split("# 2.")[0]
+        env = dict(line.removeprefix("export ").split("=", 1)
+                   for line in output.splitlines() if line.startswith("export "))
+        with httpx.Client(base_url=url, timeout=10) as client:
+            deadline = time.monotonic() + STARTUP_SECONDS
+            while True:
+                try:
+                    served = client.get("/_sim/conferences").json()
+                    break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline, "simulator not answering"
+                    time.sleep(0.1)
+        accounts = tomllib.loads(snippet)["accounts"]
+        assert [a["name"] for a in accounts] == [TELNYX, BANDWIDTH]
+        assert served, "the simulator serves conferences"
+        yield Sim(url, accounts, env)
+    finally:
+        if graceful:
+            process.terminate()
+        try:
+            process.wait(timeout=10 if graceful else 0)
+        except subprocess.TimeoutExpired:
+            _stop(process)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def write_config(path: Path, database: Path, accounts: list[dict[str, Any]], *,
+                 grace_seconds: float = GRACE_SECONDS) -> None:
+    """A config.toml polling ``accounts`` fast, into the SQLite file ``database``."""
+    lines = [
+        "[database]", f"url = {json.dumps(f'sqlite:///{database}')}", "",
+        "[polling]", "interval_seconds = 0.5", "idle_interval_seconds = 1",
+        "completion_grace_seconds = 1", "backoff_base_seconds = 1", "backoff_max_seconds = 2",
+        "read_timeout_seconds = 60", f"shutdown_grace_seconds = {grace_seconds}", "",
+    ]
+    for account in accounts:
+        lines.append("[[accounts]]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in account.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def _conference_ids(account: dict[str, Any]) -> list[str]:
+    return [c if isinstance(c, str) else c["id"] for c in account["conferences"]]
+
+
+class Daemon:
+    """A ``poller run`` process, its stderr, and a read-only view of its database."""
+
+    def __init__(self, sim: Sim, config: Path, database: Path, stderr: IO[bytes],
+                 options: tuple[str, ...] = ()) -> None:
+        self._stderr = stderr
+        self.process = subprocess.Popen(
+            [*_poller_command(), *options, "--config", str(config), "run"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=self._stderr,
+            env={**os.environ, **sim.env, "PYTHONUNBUFFERED": "1"})
+        self.engine: Engine = create_engine(f"sqlite:///{database}")
+
+    def stderr(self) -> str:
+        """Everything logged so far."""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def query(self, sql: str, **params: Any) -> list[Any]:
+        """Rows of ``sql``, or none while the database is not there yet."""
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(text(sql), params).all())
+        except Exception:  # not created or not migrated yet
+            return []
+
+    def transitions_by_account(self) -> dict[str, int]:
+        """Status transitions recorded so far, per account."""
+        rows = self.query("select c.account, count(*) from status_transition t "
+                          "join conference c on c.id = t.conference_pk group by c.account")
+        return {account: count for account, count in rows}
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        """Kill the process if it still runs; release the database."""
+        _stop(self.process)
+        self.engine.dispose()
+
+
+@contextmanager
+def running_daemon(sim: Sim, config: Path, database: Path, *options: str) -> Iterator[Daemon]:
+    """``poller [options] --config config run``, killed afterwards if still running."""
+    with tempfile.TemporaryFile() as stderr:
+        daemon = Daemon(sim, config, database, stderr, options)
+        try:
+            yield daemon
+        finally:
+            daemon.close()
+
+
+def _terminate(daemon: Daemon) -> int:
+    daemon.process.send_signal(signal.SIGTERM)
+    return daemon.process.wait(timeout=GRACE_SECONDS + 20)
+
+
+def test_run_records_both_providers_and_stops_on_sigterm(sim: Sim, tmp_path: Path) -> None:
+    """The daemon records true, gapless history for both providers, logs JSON lines without
+    secrets, and exits 0 on SIGTERM."""
+    database, config = tmp_path / "run.db", tmp_path / "config.toml"
+    write_config(config, database, sim.accounts)
+    with running_daemon(sim, config, database, "--log-format", "json") as daemon:
+        def progressed() -> bool:
+            assert daemon.alive(), daemon.stderr()
+            counts = daemon.transitions_by_account()
+            return all(counts.get(name, 0) >= MIN_TRANSITIONS_PER_PROVIDER
+                       for name in (TELNYX, BANDWIDTH))
+
+        _wait_for("transitions of both providers", progressed)
+        started = time.monotonic()
+        assert _terminate(daemon) == 0, daemon.stderr()
+        assert time.monotonic() - started < GRACE_SECONDS + 20
+        logged = daemon.stderr()
+        leases = daemon.query("select count(*) from poll_target where lease_owner is not null")
+    assert leases[0][0] == 0
+    records = [json.loads(line) for line in logged.splitlines()]
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL") or "exception" in r]
+    assert records[-1]["message"] == "poller stopped"
+    failed = [r for r in records if "poll failed" in r["message"]]
+    assert failed, "some conferences of the lively world do not exist yet: 404s are logged"
+    assert all(r["level"] == "WARNING" and "-sim'" in r["message"] for r in failed)
+    for secret in sim.env.values():
+        assert secret not in logged
+    truth = httpx.get(f"{sim.url}/_sim/truth", timeout=30).json()
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        # An empty window: only what real time cannot upset is compared (see module doc).
+        now = datetime.now(UTC)
+        counts = compare(engine, truth, (now, now), complete=False)
+    finally:
+        engine.dispose()
+    assert counts["transitions"] >= 2 * MIN_TRANSITIONS_PER_PROVIDER
+    assert counts["members"] >= 1
+
+
+def test_second_daemon_on_one_sqlite_file_is_refused(sim: Sim, tmp_path: Path) -> None:
+    """A second ``poller run`` on the same SQLite file exits 1 and says why."""
+    database, config = tmp_path / "run.db", tmp_path / "config.toml"
+    write_config(config, database, sim.accounts)
+    with running_daemon(sim, config, database) as first:
+        _wait_for("the first daemon to sync its targets",
+                  lambda: bool(first.query("select 1 from poll_target")))
+        second = subprocess.run([*_poller_command(), "--config", str(config), "run"],
+                                capture_output=True, timeout=STARTUP_SECONDS,
+                                env={**os.environ, **sim.env}, check=False)
+        assert second.returncode == 1
+        assert b"another `poller run` is already using this SQLite database" in second.stderr
+        assert first.alive(), first.stderr()
+        assert _terminate(first) == 0, first.stderr()
+
+
+def test_sighup_adds_a_conference_and_survives_a_bad_config(sim: Sim, tmp_path: Path) -> None:
+    """SIGHUP with a bad file keeps the daemon running; with one more ID, that one is polled."""
+    database, config = tmp_path / "run.db", tmp_path / "config.toml"
+    telnyx, bandwidth = sim.accounts
+    added = _conference_ids(bandwidth)[-1]
+    fewer = {**bandwidth, "conferences": bandwidth["conferences"][:-1]}
+    write_config(config, database, [telnyx, fewer])
+    with running_daemon(sim, config, database) as daemon:
+        _wait_for("the first polls", lambda: bool(daemon.query(
+            "select 1 from poll_target where poll_count > 0")))
+        assert not daemon.query("select 1 from poll_target where conference_id = :c", c=added)
+
+        config.write_text("[polling]\ninterval_seconds = -1\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        _wait_for("the reload error", lambda: "configuration not reloaded" in daemon.stderr())
+        assert "polling.interval_seconds" in daemon.stderr()
+        assert daemon.alive(), daemon.stderr()
+
+        write_config(config, database, [telnyx, bandwidth])
+        daemon.process.send_signal(signal.SIGHUP)
+        _wait_for("the added conference to be polled", lambda: bool(daemon.query(
+            "select 1 from poll_target where conference_id = :c and poll_count > 0", c=added)))
+        assert _terminate(daemon) == 0, daemon.stderr()
+        logged = daemon.stderr()
+    assert "Traceback" not in logged, logged
+
+
+def test_sigterm_abandons_slow_polls_after_the_grace_and_leaves_them_due(tmp_path: Path) -> None:
+    """Polls still in flight when the grace runs out are abandoned: exit 0, no lease left,
+    every target still due."""
+    database, config = tmp_path / "run.db", tmp_path / "config.toml"
+    # 80 targets, a seventh of the requests held for 60 s: the first tick is still waiting.
+    with serving_simulator("--conferences", "40", "--fault-rate", "1", "--slow-seconds", "60",
+                           "--seed", "3", graceful=False) as slow_sim:
+        write_config(config, database, slow_sim.accounts, grace_seconds=1)
+        with running_daemon(slow_sim, config, database) as daemon:
+            _wait_for("the fast failures of the first tick",
+                      lambda: "poll failed" in daemon.stderr())
+            started = time.monotonic()
+            assert _terminate(daemon) == 0, daemon.stderr()
+            assert time.monotonic() - started < 1 + 20
+            logged = daemon.stderr()
+            stopped_at = datetime.now(UTC)
+    assert "abandoning them" in logged, logged
+    assert "Traceback" not in logged, logged
+    engine = make_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as conn:
+            targets = conn.execute(select(PollTarget.lease_owner, PollTarget.next_poll_at)).all()
+    finally:
+        engine.dispose()
+    assert len(targets) == 80
+    assert all(owner is None for owner, _ in targets)
+    assert all(next_poll_at <= stopped_at for _, next_poll_at in targets)
