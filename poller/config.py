@@ -25,7 +25,7 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -56,6 +56,9 @@ from poller.settings import (
     TelnyxAccount,
     parse_database_url,
 )
+
+if TYPE_CHECKING:
+    from poller.metrics import PollObserver
 
 __all__ = [
     "CONFIG_ENV",
@@ -334,6 +337,7 @@ def build_account_client(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock = utc_now,
+    observer: PollObserver | None = None,
 ) -> ProviderClient:
     """A provider client for one configured account (``poller.providers.build_client``)."""
     return build_client(
@@ -345,5 +349,6 @@ def build_account_client(
         settings=polling.http_settings(),
         transport=transport,
         clock=clock,
+        observer=observer,
     )
 

@@ -12,10 +12,19 @@ TickScheduler` and owns the process life (DESIGN §4):
   variable) logs one error and the running config carries on. Otherwise, between two ticks,
   the clients of changed accounts are rebuilt (unchanged ones, with their rate-limit and pause
   state, are kept), the targets are synced (new conferences due now, dropped ones retired
-  ``removed``) and the tick period follows ``interval_seconds``. ``[database]`` changes need a
-  restart.
+  ``removed``) and the tick period follows ``interval_seconds``. ``[database]``, ``[metrics]``
+  and ``[health]`` changes need a restart.
 * A tick never takes the daemon down: ``StoreUnavailable`` is handled inside the tick, and any
   other exception is logged and the next tick runs as usual.
+
+* **Observability** (``docs/operations.md``): every tick feeds :class:`poller.metrics.
+  PollerMetrics` (:func:`poller.metrics.observe_tick`, with per-provider, per-status and
+  per-kind breakdowns; the poller reports poll latency and rate-limit waits, the provider HTTP
+  layer response status classes). When ``[metrics]`` / ``[health]`` ``listen`` is set, their
+  servers start before the first tick (an address in use is a ``ConfigError``: exit 2) and
+  stop after the shutdown. ``/metrics`` refreshes the targets gauge from the database at each
+  scrape; a reload that changes the tick period or timeouts moves the ``/readyz`` freshness
+  bound with it.
 
 :class:`SqliteLock` keeps a second daemon off a SQLite database (DESIGN §8).
 """
@@ -36,6 +45,14 @@ from sqlalchemy.engine import make_url
 
 from poller.config import Config, build_account_client
 from poller.errors import ConfigError, PollerError, StoreUnavailable
+from poller.health import (
+    ObservabilityServer,
+    Readiness,
+    build_server,
+    create_observability_app,
+    max_tick_age_seconds,
+)
+from poller.metrics import PollerMetrics, observe_tick
 from poller.model import utc_now
 from poller.providers import Clock, Credentials, ProviderClient
 from poller.scheduler import TickScheduler, tick_seconds
@@ -105,16 +122,21 @@ class Daemon:
 
     def __init__(self, config: Config, credentials: Mapping[str, Credentials], engine: Engine,
                  load: ConfigLoader, *, transport: httpx.AsyncBaseTransport | None = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, metrics: PollerMetrics | None = None) -> None:
         self.config = config
         self.credentials = dict(credentials)
         self.engine = engine
         self.load = load
         self.transport = transport
         self.clock = clock
+        self.metrics = metrics if metrics is not None else PollerMetrics(clock=clock)
+        self.readiness = Readiness(engine, lambda: self.metrics.last_successful_tick_at,
+                                   _freshness(config), clock=clock)
+        self.servers: list[ObservabilityServer] = []
+        """The metrics / health servers, while :meth:`run` serves them."""
         clients = {account.name: self._client(config, account.name) for account in
                    config.accounts}
-        self.poller = Poller(config, engine, clients, clock=clock)
+        self.poller = Poller(config, engine, clients, clock=clock, observer=self.metrics)
         self.scheduler = TickScheduler(self._job, tick_seconds(config.polling))
         self._lock = asyncio.Lock()
         """Held by a tick and by a reload, so a reload swaps the poller between ticks."""
@@ -130,8 +152,10 @@ class Daemon:
     async def run(self) -> None:
         """Sync the targets, tick until SIGTERM / SIGINT (or :meth:`request_stop`), clean up."""
         try:
+            await self._start_servers()
             await off_loop(self.poller.sync)
         except BaseException:
+            await self._stop_servers()
             await self.poller.aclose()
             raise
         loop = asyncio.get_running_loop()
@@ -148,6 +172,7 @@ class Daemon:
         finally:
             for signum in handled:
                 loop.remove_signal_handler(signum)
+            await self._stop_servers()
 
     def request_stop(self, why: str = "request") -> None:
         """Begin a graceful stop (the SIGTERM / SIGINT handler)."""
@@ -162,6 +187,35 @@ class Daemon:
         task = asyncio.ensure_future(self.reload())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _start_servers(self) -> None:
+        """Start the ``[metrics]`` / ``[health]`` servers that are configured."""
+        listeners = [
+            ("metrics.listen", self.config.metrics.address,
+             create_observability_app(self.metrics, None, engine=self.engine), "/metrics"),
+            ("health.listen", self.config.health.address,
+             create_observability_app(None, self.readiness), "/healthz, /readyz"),
+        ]
+        for key, address, app, paths in listeners:
+            if address is None:
+                continue
+            server = build_server(app, *address, key=key)
+            try:
+                await server.start()
+            except ConfigError as error:  # name the setting: the CLI prints only the message
+                raise ConfigError(f"{key}: {error}", key=key) from None
+            self.servers.append(server)
+            for host, port in server.addresses:
+                shown = f"[{host}]" if ":" in host else host
+                log.info("serving %s on http://%s:%d (%s)", paths, shown, port, key)
+
+    async def _stop_servers(self) -> None:
+        servers, self.servers = self.servers, []
+        for server in reversed(servers):
+            try:
+                await server.stop()
+            except Exception:  # never keep the process from exiting
+                log.exception("stopping the %s server failed", server.key)
 
     async def _shutdown(self) -> None:
         self.scheduler.pause()
@@ -213,6 +267,9 @@ class Daemon:
         except Exception:  # the daemon never dies of one tick
             log.exception("tick failed; carrying on with the next one")
             return
+        observe_tick(self.metrics, report, by_provider=report.by_provider(),
+                     transitions_by_status=report.transitions_by_status,
+                     member_events_by_kind=report.member_events_by_kind)
         _log_report(report)
 
     # -- reload ------------------------------------------------------------------------------
@@ -228,6 +285,11 @@ class Daemon:
             log.warning("[database] changed: that takes a restart; the running database "
                         "is kept")
             config = config.model_copy(update={"database": self.config.database})
+        if (config.metrics, config.health) != (self.config.metrics, self.config.health):
+            log.warning("[metrics] / [health] changed: that takes a restart; the running "
+                        "servers are kept")
+            config = config.model_copy(update={"metrics": self.config.metrics,
+                                               "health": self.config.health})
         async with self._lock:
             if self._stop.is_set():
                 return
@@ -247,12 +309,13 @@ class Daemon:
                 else:
                     clients[name] = self._client(config, name)
             self.poller = Poller(config, self.engine, clients, clock=self.clock,
-                                 owner=old.owner)
+                                 owner=old.owner, observer=self.metrics)
             for name in kept:  # keep their token buckets and pauses
                 self.poller.gates[name] = old.gates[name]
             for client in stale:
                 await client.aclose()
             self.scheduler.reschedule(tick_seconds(config.polling))
+            self.readiness.max_tick_age_seconds = _freshness(config)
             rebuilt = sorted(set(clients) - kept)
             log.info("configuration reloaded: %d accounts (%s rebuilt)", len(clients),
                      ", ".join(rebuilt) or "none")
@@ -265,7 +328,12 @@ class Daemon:
     def _client(self, config: Config, name: str) -> ProviderClient:
         return build_account_client(config.account(name), config.polling,
                                     self.credentials[name], transport=self.transport,
-                                    clock=self.clock)
+                                    clock=self.clock, observer=self.metrics)
+
+
+def _freshness(config: Config) -> float:
+    """The ``/readyz`` tick freshness bound for ``config``."""
+    return max_tick_age_seconds(config.polling, tick_seconds(config.polling))
 
 
 def _same_account(old: Config, new: Config, name: str) -> bool:

@@ -36,6 +36,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -48,6 +49,7 @@ from sqlalchemy import Engine
 
 from poller.config import Config, build_account_client
 from poller.errors import ProviderError, StoreUnavailable
+from poller.metrics import PollObserver
 from poller.model import Observation, PollFailure, PollResult, TargetKey, utc_now
 from poller.providers import Clock, Credentials, ProviderClient
 from poller.scheduling import AUTH_PAUSE_SECONDS, next_schedule, transient_backoff_seconds
@@ -112,6 +114,13 @@ class TickReport:
     member_events: int = 0
     store_error: str | None = None
     """Why results could not be recorded, if they could not."""
+    polls_by_provider: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Polls by ``(provider, outcome)``: ``ok`` (changed or first seen), ``unchanged`` or the
+    ``poll_error.kind`` (``unchanged`` is known only once recorded)."""
+    transitions_by_status: Counter[str] = field(default_factory=Counter)
+    """``transitions`` by ``to_status``."""
+    member_events_by_kind: Counter[str] = field(default_factory=Counter)
+    """``member_events`` by ``kind``."""
 
     @property
     def failures(self) -> int:
@@ -125,7 +134,23 @@ class TickReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed.update(other.failed)
         self.retired.update(other.retired)
+        self.polls_by_provider.update(other.polls_by_provider)
+        self.transitions_by_status.update(other.transitions_by_status)
+        self.member_events_by_kind.update(other.member_events_by_kind)
         self.store_error = other.store_error or self.store_error
+
+    def by_provider(self) -> dict[str, TickReport]:
+        """One report per provider polled, with its ``ok``, ``unchanged`` and ``failed``."""
+        reports: dict[str, TickReport] = {}
+        for (provider, outcome), n in self.polls_by_provider.items():
+            part = reports.setdefault(provider, TickReport())
+            if outcome in ("ok", "unchanged"):
+                part.ok += n
+                part.unchanged += n if outcome == "unchanged" else 0
+            else:
+                part.failed[outcome] += n
+            part.polled += n
+        return reports
 
     def summary(self) -> str:
         """One line for people: ``polled 12: 10 ok (4 unchanged), 2 failed (…), …``."""
@@ -166,7 +191,8 @@ class Poller:
                  batch_size: int | None = None, lease_seconds: float = 300.0,
                  auth_pause_seconds: float = AUTH_PAUSE_SECONDS,
                  max_rate_wait_seconds: float = 5.0, store_attempts: int = 3,
-                 store_backoff_seconds: float = 1.0, recorder: Recorder | None = None) -> None:
+                 store_backoff_seconds: float = 1.0, recorder: Recorder | None = None,
+                 observer: PollObserver | None = None) -> None:
         self.config = config
         self.settings = config.polling
         self.engine = engine
@@ -182,6 +208,8 @@ class Poller:
         self.store_attempts = store_attempts
         self.store_backoff_seconds = store_backoff_seconds
         self.recorder = recorder if recorder is not None else Recorder(engine, clock=clock)
+        self.observer = observer
+        """Told each poll's latency and each rate-limit wait (``None``: not measured)."""
         now = clock()
         self.gates = {account.name: AccountGate(TokenBucket(account.requests_per_second, now))
                       for account in config.accounts}
@@ -235,10 +263,13 @@ class Poller:
                 continue
             results.append(outcome)
             schedule[target.key] = self._decide(target, outcome)
+            provider = target.key.provider.value
             if isinstance(outcome, Observation):
                 report.ok += 1
+                report.polls_by_provider[provider, "ok"] += 1
             else:
                 report.failed[outcome.kind] += 1
+                report.polls_by_provider[provider, outcome.kind] += 1
         report.polled = len(results)
         report.deferred = len(handed_back)
         if results:
@@ -265,6 +296,8 @@ class Poller:
         if wait is None:
             return Deferred(now + timedelta(seconds=gate.bucket.wait_seconds(now)))
         if wait > 0:
+            if self.observer is not None:
+                self.observer.observe_rate_limit_wait(target.key.provider.value, wait)
             await self.sleep(wait)
         async with self._semaphore:
             if gate.is_paused(self.clock()) and gate.paused_until is not None:
@@ -274,8 +307,14 @@ class Poller:
     async def _fetch(self, client: ProviderClient, gate: AccountGate, target: ClaimedTarget
                      ) -> PollResult:
         key = target.key
+        started = time.perf_counter()
         try:
-            observation = await client.fetch(key)
+            try:
+                observation = await client.fetch(key)
+            finally:
+                if self.observer is not None:
+                    self.observer.observe_poll_seconds(key.provider.value,
+                                                       time.perf_counter() - started)
         except ProviderError as error:
             failure = PollFailure.from_error(key, self.clock(), error)
             log.warning("%s conference %s of account %r: poll failed (%s%s): %s",
@@ -333,6 +372,11 @@ class Poller:
             report.unchanged += stats.unchanged
             report.transitions += stats.transitions
             report.member_events += stats.member_events
+            for provider, n in stats.unchanged_by_provider.items():
+                report.polls_by_provider[provider, "ok"] -= n
+                report.polls_by_provider[provider, "unchanged"] += n
+            report.transitions_by_status.update(stats.transitions_by_status)
+            report.member_events_by_kind.update(stats.member_events_by_kind)
             for decision in schedule.values():
                 if decision.state == "retired" and decision.retired_reason is not None:
                     report.retired[decision.retired_reason] += 1

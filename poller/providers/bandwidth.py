@@ -9,6 +9,7 @@ API renews the token once and retries the request once.
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -33,6 +34,9 @@ from poller.providers.http import (
     path_segment,
 )
 from poller.providers.status import ErrorContext
+
+if TYPE_CHECKING:
+    from poller.metrics import PollObserver
 
 DEFAULT_BASE_URL = "https://voice.bandwidth.com/api/v2"
 
@@ -61,6 +65,7 @@ class BandwidthClient:
         settings: HttpSettings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = utc_now,
+        observer: PollObserver | None = None,
     ) -> None:
         try:
             self._account_segment = path_segment(account_id, "Bandwidth account ID")
@@ -78,6 +83,7 @@ class BandwidthClient:
             read_error_detail=read_bandwidth_error,
             redactor=self._redactor,
             transport=transport,
+            observer=observer,
         )
         self._auth: Authorizer
         if isinstance(credentials, BasicCredentials):

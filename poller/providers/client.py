@@ -15,7 +15,7 @@ The protocol is called ``ProviderClient`` rather than ``Provider`` because
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import httpx
 
@@ -29,6 +29,9 @@ from poller.providers.auth import (
     OAuth2Credentials,
 )
 from poller.providers.http import Clock, HttpSettings
+
+if TYPE_CHECKING:
+    from poller.metrics import PollObserver
 
 
 @runtime_checkable
@@ -65,11 +68,13 @@ def build_client(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock = utc_now,
     max_pages: int = telnyx.DEFAULT_MAX_PAGES,
+    observer: PollObserver | None = None,
 ) -> ProviderClient:
     """A client for one account; ``ConfigError`` when the parameters do not fit the provider.
 
     ``base_url`` defaults to the provider's public API; ``account_id`` is Bandwidth's numeric
-    account (required there, refused for Telnyx); ``max_pages`` caps Telnyx participant paging.
+    account (required there, refused for Telnyx); ``max_pages`` caps Telnyx participant paging;
+    ``observer`` is told the status of every HTTP response (``poller.metrics``).
     """
     try:
         kind = Provider(provider)
@@ -92,6 +97,7 @@ def build_client(
             transport=transport,
             clock=clock,
             max_pages=max_pages,
+            observer=observer,
         )
 
     if not account_id:
@@ -116,4 +122,5 @@ def build_client(
         settings=settings,
         transport=transport,
         clock=clock,
+        observer=observer,
     )

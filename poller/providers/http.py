@@ -46,7 +46,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -61,6 +61,9 @@ from poller.errors import (
 from poller.model import JSON, Provider, TargetKey
 from poller.providers.fields import EXCERPT_CHARS
 from poller.providers.status import ErrorContext, ErrorDetailReader, error_for_status
+
+if TYPE_CHECKING:
+    from poller.metrics import PollObserver
 
 logger = logging.getLogger("poller.providers")
 
@@ -215,8 +218,11 @@ class ProviderHttp:
         read_error_detail: ErrorDetailReader,
         redactor: Redactor,
         transport: httpx.AsyncBaseTransport | None = None,
+        observer: PollObserver | None = None,
     ) -> None:
         self.provider = provider
+        self.observer = observer
+        """Told the status code of every request (``None``: no response); optional."""
         self.account = account
         self.settings = settings
         self.clock = clock
@@ -254,8 +260,10 @@ class ProviderHttp:
                                              data=data)
         where = f"{method} {request.url.raw_path.decode('ascii', 'replace')}"
         error: ProviderError
+        status: int | None = None
         try:
             response = await self._client.send(request, stream=True)
+            status = response.status_code
             try:
                 body = await self._read_capped(response, context)
             finally:
@@ -274,6 +282,9 @@ class ProviderHttp:
             logger.debug("%s %s -> %s (%d bytes)", self.account, where, response.status_code,
                          len(body))
             return RawResponse(response.status_code, response.headers, body)
+        finally:
+            if self.observer is not None:
+                self.observer.observe_http_response(self.provider, status)
         raise error  # outside the handlers: unchained (see the module docstring)
 
     async def get_json(

@@ -18,7 +18,7 @@ on two pages is kept once (the later listing wins).
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -40,6 +40,9 @@ from poller.providers.telnyx_parser import (
     parse_telnyx_conference,
     parse_telnyx_participants,
 )
+
+if TYPE_CHECKING:
+    from poller.metrics import PollObserver
 
 DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
 PAGE_SIZE = 250
@@ -73,6 +76,7 @@ class TelnyxClient:
         settings: HttpSettings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = utc_now,
+        observer: PollObserver | None = None,
         max_pages: int = DEFAULT_MAX_PAGES,
         page_size: int = PAGE_SIZE,
     ) -> None:
@@ -93,6 +97,7 @@ class TelnyxClient:
             read_error_detail=read_telnyx_error,
             redactor=self._redactor,
             transport=transport,
+            observer=observer,
         )
 
     def __repr__(self) -> str:

@@ -73,6 +73,9 @@ class BatchWriter:
         self.inserted: Counter[str] = Counter()
         self.updated: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
+        self.unchanged_by_provider: Counter[str] = Counter()
+        self.transitions_by_status: Counter[str] = Counter()
+        self.member_events_by_kind: Counter[str] = Counter()
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -183,6 +186,8 @@ class BatchWriter:
                                         content_hash=hashes[id(result)])
                 outcome = plan.outcome
                 self.outcomes[outcome.value] += 1
+                if outcome is Outcome.UNCHANGED:
+                    self.unchanged_by_provider[result.target.provider.value] += 1
                 if outcome is not Outcome.STALE:
                     conferences[key] = plan.conference
                     members[key] = dict(plan.members)
@@ -335,6 +340,7 @@ class _HistoryWrites:
                              "provider_changed_at": t.provider_changed_at,
                              "end_reason": t.end_reason})
         self._insert(writer, TRANSITION, rows)
+        writer.transitions_by_status.update(str(row["to_status"]) for row in rows)
         member_pks = self._write_members(writer, pks, members)
         self._write_events(writer, pks, member_pks)
 
@@ -383,6 +389,7 @@ class _HistoryWrites:
                          "previous_observed_at": e.previous_observed_at,
                          "provider_changed_at": e.provider_changed_at, "detail": e.detail})
         self._insert(writer, MEMBER_EVENT, rows)
+        writer.member_events_by_kind.update(str(row["kind"]) for row in rows)
 
     @staticmethod
     def _insert(writer: BatchWriter, table: Table, rows: list[dict[str, Any]]) -> None:

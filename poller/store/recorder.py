@@ -60,6 +60,12 @@ class RecordStats:
     """Results by outcome: ``changed``, ``unchanged``, ``stale`` (ignored), ``failure``."""
     attempts: int = 1
     """Transactions it took (more than one after a lost race)."""
+    unchanged_by_provider: Counter[str] = field(default_factory=Counter)
+    """``unchanged`` outcomes by provider (``Provider.value``)."""
+    transitions_by_status: Counter[str] = field(default_factory=Counter)
+    """Status transitions recorded, by ``to_status``."""
+    member_events_by_kind: Counter[str] = field(default_factory=Counter)
+    """Member events recorded, by ``kind``."""
 
     @property
     def transitions(self) -> int:
@@ -111,7 +117,10 @@ class Recorder:
                     with self.engine.begin() as conn:
                         writer = BatchWriter(conn, self.clock(), schedule or {})
                         writer.apply(ordered)
-                    return RecordStats(writer.inserted, writer.updated, writer.outcomes, attempt)
+                    return RecordStats(writer.inserted, writer.updated, writer.outcomes, attempt,
+                                       writer.unchanged_by_provider,
+                                       writer.transitions_by_status,
+                                       writer.member_events_by_kind)
                 except (InsertConflict, exc.DBAPIError) as error:
                     if not is_retryable(error):
                         raise

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,7 @@ from typing import IO, Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine, select, text
 from test_history_vs_truth import BANDWIDTH, TELNYX, compare
 
@@ -322,3 +325,79 @@ def test_sigterm_abandons_slow_polls_after_the_grace_and_leaves_them_due(tmp_pat
     assert len(targets) == 80
     assert all(owner is None for owner, _ in targets)
     assert all(next_poll_at <= stopped_at for _, next_poll_at in targets)
+
+
+def _served_url(daemon: Daemon, key: str) -> str | None:
+    """``http://host:port`` the daemon logged for the ``key`` server (``metrics.listen``)."""
+    found = re.search(rf"on (http://[^ ]+) \({re.escape(key)}\)", daemon.stderr())
+    return found.group(1) if found else None
+
+
+def _samples(body: str, name: str) -> list[tuple[dict[str, str], float]]:
+    return [(sample.labels, sample.value)
+            for family in text_string_to_metric_families(body)
+            for sample in family.samples if sample.name == name]
+
+
+def test_run_serves_metrics_and_health(sim: Sim, tmp_path: Path) -> None:
+    """With ``[metrics]`` and ``[health]`` on port 0: /healthz answers, /readyz turns ready
+    after the first ticks, /metrics counts the polls of both providers; SIGTERM exits 0."""
+    database, config = tmp_path / "run.db", tmp_path / "config.toml"
+    write_config(config, database, sim.accounts)
+    config.write_text(config.read_text() + '\n[metrics]\nlisten = "127.0.0.1:0"\n\n'
+                      '[health]\nlisten = "127.0.0.1:0"\n')
+    with running_daemon(sim, config, database) as daemon, httpx.Client(timeout=10) as http:
+        urls: dict[str, str] = {}
+
+        def listening() -> bool:
+            assert daemon.alive(), daemon.stderr()
+            for key in ("metrics.listen", "health.listen"):
+                url = _served_url(daemon, key)
+                if url is not None:
+                    urls[key] = url
+            return len(urls) == 2
+
+        _wait_for("both servers to listen", listening, STARTUP_SECONDS)
+        metrics_url, health_url = urls["metrics.listen"], urls["health.listen"]
+        assert http.get(f"{health_url}/healthz").status_code == 200
+        assert http.get(f"{metrics_url}/healthz").status_code == 200
+        _wait_for("/readyz to be ready",
+                  lambda: http.get(f"{health_url}/readyz").status_code == 200)
+        assert http.get(f"{health_url}/readyz").json()["ready"] is True
+
+        def polled_both() -> bool:
+            body = http.get(f"{metrics_url}/metrics").text
+            polls: dict[str, float] = {}
+            for labels, value in _samples(body, "poller_polls_total"):
+                polls[labels["provider"]] = polls.get(labels["provider"], 0) + value
+            return polls.get("telnyx", 0) > 0 and polls.get("bandwidth", 0) > 0
+
+        _wait_for("polls of both providers in /metrics", polled_both)
+        body = http.get(f"{metrics_url}/metrics").text
+        [(_, last_tick)] = _samples(body, "poller_last_successful_tick_timestamp_seconds")
+        assert last_tick > 0
+        assert sum(v for _, v in _samples(body, "poller_poll_duration_seconds_count")) > 0
+        assert sum(v for _, v in _samples(body, "poller_http_responses_total")) > 0
+        targets = sum(v for _, v in _samples(body, "poller_targets"))
+        assert targets == sum(len(_conference_ids(account)) for account in sim.accounts)
+        assert http.get(f"{health_url}/metrics").status_code == 404
+        assert _terminate(daemon) == 0, daemon.stderr()
+        logged = daemon.stderr()
+    assert "Traceback" not in logged, logged
+
+
+def test_run_exits_2_when_the_metrics_port_is_taken(sim: Sim, tmp_path: Path) -> None:
+    """An address already in use is a configuration error naming the setting: exit 2."""
+    database, config = tmp_path / "run.db", tmp_path / "config.toml"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        write_config(config, database, sim.accounts)
+        config.write_text(config.read_text() + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        result = subprocess.run([*_poller_command(), "--config", str(config), "run"],
+                                capture_output=True, timeout=STARTUP_SECONDS,
+                                env={**os.environ, **sim.env}, check=False)
+    assert result.returncode == 2, result.stderr.decode()
+    assert b"metrics.listen" in result.stderr
+    assert b"Traceback" not in result.stderr
