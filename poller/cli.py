@@ -17,6 +17,7 @@ import click
 from poller.commands import CliState
 from poller.commands.check_config import check_config
 from poller.commands.db import db
+from poller.commands.demo import demo
 from poller.commands.once import once
 from poller.commands.prune import prune
 from poller.commands.report import report
@@ -57,6 +58,7 @@ cli.add_command(check_config)
 cli.add_command(report)
 cli.add_command(once)
 cli.add_command(run)
+cli.add_command(demo)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,345 @@
+"""``poller demo``: the whole chain in one command, against the bundled simulator.
+
+Examples::
+
+    poller demo                                   # a minute of lively conferences into ./demo.db
+    poller demo --duration 120 --speed 60 --fault-rate 0.05
+    poller --log-level warning demo               # also show each failed poll on stderr
+
+It serves the simulator (a lively scenario on a wall clock running ``--speed`` times real time,
+with ``--fault-rate`` of requests failing) with uvicorn on a free ``127.0.0.1`` port in a
+background thread, builds a config with one Telnyx (API key) and one Bandwidth (OAuth2)
+account pointing at it and the simulator's fake credentials passed in directly, migrates the
+SQLite ``--database`` and runs the daemon (:class:`poller.daemon.Daemon`) on it. Every few
+seconds it prints what has been recorded so far, counted on a read-only connection. After
+``--duration`` seconds, or on Ctrl-C / SIGTERM, the daemon stops gracefully, the summary report
+is printed, and the SQL to try next.
+
+The demo database starts afresh each run (the simulator's conference IDs repeat from run to
+run, with new timelines). A file that holds anything but demo accounts is never deleted: the
+command refuses it (exit 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import uvicorn
+
+from poller.commands import CliState
+from poller.commands.once import open_database
+from poller.commands.report import SUMMARY, render_table
+from poller.commands.simulate import _listening_socket
+from poller.config import Config, parse_config
+from poller.daemon import Daemon, SqliteLock
+from poller.logs import configure_logging
+from poller.model import Provider
+from poller.providers import ApiKeyCredentials, Credentials, OAuth2Credentials
+from poller.simulator import FaultConfig, ScenarioConfig, Simulator, WallClock, create_app
+from poller.store import reports
+
+TELNYX_ACCOUNT = "telnyx-demo"
+BANDWIDTH_ACCOUNT = "bandwidth-demo"
+DEMO_ACCOUNTS = frozenset({TELNYX_ACCOUNT, BANDWIDTH_ACCOUNT})
+
+SLOW_FAULT_SECONDS = 3.0
+"""How long a 'slow' fault holds its answer back: beyond the demo's read timeout below."""
+SERVER_STOP_SECONDS = 10.0
+"""Bound on waiting for the simulator's thread to stop."""
+
+NEXT_QUERIES = (
+    "select * from conference_summary limit 10",
+    "select * from status_transition order by observed_at limit 10",
+)
+"""SQL the closing message suggests."""
+
+DEMO_POLLING: dict[str, Any] = {
+    # A simulated minute passes every two real seconds at 30x: poll often to see it happen.
+    "interval_seconds": 1.0,
+    "idle_interval_seconds": 2.0,
+    "completion_grace_seconds": 2.0,
+    "backoff_base_seconds": 1.0,
+    "backoff_max_seconds": 5.0,
+    "shutdown_grace_seconds": 3.0,
+    "read_timeout_seconds": 2.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Rows recorded so far."""
+
+    conferences: int
+    telnyx: int
+    bandwidth: int
+    transitions: int
+    members: int
+    member_events: int
+    poll_errors: int
+    not_found: int
+
+    def line(self, elapsed: float) -> str:
+        """One progress line."""
+        return (f"[{elapsed:4.0f}s] conferences {self.conferences} (telnyx {self.telnyx}, "
+                f"bandwidth {self.bandwidth}), transitions {self.transitions}, "
+                f"members {self.members}, member events {self.member_events}, "
+                f"poll errors {self.poll_errors} ({self.not_found} not found: not created yet "
+                f"or gone)")
+
+
+_PROGRESS_SQL = f"""
+SELECT
+    (SELECT count(*) FROM conference),
+    (SELECT count(*) FROM conference WHERE provider = '{Provider.TELNYX.value}'),
+    (SELECT count(*) FROM conference WHERE provider = '{Provider.BANDWIDTH.value}'),
+    (SELECT count(*) FROM status_transition),
+    (SELECT count(*) FROM member),
+    (SELECT count(*) FROM member_event),
+    (SELECT count(*) FROM poll_error),
+    (SELECT count(*) FROM poll_error WHERE kind = 'not_found')
+"""  # noqa: S608 (constants only)
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+
+
+def read_progress(path: Path) -> Progress | None:
+    """Counts of what is recorded, on a read-only connection (``None`` if it cannot be read)."""
+    try:
+        conn = _read_only(path)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute(_PROGRESS_SQL).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return Progress(*(int(value) for value in row))
+
+
+def demo_config(server_url: str, simulator: Simulator, database: Path
+                ) -> tuple[Config, dict[str, Credentials]]:
+    """Both demo accounts pointing at the simulator, and their (fake) credentials."""
+    credentials = simulator.credentials
+    telnyx_conferences: list[Any] = []
+    for conference_id in simulator.conference_ids(Provider.TELNYX):
+        timeline = simulator.timeline(Provider.TELNYX, conference_id)
+        region = timeline.region if timeline is not None else None
+        telnyx_conferences.append(conference_id if region in (None, "US")
+                                  else {"id": conference_id, "region": region})
+    document = {
+        "database": {"url": f"sqlite:///{database}", "auto_migrate": True},
+        "polling": DEMO_POLLING,
+        "accounts": [
+            {
+                "name": TELNYX_ACCOUNT,
+                "provider": "telnyx",
+                # Names only: the credentials are handed over below, not read from them.
+                "api_key_env": "TELNYX_API_KEY",
+                "base_url": f"{server_url}/v2",
+                "conferences": telnyx_conferences,
+            },
+            {
+                "name": BANDWIDTH_ACCOUNT,
+                "provider": "bandwidth",
+                "account_id": credentials.bandwidth_account_id,
+                "client_id_env": "BW_CLIENT_ID",
+                "client_secret_env": "BW_CLIENT_SECRET",
+                "base_url": f"{server_url}/api/v2",
+                "token_url": f"{server_url}/api/v1/oauth2/token",
+                "conferences": list(simulator.conference_ids(Provider.BANDWIDTH)),
+            },
+        ],
+    }
+    # An empty environment: $POLLER_DATABASE_URL must not send the demo elsewhere.
+    config = parse_config(document, environ={}, source="poller demo")
+    secrets: dict[str, Credentials] = {
+        TELNYX_ACCOUNT: ApiKeyCredentials(api_key=credentials.telnyx_api_key),
+        BANDWIDTH_ACCOUNT: OAuth2Credentials(
+            client_id=credentials.bandwidth_client_id,
+            client_secret=credentials.bandwidth_client_secret,
+            token_url=f"{server_url}/api/v1/oauth2/token",
+        ),
+    }
+    return config, secrets
+
+
+def start_afresh(path: Path) -> None:
+    """Delete a previous demo database; refuse (exit 2) a file holding anything else."""
+    if not path.exists():
+        return
+    if path.stat().st_size:
+        try:
+            conn = _read_only(path)
+            try:
+                tables = {row[0] for row in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                accounts = ({row[0] for row in conn.execute(
+                    "SELECT DISTINCT account FROM poll_target")}
+                    if "poll_target" in tables else set())
+            finally:
+                conn.close()
+        except sqlite3.Error as error:
+            raise click.BadParameter(f"{path} is not a SQLite database ({error}); name another "
+                                     "file", param_hint="--database") from None
+        if (tables and "poll_target" not in tables) or not accounts <= DEMO_ACCOUNTS:
+            raise click.BadParameter(
+                f"{path} holds more than a previous demo; it is left alone: name another file",
+                param_hint="--database")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+class SimulatorThread:
+    """The simulator served by uvicorn on its own thread and event loop."""
+
+    def __init__(self, simulator: Simulator, host: str = "127.0.0.1") -> None:
+        self.sock = _listening_socket(host, 0)
+        port = self.sock.getsockname()[1]
+        self.url = f"http://{host}:{port}"
+        config = uvicorn.Config(create_app(simulator), log_level="critical", lifespan="off",
+                                access_log=False, timeout_graceful_shutdown=1)
+        self.server = uvicorn.Server(config)
+        # Off the main thread uvicorn leaves the signal handlers alone (the daemon has them).
+        self.thread = threading.Thread(target=self._serve, name="poller-demo-simulator",
+                                       daemon=True)
+
+    def _serve(self) -> None:
+        asyncio.run(self.server.serve(sockets=[self.sock]))
+
+    def start(self) -> None:
+        """Serve in the background (the socket already listens)."""
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop serving, waiting a bounded time."""
+        self.server.should_exit = True
+        self.thread.join(SERVER_STOP_SECONDS)
+        if self.thread.is_alive():
+            self.server.force_exit = True
+            self.thread.join(SERVER_STOP_SECONDS)
+        self.sock.close()
+
+
+async def _drive(daemon: Daemon, database: Path, duration: float, every: float) -> bool:
+    """Run the daemon, printing progress, until ``duration`` or a signal; whether it timed
+    out (rather than being stopped)."""
+    started = time.monotonic()
+    running = asyncio.ensure_future(daemon.run())
+    timed_out = False
+
+    async def report_progress() -> None:
+        while True:
+            await asyncio.sleep(every)
+            progress = await asyncio.to_thread(read_progress, database)
+            if progress is not None:
+                click.echo(progress.line(time.monotonic() - started))
+
+    reporter = asyncio.ensure_future(report_progress())
+    try:
+        done, _ = await asyncio.wait([running], timeout=duration)
+        if not done:
+            timed_out = True
+            click.echo(f"{duration:g} s are up: stopping the daemon…")
+            daemon.request_stop("--duration elapsed")
+        await running
+    finally:
+        reporter.cancel()
+        await asyncio.gather(reporter, return_exceptions=True)
+    return timed_out
+
+
+@click.command()
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True, help="Real seconds to poll before stopping (Ctrl-C stops "
+                                      "earlier).")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Simulated seconds per real second.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Scenario seed.")
+@click.option("--conferences", "conferences_per_provider", type=click.IntRange(1, 1000),
+              default=12, show_default=True, help="Conferences per provider.")
+@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.02, show_default=True,
+              help="Share of provider requests that fail (429, 5xx, slow, reset, malformed, "
+                   "truncated), to show errors being handled.")
+@click.option("--database", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("demo.db"), show_default=True,
+              help="SQLite file to record into (a previous demo's is replaced).")
+@click.option("--progress-every", type=click.FloatRange(min=0, min_open=True), default=3.0,
+              show_default=True, help="Seconds between progress lines.")
+@click.pass_context
+def demo(ctx: click.Context, duration: float, speed: float, seed: int,
+         conferences_per_provider: int, fault_rate: float, database: Path,
+         progress_every: float) -> None:
+    """Poll a simulator of both providers into a SQLite file, then show the summary.
+
+    No configuration or credentials needed: the simulator runs in this process. Exits 0 after
+    --duration seconds or Ctrl-C.
+    """
+    state = ctx.find_object(CliState)
+    assert state is not None  # set by the ``poller`` group
+    # Failed polls are part of the show (counted in the progress lines), so by default only
+    # errors are logged; an explicit --log-level wins.
+    parent = ctx.parent
+    explicit = (parent is not None and parent.get_parameter_source("log_level")
+                not in (None, click.core.ParameterSource.DEFAULT))
+    configure_logging(state.log_level if explicit else "error", state.log_format)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    path = database if database.is_absolute() else Path.cwd() / database
+    lock = SqliteLock(Path(f"{path}.lock"))
+    lock.acquire()
+    try:
+        start_afresh(path)
+        simulator = Simulator(
+            seed=seed, clock=WallClock(speed=speed),
+            scenario=ScenarioConfig.lively(conferences_per_provider),
+            faults=FaultConfig.spread(fault_rate, seed=seed,
+                                      slow_delay_seconds=SLOW_FAULT_SECONDS))
+        server = SimulatorThread(simulator)
+        config, credentials = demo_config(server.url, simulator, path)
+        engine = open_database(config.database)
+        server.start()
+        try:
+            click.echo(
+                f"poller demo: simulated Telnyx + Bandwidth on {server.url} (seed {seed}, "
+                f"{conferences_per_provider} + {conferences_per_provider} lively conferences, "
+                f"{speed:g}x real time, fault rate {fault_rate:g})\n"
+                f"recording into {path} (SQLite, migrated)\n"
+                f"polling for {duration:g} s; Ctrl-C stops earlier")
+            daemon = Daemon(config, credentials, engine, lambda: (config, credentials))
+            asyncio.run(_drive(daemon, path, duration, progress_every))
+        finally:
+            engine.dispose()
+            server.stop()
+    finally:
+        lock.release()
+
+    final = read_progress(path)
+    if final is not None:
+        click.echo(final.line(duration).replace(f"[{duration:4.0f}s]", "[done]"))
+    click.echo("\nSummary (poller report summary):\n")
+    url = f"sqlite:///{path}"
+    result = reports.run_report(url, reports.summary, reports.ReportFilter())
+    if result.rows:
+        click.echo(render_table(SUMMARY.table, result.rows), nl=False)
+    else:
+        click.echo(SUMMARY.empty)
+    shown = shlex.quote(str(database))
+    shown_url = shlex.quote(f"sqlite:///{database}")
+    click.echo(f"\nThe history is in {path}. Try next:\n")
+    for query in NEXT_QUERIES:
+        click.echo(f"  sqlite3 {shown} {shlex.quote(query)}")
+    for name in ("conferences", "transitions", "members"):
+        click.echo(f"  poller report {name} --database-url {shown_url}")
+    click.echo("\nTo poll real accounts, see config.toml and docs/configuration.md.")
