@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shlex
+import shutil
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -340,6 +343,20 @@ def demo(ctx: click.Context, duration: float, speed: float, seed: int,
     click.echo(f"\nThe history is in {path}. Try next:\n")
     for query in NEXT_QUERIES:
         click.echo(f"  sqlite3 {shown} {shlex.quote(query)}")
+    command = _poller_command()
     for name in ("conferences", "transitions", "members"):
-        click.echo(f"  poller report {name} --database-url {shown_url}")
+        click.echo(f"  {command} report {name} --database-url {shown_url}")
     click.echo("\nTo poll real accounts, see config.toml and docs/configuration.md.")
+
+
+def _poller_command() -> str:
+    """How the user can type ``poller`` here: the bare name when it is on PATH, else the path
+    of the running executable relative to the current directory (e.g. ``.venv/bin/poller``)."""
+    running = Path(sys.argv[0]).resolve()
+    on_path = shutil.which("poller")
+    if on_path is not None and Path(on_path).resolve() == running:
+        return "poller"
+    if running.name != "poller":
+        return "poller"
+    return shlex.quote(os.path.relpath(running))
+
