@@ -28,7 +28,7 @@ from typing import IO, Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, create_engine, inspect, select, text
 from test_history_vs_truth import BANDWIDTH, TELNYX, compare
 
 from poller.store.database import make_engine
@@ -249,10 +249,25 @@ def test_run_records_both_providers_and_stops_on_sigterm(sim: Sim, tmp_path: Pat
         # An empty window: only what real time cannot upset is compared (see module doc).
         now = datetime.now(UTC)
         counts = compare(engine, truth, (now, now), complete=False)
+        stored = _every_value(engine)
     finally:
         engine.dispose()
+    for secret in sim.env.values():
+        assert secret not in stored, "a credential reached the database"
     assert counts["transitions"] >= 2 * MIN_TRANSITIONS_PER_PROVIDER
     assert counts["members"] >= 1
+
+
+def _every_value(engine: Engine) -> str:
+    """Every value of every table and view, as one text to search."""
+    inspector = inspect(engine)
+    parts: list[str] = []
+    with engine.connect() as conn:
+        for name in inspector.get_table_names() + inspector.get_view_names():
+            parts.extend(repr(tuple(row)) for row in conn.exec_driver_sql(
+                f'select * from "{name}"'))
+    assert len(parts) > 10, "the database should hold recorded history"
+    return "\n".join(parts)
 
 
 def test_second_daemon_on_one_sqlite_file_is_refused(sim: Sim, tmp_path: Path) -> None:
