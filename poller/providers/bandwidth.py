@@ -24,6 +24,7 @@ from poller.providers.auth import (
 )
 from poller.providers.bandwidth_parser import parse_bandwidth_conference
 from poller.providers.http import (
+    AccountClient,
     Clock,
     HttpSettings,
     ProviderHttp,
@@ -50,7 +51,7 @@ def read_bandwidth_error(body: JSON) -> tuple[str | None, str | None]:
             detail if isinstance(detail, str) else None)
 
 
-class BandwidthClient:
+class BandwidthClient(AccountClient):
     """One Bandwidth account's conference client (see the module docstring)."""
 
     provider = Provider.BANDWIDTH
@@ -98,19 +99,6 @@ class BandwidthClient:
                 clock=clock,
                 refresh_margin_seconds=credentials.refresh_margin_seconds,
             )
-
-    def __repr__(self) -> str:
-        return f"BandwidthClient(account={self.account!r})"
-
-    async def __aenter__(self) -> BandwidthClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
 
     async def fetch(self, target: TargetKey) -> Observation:
         """Observe one Bandwidth conference and its active members."""

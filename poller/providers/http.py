@@ -46,7 +46,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -386,3 +386,25 @@ def in_context(error: BadResponse, context: ErrorContext, redactor: Redactor) ->
 def context_of(target: TargetKey) -> ErrorContext:
     """The error context for polling ``target``."""
     return ErrorContext(target.provider.value, target.account, target.conference_id)
+
+
+class AccountClient:
+    """What the provider clients share: one account, its ``ProviderHttp`` and their lifetime
+    (``async with client:`` closes the connection pool)."""
+
+    account: str
+    _http: ProviderHttp
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(account={self.account!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+

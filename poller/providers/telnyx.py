@@ -25,6 +25,7 @@ import httpx
 from poller.model import JSON, MemberState, Observation, Provider, TargetKey, utc_now
 from poller.providers.auth import StaticAuthorization
 from poller.providers.http import (
+    AccountClient,
     Clock,
     HttpSettings,
     ProviderHttp,
@@ -62,7 +63,7 @@ def read_telnyx_error(body: JSON) -> tuple[str | None, str | None]:
             detail if isinstance(detail, str) else None)
 
 
-class TelnyxClient:
+class TelnyxClient(AccountClient):
     """One Telnyx account's conference client (see the module docstring)."""
 
     provider = Provider.TELNYX
@@ -99,19 +100,6 @@ class TelnyxClient:
             transport=transport,
             observer=observer,
         )
-
-    def __repr__(self) -> str:
-        return f"TelnyxClient(account={self.account!r})"
-
-    async def __aenter__(self) -> TelnyxClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
 
     async def fetch(self, target: TargetKey) -> Observation:
         """Observe one Telnyx conference: the conference, then every page of participants."""
