@@ -4,7 +4,8 @@
 TickScheduler` and owns the process life (DESIGN §4):
 
 * **SIGTERM / SIGINT**: no tick is started any more; the one in flight may finish within
-  ``polling.shutdown_grace_seconds`` (recording its results), after which it is cancelled. The
+  ``polling.shutdown_grace_seconds`` (recording its results), after which it is cancelled (a
+  second SIGTERM / SIGINT cancels it at once: Ctrl-C twice stops now). The
   leases this process still holds are then released without moving ``next_poll_at``, so the
   abandoned and unpolled targets stay due for the next run; the clients are closed and
   :meth:`Daemon.run` returns (exit 0).
@@ -14,8 +15,15 @@ TickScheduler` and owns the process life (DESIGN §4):
   state, are kept), the targets are synced (new conferences due now, dropped ones retired
   ``removed``) and the tick period follows ``interval_seconds``. ``[database]``, ``[metrics]``
   and ``[health]`` changes need a restart.
+* Signals that arrive before the event loop handles them (while ``poller run`` loads the
+  config and migrates the database) are noted by :class:`EarlySignals` and acted on as soon as
+  the daemon runs, so an early SIGHUP never kills the process and an early SIGTERM still stops
+  it gracefully.
 * A tick never takes the daemon down: ``StoreUnavailable`` is handled inside the tick, and any
   other exception is logged and the next tick runs as usual.
+* **Retention**: every ``retention.prune_interval_seconds`` (after a tick; the first right
+  after the first tick) old ``poll_error`` rows and, if configured, old raw payloads are pruned
+  as ``poller prune`` would; a failure is logged and retried at the next interval.
 
 * **Observability** (``docs/operations.md``): every tick feeds :class:`poller.metrics.
   PollerMetrics` (:func:`poller.metrics.observe_tick`, with per-provider, per-status and
@@ -36,7 +44,9 @@ import fcntl
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping
+import types
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -57,6 +67,7 @@ from poller.model import utc_now
 from poller.providers import Clock, Credentials, ProviderClient
 from poller.scheduler import TickScheduler, tick_seconds
 from poller.settings import DatabaseSettings
+from poller.store.retention import prune
 from poller.tick import Poller, TickReport, off_loop
 
 log = logging.getLogger(__name__)
@@ -65,8 +76,39 @@ ConfigLoader = Callable[[], tuple[Config, Mapping[str, Credentials]]]
 """Loads and validates the config file and its credentials again (raises ``ConfigError``)."""
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+HANDLED_SIGNALS = (*STOP_SIGNALS, signal.SIGHUP)
+
+
 class AlreadyRunning(PollerError):
-    """Another ``poller run`` holds the SQLite database (the CLI exits 1)."""
+    """Another poller process holds the SQLite database (the CLI exits 1)."""
+
+
+class EarlySignals:
+    """Notes SIGTERM / SIGINT / SIGHUP until :meth:`Daemon.run` handles them on its loop.
+
+    Installed first thing by ``poller run``: loading the config and migrating the database
+    take a while, and SIGHUP's default action would kill the process meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[signal.Signals] = []
+        self._previous: dict[signal.Signals, object] = {}
+
+    def install(self) -> EarlySignals:
+        """Start noting the signals (main thread only)."""
+        for signum in HANDLED_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def restore(self) -> None:
+        """Put the previous handlers back."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def _note(self, signum: int, _frame: types.FrameType | None) -> None:
+        self.received.append(signal.Signals(signum))
 
 
 class SqliteLock:
@@ -102,9 +144,9 @@ class SqliteLock:
         except BlockingIOError:
             os.close(fd)
             raise AlreadyRunning(
-                f"another `poller run` is already using this SQLite database (it holds "
-                f"{self.path}); only one poller may run on a SQLite file. Stop the other one, "
-                f"or use PostgreSQL to run several.") from None
+                f"another poller (`poller run` or `poller once`) is already using this SQLite "
+                f"database (it holds {self.path}); only one poller may run on a SQLite file. "
+                f"Stop the other one, or use PostgreSQL to run several.") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -146,40 +188,63 @@ class Daemon:
         self._inflight: asyncio.Task[None] | None = None
         self._sync_pending = False
         self._background: set[asyncio.Task[None]] = set()
+        self._force = asyncio.Event()
+        """Set by a second stop signal: abandon in-flight polls without waiting for the grace."""
+        self._next_prune_at: datetime | None = None
 
     # -- life --------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Sync the targets, tick until SIGTERM / SIGINT (or :meth:`request_stop`), clean up."""
+    async def run(self, early: Iterable[signal.Signals] = ()) -> None:
+        """Sync the targets, tick until SIGTERM / SIGINT (or :meth:`request_stop`), clean up.
+
+        ``early``: signals received before the loop could handle them (:class:`EarlySignals`),
+        acted on first.
+        """
+        loop = asyncio.get_running_loop()
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, self.request_stop, signum.name)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        try:
+            for signum in early:
+                if signum == signal.SIGHUP:
+                    self.request_reload()
+                else:
+                    self.request_stop(signum.name)
+            await self._serve_and_tick()
+        finally:
+            for signum in HANDLED_SIGNALS:
+                loop.remove_signal_handler(signum)
+
+    async def _serve_and_tick(self) -> None:
         try:
             await self._start_servers()
-            await off_loop(self.poller.sync)
+            async with self._lock:  # an early SIGHUP's reload syncs too: one at a time
+                await off_loop(self.poller.sync)
         except BaseException:
             await self._stop_servers()
             await self.poller.aclose()
             raise
-        loop = asyncio.get_running_loop()
-        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
-        loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
-        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
+            if self._stop.is_set():  # stopped before the first tick
+                await self._shutdown()
+                return
             self.scheduler.start()
             log.info("poller running: %d targets configured, ticking every %g s (pid %d)",
                      len(self.config.targets()), self.scheduler.seconds, os.getpid())
             await self._stop.wait()
             await self._shutdown()
         finally:
-            for signum in handled:
-                loop.remove_signal_handler(signum)
             await self._stop_servers()
 
     def request_stop(self, why: str = "request") -> None:
-        """Begin a graceful stop (the SIGTERM / SIGINT handler)."""
+        """Begin a graceful stop (the SIGTERM / SIGINT handler); a second one stops at once."""
         if not self._stop.is_set():
-            log.info("%s received: stopping (grace %g s)", why,
+            log.info("%s received: stopping (grace %g s; send it again to stop at once)", why,
                      self.config.polling.shutdown_grace_seconds)
-        self._stop.set()
+            self._stop.set()
+        elif not self._force.is_set():
+            log.warning("%s received again: abandoning in-flight polls now", why)
+            self._force.set()
 
     def request_reload(self) -> None:
         """Reload the config in the background (the SIGHUP handler)."""
@@ -222,10 +287,16 @@ class Daemon:
         grace = self.config.polling.shutdown_grace_seconds
         inflight = self._inflight
         if inflight is not None:
-            done, _ = await asyncio.wait([inflight], timeout=grace)
-            if not done:
-                log.warning("in-flight polls did not finish within %g s: abandoning them "
-                            "(they stay due)", grace)
+            forced = asyncio.ensure_future(self._force.wait())
+            await asyncio.wait([inflight, forced], timeout=grace,
+                               return_when=asyncio.FIRST_COMPLETED)
+            forced.cancel()
+            if not inflight.done():
+                if self._force.is_set():
+                    log.warning("abandoning in-flight polls at once (they stay due)")
+                else:
+                    log.warning("in-flight polls did not finish within %g s: abandoning them "
+                                "(they stay due)", grace)
                 inflight.cancel()
                 await asyncio.wait([inflight])
         await self._job_idle.wait()
@@ -271,6 +342,27 @@ class Daemon:
                      transitions_by_status=report.transitions_by_status,
                      member_events_by_kind=report.member_events_by_kind)
         _log_report(report)
+        await self._prune_if_due()
+
+    async def _prune_if_due(self) -> None:
+        """Prune old history by ``[retention]`` when ``prune_interval_seconds`` has passed."""
+        retention = self.config.retention
+        now = self.clock()
+        if retention.prune_interval_seconds <= 0 or (
+                self._next_prune_at is not None and now < self._next_prune_at):
+            return
+        self._next_prune_at = now + timedelta(seconds=retention.prune_interval_seconds)
+        try:
+            stats = await off_loop(prune, self.engine,
+                                   poll_error_days=retention.poll_error_days,
+                                   raw_payload_days=retention.raw_payload_days, now=now)
+        except StoreUnavailable as error:
+            log.error("pruning old history failed (retried in %g s): %s",
+                      retention.prune_interval_seconds, error)
+            return
+        if stats.poll_errors_deleted or stats.raw_payloads_cleared:
+            log.info("pruned %d poll_error rows and %d raw payloads",
+                     stats.poll_errors_deleted, stats.raw_payloads_cleared)
 
     # -- reload ------------------------------------------------------------------------------
 

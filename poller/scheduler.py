@@ -68,8 +68,9 @@ class TickScheduler:
             logging.getLogger(__name__).info("ticking every %g s", seconds)
 
     def pause(self) -> None:
-        """Start no more ticks (one already running carries on)."""
-        self._scheduler.pause()
+        """Start no more ticks (one already running carries on); nothing if never started."""
+        if self._scheduler.running:
+            self._scheduler.pause()
 
     def shutdown(self) -> None:
         """Stop the scheduler; call once no tick is running (it would be cancelled)."""

@@ -231,6 +231,8 @@ class RetentionSettings(Section):
     raw_payload_days: Days | None = None
     """Raw provider JSON of snapshots superseded longer ago is cleared (normalised history is
     kept). Absent: raw payloads are kept forever."""
+    prune_interval_seconds: SecondsOrZero = 3600.0
+    """How often ``poller run`` prunes by these settings (0: never; ``poller prune`` by hand)."""
 
 
 class ListenSettings(Section):

@@ -42,6 +42,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from poller.errors import StoreUnavailable
 from poller.model import Provider, TargetKey, require_utc
@@ -93,10 +94,15 @@ def sync_targets(engine: Engine, targets: Iterable[TargetKey], now: datetime) ->
                                              TARGET.c.retired_reason))}
         added = [t for k, t in sorted(wanted.items()) if k not in rows]
         if added:
-            conn.execute(insert(TARGET), [
-                {"provider": t.provider.value, "account": t.account,
-                 "conference_id": t.conference_id, "region": t.region, "source": "config",
-                 "state": "active", "next_poll_at": now, "created_at": now} for t in added])
+            # Another poller starting on the same database may insert them first: its rows win.
+            inserted = conn.execute(
+                insert_ignoring_duplicates(conn, TARGET, ("account", "conference_id"))
+                .returning(TARGET.c.account, TARGET.c.conference_id),
+                [{"provider": t.provider.value, "account": t.account,
+                  "conference_id": t.conference_id, "region": t.region, "source": "config",
+                  "state": "active", "next_poll_at": now, "created_at": now} for t in added])
+            new_keys = {(r.account, r.conference_id) for r in inserted}
+            added = [t for t in added if (t.account, t.conference_id) in new_keys]
         removed = [r for k, r in sorted(rows.items()) if k not in wanted
                    and r.source == "config" and r.state == "active"]
         if removed:
@@ -121,6 +127,15 @@ def sync_targets(engine: Engine, targets: Iterable[TargetKey], now: datetime) ->
         reactivated=tuple(t for _, t in back),
         region_changed=tuple(t for _, t in moved),
     )
+
+
+def insert_ignoring_duplicates(conn: Connection, table: Table, unique: tuple[str, ...]) -> Any:
+    """``INSERT … ON CONFLICT (unique) DO NOTHING`` for the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(unique))
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(unique))
+    return insert(table)
 
 
 def claim_due(engine: Engine, now: datetime, limit: int, owner: str, lease_seconds: float, *,
@@ -193,6 +208,19 @@ def release_owned(engine: Engine, owner: str) -> int:
     """
     with store_errors("releasing leases"), engine.begin() as conn:
         result = conn.execute(update(TARGET).where(TARGET.c.lease_owner == owner).values(
+            lease_owner=None, lease_expires_at=None))
+        return result.rowcount
+
+
+def release_all(engine: Engine) -> int:
+    """Drop every lease, whoever holds it; how many there were.
+
+    Only for a process that knows no other poller runs: ``poller run`` and ``poller once`` on
+    a SQLite file they hold the lock of. The leases found then belong to a poller that died
+    (SIGKILL, power loss) and would otherwise keep its targets unpolled until they expire.
+    """
+    with store_errors("releasing stale leases"), engine.begin() as conn:
+        result = conn.execute(update(TARGET).where(TARGET.c.lease_owner.is_not(None)).values(
             lease_owner=None, lease_expires_at=None))
         return result.rowcount
 

@@ -10,14 +10,17 @@ was due when it started is left (a target it reschedules is not polled twice), a
 or 1 when a poll failed or results could not be recorded. A SQLite database is migrated to the
 newest schema first (``[database] auto_migrate``, on by default for SQLite); any other database
 must already be at head (``poller db upgrade``). A missing credential variable is a
-configuration error (exit 2).
+configuration error (exit 2). Like ``poller run`` it holds the SQLite lock while it works, so it
+never races a running daemon on the same file (exit 1 if one runs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import click
 import httpx
@@ -25,19 +28,54 @@ from sqlalchemy import Engine
 
 from poller.commands import CliState, pass_state
 from poller.config import Config, load_config, resolve_all_credentials
+from poller.daemon import SqliteLock
 from poller.errors import StoreUnavailable
 from poller.model import utc_now
 from poller.providers import Clock, Credentials
 from poller.settings import DatabaseSettings
 from poller.store import migrate
 from poller.store.database import make_engine
+from poller.targets import release_all
 from poller.tick import Poller, Sleep, TickReport, build_clients
+
+log = logging.getLogger(__name__)
 
 MAX_TICKS = 10_000
 """A bound on one burst run's ticks (each claims up to a batch of targets)."""
 
 
-def open_database(settings: DatabaseSettings) -> Engine:
+@contextmanager
+def exclusive_sqlite(settings: DatabaseSettings) -> Iterator[SqliteLock | None]:
+    """Hold the SQLite lock of ``settings`` (if SQLite) for the block (``AlreadyRunning`` if
+    another poller holds it); ``None`` for databases several pollers may share."""
+    lock = SqliteLock.for_database(settings)
+    if lock is None:
+        yield None
+        return
+    lock.acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def open_database(settings: DatabaseSettings, *, exclusive: bool = False) -> Engine:
+    """:func:`open_migrated`, then, when this process holds the SQLite lock (``exclusive``),
+    the leases of a poller that died are dropped so its targets are polled again at once."""
+    engine = open_migrated(settings)
+    if exclusive:
+        try:
+            released = release_all(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        if released:
+            log.warning("released %d leases left by a poller that stopped without releasing "
+                        "them (killed?); those targets are polled again now", released)
+    return engine
+
+
+def open_migrated(settings: DatabaseSettings) -> Engine:
     """An engine on the configured database, migrated if allowed, refused if not at head."""
     if settings.auto_migrate:
         migrate.upgrade(settings.url)
@@ -84,11 +122,12 @@ def once(state: CliState) -> None:
     """
     config = load_config(state.config_path)
     credentials = resolve_all_credentials(config)
-    engine = open_database(config.database)
-    try:
-        report = asyncio.run(run_once(config, credentials, engine))
-    finally:
-        engine.dispose()
+    with exclusive_sqlite(config.database) as lock:
+        engine = open_database(config.database, exclusive=lock is not None)
+        try:
+            report = asyncio.run(run_once(config, credentials, engine))
+        finally:
+            engine.dispose()
     click.echo(report.summary())
     if report.failures or report.store_error:
         sys.exit(1)

@@ -23,9 +23,9 @@ from pathlib import Path
 import click
 
 from poller.commands import CliState, pass_state
-from poller.commands.once import open_database
+from poller.commands.once import exclusive_sqlite, open_database
 from poller.config import Config, load_config, resolve_all_credentials
-from poller.daemon import Daemon, SqliteLock
+from poller.daemon import Daemon, EarlySignals
 from poller.providers import Credentials
 
 
@@ -43,18 +43,17 @@ def run(state: CliState) -> None:
     Exits 0 after a graceful stop, 1 when the database is unusable or another poller already
     runs on the same SQLite file, 2 on a configuration error.
     """
-    state.configure_logging()
-    config, credentials = load_all(state.config_path)
-    lock = SqliteLock.for_database(config.database)
-    if lock is not None:
-        lock.acquire()
+    early = EarlySignals().install()
     try:
-        engine = open_database(config.database)
-        try:
-            daemon = Daemon(config, credentials, engine, lambda: load_all(state.config_path))
-            asyncio.run(daemon.run())
-        finally:
-            engine.dispose()
+        state.configure_logging()
+        config, credentials = load_all(state.config_path)
+        with exclusive_sqlite(config.database) as lock:
+            engine = open_database(config.database, exclusive=lock is not None)
+            try:
+                daemon = Daemon(config, credentials, engine,
+                                lambda: load_all(state.config_path))
+                asyncio.run(daemon.run(early.received))
+            finally:
+                engine.dispose()
     finally:
-        if lock is not None:
-            lock.release()
+        early.restore()

@@ -281,7 +281,7 @@ def test_second_daemon_on_one_sqlite_file_is_refused(sim: Sim, tmp_path: Path) -
                                 capture_output=True, timeout=STARTUP_SECONDS,
                                 env={**os.environ, **sim.env}, check=False)
         assert second.returncode == 1
-        assert b"another `poller run` is already using this SQLite database" in second.stderr
+        assert b"is already using this SQLite database" in second.stderr
         assert first.alive(), first.stderr()
         assert _terminate(first) == 0, first.stderr()
 

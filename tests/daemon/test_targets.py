@@ -76,6 +76,35 @@ def test_sync_keeps_other_sources_and_other_retirements(engine: Engine) -> None:
     assert rows(engine)["conf-01"]["retired_reason"] == "completed"
 
 
+def test_pollers_starting_together_sync_without_conflict(database_url: str) -> None:
+    """Several pollers starting at once on one database each sync the same config: no
+    unique-constraint error, every target once, and each added by exactly one of them."""
+    engines = [make_engine(database_url) for _ in range(4)]
+    barrier = threading.Barrier(len(engines))
+    reports: list[int] = []
+    errors: list[BaseException] = []
+
+    def start(engine: Engine) -> None:
+        try:
+            barrier.wait()
+            reports.append(len(sync_targets(engine, targets(200), T0).added))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=start, args=(e,)) for e in engines]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert sum(reports) == 200
+        assert len(rows(engines[0])) == 200
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
 def test_sync_updates_region(engine: Engine) -> None:
     """A changed Telnyx region in the config is written to the target."""
     sync_targets(engine, [telnyx_target("a")], T0)

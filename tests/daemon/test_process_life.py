@@ -1,0 +1,195 @@
+"""Process life of ``poller run`` / ``poller once``, in-process: early signals, a second stop
+signal, the SQLite lock for ``once``, stale leases after a kill, and scheduled pruning."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from databases import fetch
+from sim_world import SimWorld, build_sim_world
+from sqlalchemy import Engine, insert, update
+
+from poller.commands import CliState
+from poller.commands.once import once as once_command
+from poller.commands.once import open_database
+from poller.config import Config, resolve_all_credentials
+from poller.daemon import AlreadyRunning, Daemon, EarlySignals, SqliteLock
+from poller.settings import DatabaseSettings, RetentionSettings
+from poller.store.schema import PollError, PollTarget
+
+WAIT_SECONDS = 30.0
+"""Bound on waiting for something the daemon does at once (a loaded machine is slow)."""
+
+
+class StallingTransport(httpx.AsyncBaseTransport):
+    """Never answers: every request waits until the poll is cancelled."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requested.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+def make_daemon(world: SimWorld, engine: Engine, *, config: Config | None = None,
+                transport: httpx.AsyncBaseTransport | None = None,
+                load: Callable[[], tuple[Config, object]] | None = None) -> Daemon:
+    config = config or world.config
+    credentials = resolve_all_credentials(config, world.environ)
+    return Daemon(config, credentials, engine,
+                  load or (lambda: (config, credentials)),  # type: ignore[arg-type,return-value]
+                  transport=transport or world.router, clock=world.clock.now)
+
+
+async def wait_until(what: str, condition: Callable[[], bool]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_SECONDS
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def test_early_signals_are_noted_not_fatal() -> None:
+    """A SIGHUP before the loop handles signals is noted (its default would kill us)."""
+    early = EarlySignals().install()
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)
+        os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        early.restore()
+    assert early.received == [signal.SIGHUP, signal.SIGTERM]
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+
+
+@pytest.mark.anyio
+async def test_early_stop_signal_stops_before_the_first_tick(engine: Engine) -> None:
+    """A SIGTERM received while starting up: targets synced, nothing polled, clean return."""
+    world = build_sim_world(conferences=2)
+    daemon = make_daemon(world, engine)
+    await asyncio.wait_for(daemon.run([signal.SIGTERM]), WAIT_SECONDS)
+    targets = fetch(engine, "poll_target")
+    assert len(targets) == len(world.config.targets())
+    assert all(t["poll_count"] == 0 and t["lease_owner"] is None for t in targets)
+
+
+@pytest.mark.anyio
+async def test_early_sighup_reloads_once_running(engine: Engine) -> None:
+    """A SIGHUP received while starting up reloads the config once the daemon runs."""
+    world = build_sim_world(conferences=2)
+    loads: list[int] = []
+    credentials = resolve_all_credentials(world.config, world.environ)
+
+    def load() -> tuple[Config, object]:
+        loads.append(1)
+        return world.config, credentials
+
+    daemon = make_daemon(world, engine, load=load)
+    task = asyncio.ensure_future(daemon.run([signal.SIGHUP]))
+    await wait_until("the reload", lambda: bool(loads))
+    daemon.request_stop("test")
+    await asyncio.wait_for(task, WAIT_SECONDS)
+    assert loads == [1]
+
+
+@pytest.mark.anyio
+async def test_second_stop_signal_abandons_inflight_polls_at_once(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """With a 10-minute grace, a second SIGINT still ends the stop at once; the abandoned
+    targets keep no lease and stay due."""
+    world = build_sim_world(conferences=2, polling={"shutdown_grace_seconds": 600})
+    stalling = StallingTransport()
+    daemon = make_daemon(world, engine, transport=stalling)
+    task = asyncio.ensure_future(daemon.run())
+    await asyncio.wait_for(stalling.requested.wait(), WAIT_SECONDS)
+    daemon.request_stop("SIGINT")
+    await asyncio.sleep(0)
+    assert not task.done(), "the first signal waits for the grace"
+    with caplog.at_level(logging.WARNING, logger="poller.daemon"):
+        daemon.request_stop("SIGINT")
+        await asyncio.wait_for(task, WAIT_SECONDS)
+    assert "abandoning in-flight polls at once" in caplog.text
+    targets = fetch(engine, "poll_target")
+    assert all(t["lease_owner"] is None and t["poll_count"] == 0 for t in targets)
+
+
+@pytest.mark.anyio
+async def test_daemon_prunes_old_poll_errors_after_its_first_tick(engine: Engine) -> None:
+    """``[retention]`` is applied by the running daemon: a poll_error older than
+    ``poll_error_days`` is deleted after the first tick; a recent one stays."""
+    world = build_sim_world(conferences=2)
+    config = world.config.model_copy(update={"retention": RetentionSettings(
+        poll_error_days=30, prune_interval_seconds=3600)})
+    daemon = make_daemon(world, engine, config=config)
+    await asyncio.to_thread(daemon.poller.sync, world.clock.now())
+    now = world.clock.now()
+    [target_pk] = [t["id"] for t in fetch(engine, "poll_target")][:1]
+    with engine.begin() as conn:
+        conn.execute(insert(PollError), [
+            {"target_pk": target_pk, "occurred_at": now - timedelta(days=40), "kind": "timeout",
+             "detail": "old"},
+            {"target_pk": target_pk, "occurred_at": now - timedelta(days=1), "kind": "timeout",
+             "detail": "recent"}])
+    task = asyncio.ensure_future(daemon.run())
+    await wait_until("the old poll error to be pruned", lambda: "old" not in {
+        e["detail"] for e in fetch(engine, "poll_error")})
+    daemon.request_stop("test")
+    await asyncio.wait_for(task, WAIT_SECONDS)
+    assert "recent" in {e["detail"] for e in fetch(engine, "poll_error")}
+
+
+def _sqlite_settings(tmp_path: Path) -> DatabaseSettings:
+    return DatabaseSettings(url=f"sqlite:///{tmp_path / 'p.db'}")
+
+
+def test_once_is_refused_while_another_poller_holds_the_sqlite_file(tmp_path: Path) -> None:
+    """``poller once`` takes the same SQLite lock as ``poller run``: refused, exit 1."""
+    settings = _sqlite_settings(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "{settings.url}"\n')
+    lock = SqliteLock.for_database(settings)
+    assert lock is not None
+    lock.acquire()
+    try:
+        result = CliRunner().invoke(once_command, obj=CliState(config_path=config),
+                                    env={"POLLER_DATABASE_URL": None})
+    finally:
+        lock.release()
+    assert isinstance(result.exception, AlreadyRunning)
+    assert "already using this SQLite database" in str(result.exception)
+    after = CliRunner().invoke(once_command, obj=CliState(config_path=config),
+                               env={"POLLER_DATABASE_URL": None})
+    assert after.exit_code == 0, after.output
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_leases_of_a_killed_poller_are_dropped_by_the_lock_holder(
+        tmp_path: Path, exclusive: bool) -> None:
+    """Whoever holds the SQLite lock knows other leases are stale and drops them; without the
+    lock (a shared database) they are left to expire."""
+    settings = _sqlite_settings(tmp_path)
+    engine = open_database(settings)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(PollTarget), [
+            {"provider": "telnyx", "account": "a", "conference_id": f"c{i}",
+             "next_poll_at": now, "created_at": now} for i in range(3)])
+        conn.execute(update(PollTarget).values(lease_owner="dead-host:1:x",
+                                               lease_expires_at=now + timedelta(hours=1)))
+    engine.dispose()
+    engine = open_database(settings, exclusive=exclusive)
+    try:
+        owners = {t["lease_owner"] for t in fetch(engine, "poll_target")}
+    finally:
+        engine.dispose()
+    assert owners == ({None} if exclusive else {"dead-host:1:x"})
