@@ -205,6 +205,9 @@ class PollingSettings(Section):
     write_timeout_seconds: Seconds = _HTTP_DEFAULTS.write_timeout_seconds
     pool_timeout_seconds: Seconds = _HTTP_DEFAULTS.pool_timeout_seconds
     """Waiting for a free connection from the account's pool."""
+    http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    """What sends the HTTP requests: ``aiohttp`` (through httpx-aiohttp; several times less CPU
+    per poll, see ``docs/benchmarks.md``) or ``httpx`` (httpx's own transport)."""
 
     @model_validator(mode="after")
     def _backoff_order(self) -> PollingSettings:
@@ -220,6 +223,7 @@ class PollingSettings(Section):
             read_timeout_seconds=self.read_timeout_seconds,
             write_timeout_seconds=self.write_timeout_seconds,
             pool_timeout_seconds=self.pool_timeout_seconds,
+            transport=self.http_transport,
         )
 
 

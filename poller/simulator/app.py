@@ -12,6 +12,7 @@ in-process tests) and under uvicorn (demos, benchmarks)::
     GET  /_sim/clock                                          simulated now and epoch
     POST /_sim/clock {"advance_seconds": N}                   move a virtual clock
     GET  /_sim/stats                                          requests, faults, tokens issued
+    POST /_sim/churn {"fraction": F}                          change F of the conferences now
 
 ``/_sim`` needs no credentials and never fails on purpose. Unknown paths answer in the
 provider's error format when they fall under its prefix.
@@ -107,7 +108,18 @@ class IntrospectionApi:
 
     async def stats(self, request: Request) -> Response:
         """``GET /_sim/stats``: provider requests, faults injected and OAuth2 tokens issued."""
-        return JSONResponse({**self.sim.faults.stats(), "tokens_issued": self.sim.tokens.issued})
+        return JSONResponse({**self.sim.faults.stats(), "tokens_issued": self.sim.tokens.issued,
+                             "churn_changes": self.sim.churn_changes})
+
+    async def churn(self, request: Request) -> Response:
+        """``POST /_sim/churn {"fraction": F}``: flip a member's mute in ``F`` of the
+        conferences, now (``Simulator.churn``); answers how many changed."""
+        try:
+            fraction = float((await request.json())["fraction"])
+            changed = self.sim.churn(fraction)
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": 'send {"fraction": F}, 0 < F <= 1'}, 400)
+        return JSONResponse({"changed": changed, "at": self.sim.iso(self.sim.now_ms())})
 
 
 async def _advance_seconds(request: Request) -> float | None:
@@ -160,6 +172,7 @@ def create_app(simulator: Simulator) -> SimulatorApp:
         Route("/_sim/conferences", sim.conferences),
         Route("/_sim/clock", sim.clock, methods=["GET", "POST"]),
         Route("/_sim/stats", sim.stats),
+        Route("/_sim/churn", sim.churn, methods=["POST"]),
     ]
     app = SimulatorApp(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
     app.simulator = simulator
