@@ -334,7 +334,7 @@ class Daemon:
             if self._sync_pending:
                 await off_loop(self.poller.sync)
                 self._sync_pending = False
-            report = await self.poller.tick()
+            report = await self.poller.run_due(keep_going=lambda: not self._stop.is_set())
         except Exception:  # the daemon never dies of one tick
             log.exception("tick failed; carrying on with the next one")
             return
