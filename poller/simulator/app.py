@@ -12,7 +12,7 @@ in-process tests) and under uvicorn (demos, benchmarks)::
     GET  /_sim/clock                                          simulated now and epoch
     POST /_sim/clock {"advance_seconds": N}                   move a virtual clock
     GET  /_sim/stats                                          requests, faults, tokens issued
-    POST /_sim/churn {"fraction": F}                          change F of the conferences now
+    POST /_sim/churn {"fraction": F[, "provider": P]}         change F of the conferences now
 
 ``/_sim`` needs no credentials and never fails on purpose. Unknown paths answer in the
 provider's error format when they fall under its prefix.
@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from poller.model import Provider
 from poller.simulator import bandwidth_api, telnyx_api
 from poller.simulator.bandwidth_api import BandwidthApi
 from poller.simulator.clock import VirtualClock
@@ -112,13 +113,17 @@ class IntrospectionApi:
                              "churn_changes": self.sim.churn_changes})
 
     async def churn(self, request: Request) -> Response:
-        """``POST /_sim/churn {"fraction": F}``: flip a member's mute in ``F`` of the
-        conferences, now (``Simulator.churn``); answers how many changed."""
+        """``POST /_sim/churn {"fraction": F[, "provider": "telnyx"|"bandwidth"]}``: flip a
+        member's mute in ``F`` of the conferences (of that provider), now
+        (``Simulator.churn``); answers how many changed."""
         try:
-            fraction = float((await request.json())["fraction"])
-            changed = self.sim.churn(fraction)
+            body = await request.json()
+            fraction = float(body["fraction"])
+            provider = Provider(body["provider"]) if "provider" in body else None
+            changed = self.sim.churn(fraction, provider)
         except (ValueError, KeyError, TypeError):
-            return JSONResponse({"error": 'send {"fraction": F}, 0 < F <= 1'}, 400)
+            return JSONResponse({"error": 'send {"fraction": F}, 0 < F <= 1, and optionally '
+                                          '"provider": "telnyx" or "bandwidth"'}, 400)
         return JSONResponse({"changed": changed, "at": self.sim.iso(self.sim.now_ms())})
 
 

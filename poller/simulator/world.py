@@ -70,7 +70,7 @@ class Simulator:
         self._cache: OrderedDict[tuple[Provider, str], ConferenceTimeline] = OrderedDict()
         self._churned: dict[tuple[Provider, str], ConferenceTimeline] = {}
         """Timelines changed by :meth:`churn` (kept apart from the cache: never evicted)."""
-        self._churn_cursor = 0
+        self._churn_cursors: dict[Provider | None, int] = {}
         self.churn_changes = 0
         """Member changes :meth:`churn` has made so far."""
 
@@ -144,34 +144,39 @@ class Simulator:
 
     # -- churn -----------------------------------------------------------------------------
 
-    def churn(self, fraction: float) -> int:
-        """Change ``fraction`` of the world's conferences now; how many were changed.
+    def churn(self, fraction: float, provider: Provider | None = None) -> int:
+        """Change ``fraction`` of the world's conferences (of ``provider``'s only, if given)
+        now; how many were changed.
 
         Goes round the conferences (Telnyx first, then Bandwidth, in index order, carrying on
-        where the previous call stopped) and, in each one in progress, flips ``muted`` of its
-        first connected member at the clock's current time: one ``muted`` / ``unmuted`` member
-        change, served from now on and part of the ground truth. Conferences not in progress
+        where the previous call with the same ``provider`` stopped) and, in each one in
+        progress, flips ``muted`` of its first connected member at the clock's current time:
+        one ``muted`` / ``unmuted`` member change, served from now on and part of the ground
+        truth. Conferences not in progress
         (or whose member has a later change already) are passed over. Changes
         ``ceil(fraction * conferences)`` of them, or as many as are in progress.
         """
         if not (math.isfinite(fraction) and 0 < fraction <= 1):
             raise ValueError(f"fraction must be within (0, 1], got {fraction}")
-        keys = [(provider, cid) for provider in Provider for cid in self._ids[provider]]
+        providers = tuple(Provider) if provider is None else (provider,)
+        keys = [(each, cid) for each in providers for cid in self._ids[each]]
         wanted = math.ceil(fraction * len(keys))
         at_ms = self.now_ms()
         changed = 0
+        cursor = self._churn_cursors.get(provider, 0)
         for _ in range(len(keys)):
             if changed == wanted:
                 break
-            provider, cid = keys[self._churn_cursor % len(keys)]
-            self._churn_cursor = (self._churn_cursor + 1) % len(keys)
-            timeline = self.existing(provider, cid, at_ms)
+            key = keys[cursor % len(keys)]
+            cursor = (cursor + 1) % len(keys)
+            timeline = self.existing(*key, at_ms)
             if timeline is None or not timeline.in_progress_ms <= at_ms < timeline.ended_ms:
                 continue
             flipped = _with_mute_flipped(timeline, at_ms)
             if flipped is not None:
-                self._churned[provider, cid] = flipped
+                self._churned[key] = flipped
                 changed += 1
+        self._churn_cursors[provider] = cursor
         self.churn_changes += changed
         return changed
 

@@ -105,7 +105,8 @@ async def test_churn_flips_a_tenth_per_call_round_the_world(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("body", [{"fraction": 0}, {"fraction": 1.5}, {"fraction": "x"}, {},
-                                  {"fraction": "NaN"}, [0.1]])
+                                  {"fraction": "NaN"}, [0.1],
+                                  {"fraction": 0.1, "provider": "zoom"}])
 async def test_churn_refuses_bad_fractions(http: httpx.AsyncClient, steady: Simulator,
                                            body: Any) -> None:
     answer = await http.post("/_sim/churn", json=body)
@@ -121,3 +122,15 @@ def test_churn_passes_over_conferences_not_in_progress() -> None:
         created_until_seconds=1200))
     assert sim.churn(1.0) == 0
     assert sim.churn_changes == 0
+
+
+@pytest.mark.anyio
+async def test_churn_of_one_provider(http: httpx.AsyncClient, steady: Simulator) -> None:
+    """``"provider"`` restricts churn to that provider's conferences, with its own round."""
+    start = await served(http, steady)
+    for _ in range(5):
+        answer = await http.post("/_sim/churn", json={"fraction": 0.2, "provider": "bandwidth"})
+        assert answer.json()["changed"] == 2
+    now = await served(http, steady)
+    flipped = {cid for cid in now if muted(now[cid]) != muted(start[cid])}
+    assert flipped == set(steady.conference_ids(Provider.BANDWIDTH))
