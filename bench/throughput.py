@@ -12,7 +12,7 @@ afterwards; SQLite uses a temp file. PostgreSQL rows are left out (and say so) w
 does not answer.
 
 **Scheduled runs** (``N targets @ interval``): the poller polls N conferences every interval
-(10 s). After a warm-up (every target polled once, then one more interval) a window of whole
+(10 s; 2 s with ``--quick``). After a warm-up (every target polled once, then one more interval) a window of whole
 intervals is measured: polls per second, CPU seconds of the poller process per 1,000 polls
 (``/proc/<pid>/stat``), its peak RSS (``VmHWM``), history rows written per poll (rows of
 ``conference_snapshot``, ``status_transition``, ``member_event`` and ``poll_error`` counted
@@ -21,8 +21,8 @@ from ``poller_poll_lateness_seconds``, scraped from the poller's ``/metrics`` at
 the window). *steady*: nothing changes; *churn*: ``POST /_sim/churn`` changes 10 % of the
 conferences once per interval.
 
-**Saturated runs** (``max``): the same targets due every second, more than can be polled, so
-polls per second is the most the poller does. In the same run, against the same simulator
+**Saturated runs** (``max``): 2,000 targets (200 with ``--quick``) due every 0.1 s, far more
+than can be polled, so polls per second is the most the poller does. In the same run, against the same simulator
 and targets:
 
 * **floor**: a bare aiohttp loop at the same concurrency that only GETs and decodes JSON (the
@@ -64,6 +64,9 @@ HISTORY_TABLES = ("conference_snapshot", "status_transition", "member_event", "p
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 CONCURRENCY = 32
 INTERVAL = 10.0
+"""Seconds between polls of a target in the scheduled runs (``--quick``: 2)."""
+SATURATED_INTERVAL = 0.1
+"""The saturated runs' interval: far more due than the poller can poll."""
 CHURN_FRACTION = 0.1
 PROVIDERS = ("mixed", "telnyx", "bandwidth")
 
@@ -77,9 +80,11 @@ class Case:
     scenario: str  # steady | churn | max
     database: str  # sqlite | postgresql
 
+    interval: float = INTERVAL
+
     @property
     def label(self) -> str:
-        rate = "max" if self.scenario == "max" else f"@{INTERVAL:g}s {self.scenario}"
+        rate = "max" if self.scenario == "max" else f"@{self.interval:g}s {self.scenario}"
         return f"ours {self.targets:>6,} {self.providers:<9} {rate:<12} {self.database}"
 
 
@@ -249,7 +254,7 @@ def wait_for(condition: Any, timeout: float, what: str, process: subprocess.Pope
 def run_ours(case: Case, database_url: str, sim: SimulatorProcess, window: float) -> Result:
     """Run ``poller run`` on ``case`` and measure a window after the warm-up."""
     ids = targets(sim, case.providers, case.targets)
-    interval = 1.0 if case.scenario == "max" else INTERVAL
+    interval = SATURATED_INTERVAL if case.scenario == "max" else case.interval
     port = free_port()
     with tempfile.TemporaryDirectory() as directory, poller_process(
             config_toml(sim, ids, database_url, interval, port), Path(directory)) as process:
@@ -296,7 +301,7 @@ class Churner:
             body["provider"] = provider
         while not self._stop.is_set():
             self.changed += int(self.sim.post("/_sim/churn", body)["changed"])
-            self._stop.wait(INTERVAL)
+            self._stop.wait(self.case.interval)
 
     def stop(self) -> None:
         self._stop.set()
@@ -463,8 +468,8 @@ def plan(args: argparse.Namespace) -> tuple[int, list[Case]]:
     """The saturated runs' target count and the scheduled cases."""
     databases = ["sqlite"] + (["postgresql"] if args.postgres else [])
     if args.quick:
-        return 200, [Case(200, "mixed", "steady", db) for db in databases] + [
-            Case(200, "mixed", "churn", databases[-1])]
+        return 200, [Case(200, "mixed", "steady", db, 2.0) for db in databases] + [
+            Case(200, "mixed", "churn", databases[-1], 2.0)]
     if args.all:
         return 2000, [Case(n, p, s, db) for db in databases for n in (1000, 5000, 10000)
                       for p in PROVIDERS for s in ("steady", "churn")]
@@ -495,7 +500,6 @@ def main() -> None:
         return
     args.postgres = not args.no_postgres and postgres_available(args.postgres_url)
     window = args.window or (4.0 if args.quick else 20.0)
-    scheduled_window = window if args.quick else max(window, 2 * INTERVAL)
     saturated, cases = plan(args)
     databases = ["sqlite"] + (["postgresql"] if args.postgres else [])
 
@@ -523,7 +527,7 @@ def main() -> None:
     for case in cases:
         with simulator(world_size(case)) as sim, scratch_database(
                 None if case.database == "sqlite" else args.postgres_url) as url:
-            results.append(run_ours(case, url, sim, scheduled_window))
+            results.append(run_ours(case, url, sim, max(window, 2 * case.interval)))
 
     print_table(results, floor_result, naive_rates)
     print_goals(results, floor_result, naive_rates)
