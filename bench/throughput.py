@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -261,7 +261,7 @@ def run_ours(case: Case, database_url: str, sim: SimulatorProcess, window: float
         workdir = Path(directory)
         wait_for(lambda: Scrape(port).total >= case.targets, 300,
                  "every target polled once", process, workdir)
-        time.sleep(2.0 if case.scenario == "max" else interval)
+        time.sleep(min(2.0, window) if case.scenario == "max" else interval)
         rows0, before, cpu0 = history_rows(database_url), Scrape(port), cpu_seconds(process.pid)
         started = time.monotonic()
         churner = Churner(sim, case) if case.scenario == "churn" else None
@@ -467,6 +467,8 @@ def postgres_available(url: str) -> bool:
 def plan(args: argparse.Namespace) -> tuple[int, list[Case]]:
     """The saturated runs' target count and the scheduled cases."""
     databases = ["sqlite"] + (["postgresql"] if args.postgres else [])
+    if args.smoke:
+        return 20, [Case(20, "mixed", "steady", databases[-1], 1.0)]
     if args.quick:
         return 200, [Case(200, "mixed", "steady", db, 2.0) for db in databases] + [
             Case(200, "mixed", "churn", databases[-1], 2.0)]
@@ -485,6 +487,8 @@ def plan(args: argparse.Namespace) -> tuple[int, list[Case]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="200 targets, short windows")
+    parser.add_argument("--smoke", action="store_true",
+                        help="20 targets, one-second windows: only checks that it runs")
     parser.add_argument("--all", action="store_true",
                         help="every N x providers x steady/churn x database combination")
     parser.add_argument("--window", type=float, default=None,
@@ -499,7 +503,7 @@ def main() -> None:
         baseline_main(args.baseline)
         return
     args.postgres = not args.no_postgres and postgres_available(args.postgres_url)
-    window = args.window or (4.0 if args.quick else 20.0)
+    window = args.window or (1.0 if args.smoke else 4.0 if args.quick else 20.0)
     saturated, cases = plan(args)
     databases = ["sqlite"] + (["postgresql"] if args.postgres else [])
 
@@ -511,7 +515,8 @@ def main() -> None:
     naive_rates: dict[str, float] = {}
 
     # Saturated: floor, naive and ours on the same targets.
-    with simulator(saturated // 2) as sim:
+    with ExitStack() as stack:
+        sim = stack.enter_context(simulator(saturated // 2))
         ids = targets(sim, "mixed", saturated)
         floor_result = run_baseline("floor", sim, ids, window)
         results.append(floor_result)
@@ -523,11 +528,16 @@ def main() -> None:
             with scratch_database(None if db == "sqlite" else args.postgres_url) as url:
                 results.append(run_ours(Case(saturated, "mixed", "max", db), url, sim, window))
 
-    # Scheduled: N targets every INTERVAL seconds.
-    for case in cases:
-        with simulator(world_size(case)) as sim, scratch_database(
-                None if case.database == "sqlite" else args.postgres_url) as url:
-            results.append(run_ours(case, url, sim, max(window, 2 * case.interval)))
+        # Scheduled: N targets every INTERVAL seconds (a new world unless the size matches).
+        size = saturated // 2
+        for case in cases:
+            if world_size(case) != size:
+                stack.close()
+                size = world_size(case)
+                sim = stack.enter_context(simulator(size))
+            with scratch_database(None if case.database == "sqlite" else args.postgres_url
+                                  ) as url:
+                results.append(run_ours(case, url, sim, max(window, 2 * case.interval)))
 
     print_table(results, floor_result, naive_rates)
     print_goals(results, floor_result, naive_rates)
