@@ -100,6 +100,8 @@ class TickReport:
     """What one tick (or, added up, a burst of ticks) did."""
 
     claimed: int = 0
+    taken_over: int = 0
+    """Claimed targets whose previous lease had expired unreleased (its holder died)."""
     polled: int = 0
     ok: int = 0
     """Successful polls (``unchanged`` ones included)."""
@@ -129,8 +131,8 @@ class TickReport:
 
     def add(self, other: TickReport) -> None:
         """Add ``other``'s counts to this report (the last store error wins)."""
-        for name in ("claimed", "polled", "ok", "unchanged", "deferred", "transitions",
-                     "member_events"):
+        for name in ("claimed", "taken_over", "polled", "ok", "unchanged", "deferred",
+                     "transitions", "member_events"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed.update(other.failed)
         self.retired.update(other.retired)
@@ -273,6 +275,10 @@ class Poller:
         report.claimed = len(claimed)
         if not claimed:
             return report
+        report.taken_over = sum(1 for target in claimed if target.taken_over)
+        if report.taken_over:
+            log.info("took over %d targets whose lease had expired (their daemon stopped "
+                     "without releasing them)", report.taken_over)
         outcomes = await asyncio.gather(*(self._poll(target) for target in claimed))
         results: list[PollResult] = []
         schedule: dict[TargetKey, ScheduleUpdate] = {}
