@@ -423,16 +423,20 @@ class Daemon:
             if self._sync_pending:
                 await off_loop(self.poller.sync)
                 self._sync_pending = False
-            report = await self.poller.run_due(keep_going=lambda: not self._stop.is_set())
+            await self.poller.run_due(keep_going=lambda: not self._stop.is_set(),
+                                      on_tick=self._observe)
         except Exception:  # the daemon never dies of one tick
             log.exception("tick failed; carrying on with the next one")
             return
+        await self._prune_if_due()
+
+    def _observe(self, report: TickReport) -> None:
+        """Count one tick's report in the metrics and log it."""
         self._count_polls(report.polled)
         observe_tick(self.metrics, report, by_provider=report.by_provider(),
                      transitions_by_status=report.transitions_by_status,
                      member_events_by_kind=report.member_events_by_kind)
         _log_report(report)
-        await self._prune_if_due()
 
     async def _prune_if_due(self) -> None:
         """Prune old history by ``[retention]`` when ``prune_interval_seconds`` has passed."""

@@ -237,6 +237,7 @@ class Poller:
             await client.aclose()
 
     async def run_due(self, *, keep_going: Callable[[], bool] = lambda: True,
+                      on_tick: Callable[[TickReport], None] | None = None,
                       max_ticks: int = 1000) -> TickReport:
         """Tick while ticks come back with a full batch; the reports added up.
 
@@ -246,11 +247,14 @@ class Poller:
         claims what is due at its own start, and a full batch means more may be waiting. It
         stops after a short batch, a store error, ``max_ticks`` ticks, or as soon as
         ``keep_going()`` is false (checked between ticks: a stopping daemon does not start
-        another batch).
+        another batch). ``on_tick`` is given each tick's report as soon as it is done (metrics
+        and logs stay current while a long run goes on).
         """
         total = TickReport()
         for _ in range(max_ticks):
             report = await self.tick()
+            if on_tick is not None:
+                on_tick(report)
             total.add(report)
             if report.claimed < self.batch_size or report.store_error or not keep_going():
                 break
