@@ -33,7 +33,9 @@ def write_fleet_config(path: Path, database_url: str, accounts: list[dict[str, A
                 "completion_grace_seconds": 1, "backoff_base_seconds": 1,
                 "backoff_max_seconds": 2, "shutdown_grace_seconds": 5,
                 **(polling or {})}
-    lines = ["[database]", f"url = {json.dumps(database_url)}", "", "[polling]",
+    # The identity as application_name tells its connections apart in pg_stat_activity.
+    url = f"{database_url}{'&' if '?' in database_url else '?'}application_name={identity}"
+    lines = ["[database]", f"url = {json.dumps(url)}", "", "[polling]",
              *(f"{key} = {_toml_value(value)}" for key, value in settings.items()), "",
              "[daemon]", f"identity = {json.dumps(identity)}", f"lease_seconds = {lease}",
              f"heartbeat_seconds = {heartbeat}", ""]
@@ -71,11 +73,16 @@ class FleetDaemon:
 
     def kill_holding_leases(self, watch: Watch, deadline_seconds: float = 30.0
                             ) -> dict[int, int]:
-        """SIGKILL it while it holds leases: freeze it (SIGSTOP) until the database shows some
-        of its leases, then kill it. The leased targets' ``poll_count`` at the kill."""
+        """SIGKILL it while it holds leases: freeze it (SIGSTOP), and once none of its
+        statements is still running in the database (a COMMIT sent just before the freeze
+        would release leases after we looked), kill it if it holds leases, else let it run a
+        little and try again. The leased targets' ``poll_count`` at the kill."""
         deadline = time.monotonic() + deadline_seconds
         while True:
             self.process.send_signal(signal.SIGSTOP)
+            wait_for("its statements to finish", lambda: not watch.scalar(
+                "select count(*) from pg_stat_activity where application_name = :who "
+                "and state = 'active'", who=self.identity), seconds=10, every=0.01)
             held = watch.leased_by(self.identity)
             if held:
                 self.process.send_signal(signal.SIGKILL)

@@ -4,6 +4,7 @@ status queries and the jittered tick gap (both databases; the three-process runs
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import socket
@@ -14,7 +15,9 @@ from typing import Any
 import pytest
 from databases import fetch
 from factories import T0, at, telnyx_target
+from sim_world import build_sim_world
 from sqlalchemy import Engine, select, update
+from test_process_life import WAIT_SECONDS, StallingTransport, make_daemon, wait_until
 
 from poller.config import parse_config
 from poller.errors import ConfigError
@@ -26,6 +29,7 @@ from poller.fleet import (
     register,
 )
 from poller.scheduler import JitteredInterval
+from poller.settings import DaemonSettings
 from poller.store.schema import PollerDaemon, PollTarget
 from poller.targets import claim_due, sync_targets
 
@@ -228,3 +232,41 @@ def test_tick_gaps_are_spread_between_half_and_one_and_a_half_periods() -> None:
     assert 2.95 < max(gaps) <= 3.0
     assert 1.95 < sum(gaps) / len(gaps) < 2.05
     assert len({round(g, 6) for g in gaps}) > 1900, "independent draws"
+
+
+# --- the daemon's heartbeat, in-process ----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_daemon_heartbeat_renews_leases_of_stalled_polls_and_stop_marks_it(
+        engine: Engine) -> None:
+    """While its polls hang the daemon's heartbeat keeps moving their leases (on the clock it
+    is given); the stop releases them and marks the daemon stopped."""
+    world = build_sim_world(conferences=2, polling={"shutdown_grace_seconds": 600})
+    config = world.config.model_copy(update={"daemon": DaemonSettings(
+        identity="stalled", lease_seconds=10, heartbeat_seconds=0.05)})
+    stalling = StallingTransport()
+    daemon = make_daemon(world, engine, config=config, transport=stalling)
+    task = asyncio.ensure_future(daemon.run())
+    await asyncio.wait_for(stalling.requested.wait(), WAIT_SECONDS)
+    first = {t["lease_expires_at"] for t in fetch(engine, "poll_target")
+             if t["lease_owner"] == "stalled"}
+    assert first, "the polls in flight hold leases"
+    world.clock.advance(100)
+    renewed_to = world.clock.now() + timedelta(seconds=10)
+
+    def renewed() -> bool:
+        leases = [t for t in fetch(engine, "poll_target") if t["lease_owner"] == "stalled"]
+        return bool(leases) and all(t["lease_expires_at"] == renewed_to for t in leases)
+
+    await wait_until("the heartbeat to renew the leases", renewed)
+    assert daemon.metrics.registry.get_sample_value(
+        "poller_leases_total", {"event": "renewed"}) >= len(first)
+    [row] = daemons(engine)
+    assert (row["identity"], row["stopped_at"], row["lease_seconds"]) == ("stalled", None, 10)
+    daemon.request_stop("test")
+    daemon.request_stop("test")
+    await asyncio.wait_for(task, WAIT_SECONDS)
+    [row] = daemons(engine)
+    assert row["stopped_at"] == world.clock.now()
+    assert all(t["lease_owner"] is None for t in fetch(engine, "poll_target"))
