@@ -19,10 +19,10 @@ for a :data:`Plan` per claimed target before polling:
   grace poll costs nothing). The listing starts at the oldest such target's ``createdTime``
   (minus :data:`poller.discovery.SAFETY_MARGIN_SECONDS`). Every other target is a ``GET``.
 
-A listing is reused for every target that became due before it was taken
-(``listing.observed_at >= next_poll_at``: newer than the target's last observation), so
-targets observed through one listing share their next due time and the next listing too.
-Discovery offers its Telnyx listings (when it has no name filter) the same way. A listing that
+A listing is reused for a due target while it is at most half a poll interval old and newer than
+the target's last recorded observation; so targets observed through one listing share their
+next due time, and the next listing too (about one listing per region and interval). Discovery
+offers its Telnyx listings (when it has no name filter) the same way. A listing that
 fails leaves its targets to plain ``GET`` polls, which report the failure as usual.
 
 Known trade-offs: an ``init`` Telnyx conference whose list entry has not changed is not asked
@@ -78,13 +78,17 @@ class ListPlanner:
     """One account's list-polling decisions and its cached listings (see the module doc)."""
 
     def __init__(self, client: ProviderClient, engine: Engine, clock: Callable[[], datetime],
-                 pace: Pace) -> None:
+                 pace: Pace, *, max_age_seconds: float) -> None:
         self.client = client
         self.engine = engine
         self.clock = clock
         self.pace = pace
+        self.max_age = timedelta(seconds=max_age_seconds)
+        """How old a listing may be and still serve a target (half the poll interval)."""
         self._listings: dict[str | None, ConferenceListing] = {}
-        """Telnyx: the newest listing per region (``None``: US)."""
+        """Telnyx: the newest listing per region (``None``: US); Bandwidth: under ``None``."""
+        self._bandwidth_since: datetime | None = None
+        """``minCreatedTime`` of the cached Bandwidth listing."""
         self.list_requests = 0
         """Page requests this planner made (for measurements)."""
 
@@ -119,9 +123,10 @@ class ListPlanner:
             region = None if target.key.region in (None, "US") else target.key.region
             by_region.setdefault(region, []).append(target)
         plans: dict[int, Plan] = {}
+        now = self.clock()
         for region, group in sorted(by_region.items(), key=lambda kv: kv[0] or ""):
             listing = self._listings.get(region)
-            if listing is None or any(t.next_poll_at > listing.observed_at for t in group):
+            if listing is None or not all(self._serves(listing, t, stored, now) for t in group):
                 try:
                     listing = await client.list_conferences(region=region, pace=self.pace)
                 except ProviderError as error:
@@ -133,13 +138,22 @@ class ListPlanner:
             items = listing.by_id()
             for target in group:
                 item = items.get(target.key.conference_id)
-                if item is None or target.next_poll_at > listing.observed_at:
+                if item is None or not self._serves(listing, target, stored, now):
                     continue
                 snapshot = stored.get((target.key.account, target.key.conference_id))
                 rebuilt = _unchanged_telnyx(target.key, item, snapshot, listing.observed_at)
                 plans[target.pk] = rebuilt if rebuilt is not None else _participants_of(
                     client, target.key, item, self.clock)
         return plans
+
+    def _serves(self, listing: ConferenceListing, target: ClaimedTarget,
+                stored: dict[tuple[str, str], StoredSnapshot], now: datetime) -> bool:
+        """Whether ``listing`` is fresh enough for ``target`` (see the module docstring)."""
+        if now - listing.observed_at > self.max_age:
+            return False
+        snapshot = stored.get((target.key.account, target.key.conference_id))
+        last = snapshot.last_observed_at if snapshot is not None else None
+        return last is None or listing.observed_at > last
 
     # -- Bandwidth -----------------------------------------------------------------------------
 
@@ -153,18 +167,26 @@ class ListPlanner:
         created = [s.created_at for _, s in completed.values() if s.created_at is not None]
         since = (min(created) - timedelta(seconds=LIST_MARGIN_SECONDS)
                  if len(created) == len(completed) else None)
-        try:
-            listing = await client.list_conferences(min_created_time=since, pace=self.pace)
-        except ProviderError as error:
-            log.info("bandwidth account %r: list polling fell back to single polls (%s: %s)",
-                     client.account, error.kind, error)
-            return {}
-        self.list_requests += listing.requests
+        now = self.clock()
+        listing = self._listings.get(None)
+        covers = listing is not None and (self._bandwidth_since is None or (
+            since is not None and self._bandwidth_since <= since))
+        if listing is None or not covers or not all(
+                self._serves(listing, t, stored, now) for t, _ in completed.values()):
+            try:
+                listing = await client.list_conferences(min_created_time=since, pace=self.pace)
+            except ProviderError as error:
+                log.info("bandwidth account %r: list polling fell back to single polls "
+                         "(%s: %s)", client.account, error.kind, error)
+                return {}
+            self.list_requests += listing.requests
+            self._listings[None], self._bandwidth_since = listing, since
         items = listing.by_id()
         plans: dict[int, Plan] = {}
         for pk, (target, snapshot) in completed.items():
             item = items.get(target.key.conference_id)
-            if item is None or not item.is_completed:
+            if item is None or not item.is_completed or not self._serves(
+                    listing, target, stored, now):
                 continue
             rebuilt = _rebuilt_bandwidth(target.key, snapshot, listing.observed_at)
             if rebuilt is not None:

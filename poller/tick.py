@@ -226,7 +226,8 @@ class Poller:
             if account.uses_list_polling and account.name in self.clients:
                 self.planners[account.name] = ListPlanner(
                     self.clients[account.name], engine, clock,
-                    account_pace(self.gates[account.name], clock, sleep))
+                    account_pace(self.gates[account.name], clock, sleep),
+                    max_age_seconds=self.settings.interval_seconds / 2)
 
     def offer_listing(self, listing: ConferenceListing) -> None:
         """Let the account's list planner reuse a listing taken elsewhere (discovery)."""
