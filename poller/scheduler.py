@@ -8,6 +8,10 @@ to look*. One interval job on an ``AsyncIOScheduler`` with a memory job store:
   into a single run instead of a burst;
 * ``misfire_grace_time=None``: a late tick still runs (it only looks at what is due now).
 
+Discovery (``poller.discovery``) is a second interval job (:meth:`TickScheduler.add_periodic`),
+with the same ``max_instances=1`` / ``coalesce`` defaults, every
+``polling.discovery_interval_seconds``.
+
 The period is :func:`tick_seconds`: a quarter of a second, or half the poll interval when that
 is shorter. It is short because a target is rescheduled from the moment it was polled, just
 after a tick started: its next due time falls just after a tick too, and waits almost a whole
@@ -91,6 +95,15 @@ class TickScheduler:
         self._scheduler.add_job(self.job, self._trigger(), id=JOB_ID, name="poller tick",
                                 next_run_time=utc_now())
         self._scheduler.start()
+
+    def add_periodic(self, job_id: str, name: str, job: Job, seconds: float) -> None:
+        """Run ``job`` every ``seconds`` too, first right away (before or after :meth:`start`);
+        a job already there with that ID gets the new period instead."""
+        trigger = IntervalTrigger(seconds=seconds, timezone=UTC)
+        if self._scheduler.get_job(job_id) is not None:
+            self._scheduler.reschedule_job(job_id, trigger=trigger)
+            return
+        self._scheduler.add_job(job, trigger, id=job_id, name=name, next_run_time=utc_now())
 
     def reschedule(self, seconds: float) -> None:
         """Tick every ``seconds`` from now on (after a reload changed the poll interval)."""
