@@ -70,8 +70,6 @@ TELNYX_KEY_ENV = "LOCKSTEP_TELNYX_KEY"
 BW_ID_ENV = "LOCKSTEP_BW_CLIENT_ID"
 BW_SECRET_ENV = "LOCKSTEP_BW_CLIENT_SECRET"
 
-GOOD_OUTCOMES = frozenset({"ok", "unchanged"})
-
 POLLING = {
     "interval_seconds": 0.25,
     "idle_interval_seconds": 0.25,
@@ -276,7 +274,7 @@ def caught_up(engine: Engine, served: ServedSimulator, since: datetime) -> bool:
         with engine.connect() as conn:
             rows = {(r.account, r.conference_id): r for r in conn.execute(select(
                 PollTarget.account, PollTarget.conference_id, PollTarget.state,
-                PollTarget.last_polled_at, PollTarget.last_outcome))}
+                PollTarget.last_success_at))}
     except Exception:  # not created yet, or unreachable for now
         return False
     for key in served.existing():
@@ -285,8 +283,7 @@ def caught_up(engine: Engine, served: ServedSimulator, since: datetime) -> bool:
             return False
         if row.state == "retired":
             continue
-        if row.last_polled_at is None or row.last_polled_at < since or (
-                row.last_outcome not in GOOD_OUTCOMES):
+        if row.last_success_at is None or row.last_success_at < since:
             return False
     return True
 
