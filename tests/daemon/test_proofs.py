@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,15 +23,19 @@ from lockstep import (
     PollerRun,
     ServedSimulator,
     Stepper,
+    TcpProxy,
     appended_log,
     compact_scenario,
     compare_with_truth,
     endings_and_changes,
     reader,
     run_once,
+    sqlite_locked,
     steps_to_the_end,
+    wait_for,
     write_config,
 )
+from sqlalchemy.engine import make_url
 
 from poller.simulator import FaultConfig, FaultKind
 
@@ -76,12 +81,12 @@ def prove_with_run(tmp_path: Path, database_url: str, label: str, *, conferences
                    steps: int | None = None, seed: int = SEED,
                    faults: FaultConfig | None = None, daemon_url: str | None = None,
                    crowded: float = 0.0, start_at: float = 0.0,
-                   during: Callable[[int, Callable[[], None]], None] | None = None,
+                   during: Callable[[int, Stepper, Callable[[], None]], None] | None = None,
                    **polling: object) -> Proof:
     """One ``poller run`` stepped through the scenario, SIGTERM at the end.
 
-    ``during(step, restart)`` runs right after each step's move (an outage, a kill: calling
-    ``restart()`` SIGKILLs the daemon and starts a new one)."""
+    ``during(step, stepper, restart)`` runs right after each step's move (an outage, a kill:
+    calling ``restart()`` SIGKILLs the daemon and starts a new one)."""
     log_path = tmp_path / "poller.log"
     config = tmp_path / "config.toml"
     with ServedSimulator(seed=seed, scenario=compact_scenario(conferences, crowded=crowded),
@@ -100,8 +105,12 @@ def prove_with_run(tmp_path: Path, database_url: str, label: str, *, conferences
             served.advance(start_at)
             stepper.first()
             for index in range(total):
-                stepper.step(lambda i=index: during(i, restart) if during else None)
+                stepper.step(lambda i=index: during(i, stepper, restart) if during else None)
                 assert daemons[-1].alive(), log_path.read_text()[-5000:]
+            # A daemon restarted at the last step may still be starting: SIGTERM it once it
+            # runs (before Python installs handlers, SIGTERM's default action kills it).
+            pid = daemons[-1].process.pid
+            wait_for("the daemon to run", lambda: f"(pid {pid})" in log_path.read_text())
             code = daemons[-1].terminate()
         finally:
             for daemon in daemons:
@@ -110,7 +119,7 @@ def prove_with_run(tmp_path: Path, database_url: str, label: str, *, conferences
         truth = served.truth()
         stats = served.stats()
         figures = compare_with_truth(engine, truth, stepper.window(),
-                                     Figures(label, steps=stepper.steps))
+                                     Figures(label, steps=stepper.steps), stepper.blind)
         engine.dispose()
     figures.requests = stats["requests"]
     figures.failed_requests = sum(stats["faults"].values())
@@ -266,13 +275,14 @@ def test_faults_on_a_long_scenario(tmp_path: Path,
 
 # --- crashes ------------------------------------------------------------------------------------
 
-def killer(kills: int, steps: int, seed: int) -> Callable[[int, Callable[[], None]], None]:
+def killer(kills: int, steps: int, seed: int
+           ) -> Callable[[int, Stepper, Callable[[], None]], None]:
     """SIGKILL the daemon ``kills`` times at seeded random moments: at random steps, a random
     0-0.8 s after the world moved (mid-claim, mid-poll, mid-commit, mid-start-up…)."""
     rng = random.Random(seed)
     at = set(rng.sample(range(steps), kills))
 
-    def during(step: int, restart: Callable[[], None]) -> None:
+    def during(step: int, _stepper: Stepper, restart: Callable[[], None]) -> None:
         if step in at:
             time.sleep(rng.uniform(0.0, 0.8))  # the random moment of the kill
             restart()
@@ -305,3 +315,100 @@ def test_twenty_sigkills_through_the_whole_scenario(
     report(proof.figures, record_property)
     assert_exact(proof.figures, proof.log)
     assert proof.figures.notes == ["20 SIGKILLs"]
+
+
+# --- database outages ---------------------------------------------------------------------------
+
+OUTAGE_STEP = 3
+"""The outage starts right after this step's move."""
+
+
+def outage(seconds: float, moves: int, cut: Callable[[], None], restore: Callable[[], None],
+           notes: list[str]) -> Callable[[int, Stepper, Callable[[], None]], None]:
+    """The database is unreachable for ``seconds`` of real time while the world moves
+    ``moves`` intervals; then it is back and the poller must catch up."""
+
+    def during(step: int, stepper: Stepper, _restart: Callable[[], None]) -> None:
+        if step != OUTAGE_STEP:
+            return
+        cut()
+        try:
+            changed = stepper.blind_moves(moves, seconds)
+        finally:
+            restore()
+        notes.append(f"outage {seconds:g} s ({moves} intervals, {changed} truth changes "
+                     f"meanwhile)")
+
+    return during
+
+
+def prove_postgresql_outage(tmp_path: Path, postgres_url: str, seconds: float, moves: int,
+                            steps: int) -> Proof:
+    url = make_url(postgres_url)
+    notes: list[str] = []
+    with TcpProxy((url.host or "127.0.0.1", url.port or 5432)) as proxy:
+        daemon_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False)
+        proof = prove_with_run(tmp_path, postgres_url,
+                               f"PostgreSQL down {seconds:g} s, run", conferences=4,
+                               steps=steps, start_at=QUICK_START, daemon_url=daemon_url,
+                               during=outage(seconds, moves, proxy.cut, proxy.restore, notes))
+        refused = proxy.refused
+    proof.figures.notes += notes
+    assert refused > 0, "the daemon tried to reconnect during the outage"
+    assert "tick skipped" in proof.log or "could not record" in proof.log, proof.log[-3000:]
+    return proof
+
+
+@pytest.mark.postgres
+def test_postgresql_outage_loses_and_duplicates_nothing(
+        tmp_path: Path, postgres_url: str, record_property: Callable[[str, object], None]
+        ) -> None:
+    """PostgreSQL unreachable for 3 s while the world moves two intervals: the daemon stays
+    up, reconnects, records what changed meanwhile, duplicates nothing."""
+    proof = prove_postgresql_outage(tmp_path, postgres_url, 3.0, 2, steps=8)
+    report(proof.figures, record_property)
+    assert_exact(proof.figures, proof.log)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_postgresql_outage_of_30_seconds(
+        tmp_path: Path, postgres_url: str, record_property: Callable[[str, object], None]
+        ) -> None:
+    """The same with 30 s and ten intervals."""
+    proof = prove_postgresql_outage(tmp_path, postgres_url, 30.0, 10, steps=20)
+    report(proof.figures, record_property)
+    assert_exact(proof.figures, proof.log)
+
+
+def prove_sqlite_lock(tmp_path: Path, seconds: float, moves: int, steps: int) -> Proof:
+    database = tmp_path / "locked.db"
+    notes: list[str] = []
+    with ExitStack() as stack:
+        proof = prove_with_run(
+            tmp_path, f"sqlite:///{database}", f"SQLite locked {seconds:g} s, run",
+            conferences=4, steps=steps, start_at=QUICK_START,
+            during=outage(seconds, moves, lambda: stack.enter_context(sqlite_locked(database)),
+                          stack.close, notes))
+    proof.figures.notes += notes
+    return proof
+
+
+def test_sqlite_lock_loses_and_duplicates_nothing(
+        tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
+    """Another process holds BEGIN EXCLUSIVE on the SQLite file for 3 s (the daemon's writes
+    wait on the busy timeout) while the world moves two intervals."""
+    proof = prove_sqlite_lock(tmp_path, 3.0, 2, steps=8)
+    report(proof.figures, record_property)
+    assert_exact(proof.figures, proof.log)
+
+
+@pytest.mark.slow
+def test_sqlite_lock_of_30_seconds(tmp_path: Path,
+                                   record_property: Callable[[str, object], None]) -> None:
+    """30 s, longer than the busy timeout: writes fail, the daemon carries on and catches up."""
+    proof = prove_sqlite_lock(tmp_path, 30.0, 10, steps=20)
+    report(proof.figures, record_property)
+    assert_exact(proof.figures, proof.log)
+    assert "database is locked" in proof.log
