@@ -533,6 +533,7 @@ class Daemon:
             self.poller = Poller(config, self.engine, clients, clock=self.clock,
                                  owner=old.owner, lease_seconds=old.lease_seconds,
                                  observer=self.metrics)
+            self.poller.leases_stranded = old.leases_stranded  # handed back at the next tick
             for name in kept:  # keep their token buckets and pauses
                 self.poller.gates[name] = old.gates[name]
             for client in stale:
