@@ -242,7 +242,10 @@ def assert_faults_hit(proof: Proof) -> None:
     """The faults really happened and the poller saw each kind."""
     figures = proof.figures
     assert figures.failed_requests >= 0.12 * figures.requests, figures.line()
-    for logged in ("rate_limited", "server_error", "timeout", "network", "bad_response"):
+    # Not "network": aiohttp (the default transport) retries an idempotent GET once when a
+    # reused connection is reset, so an injected reset is logged only when the retry fails too;
+    # a reset under either transport is proven in tests/providers/test_transports.py.
+    for logged in ("rate_limited", "server_error", "timeout", "bad_response"):
         assert f"poll failed ({logged}" in proof.log, logged
 
 
