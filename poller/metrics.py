@@ -48,6 +48,9 @@ LEASE_EVENTS: Final = ("taken", "renewed", "expired")
 
 POLL_SECONDS_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Poll latency buckets: provider APIs answer in tens of ms; timeouts sit at tens of seconds."""
+LATENESS_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0,
+                           30.0, 60.0, 300.0)
+"""Lateness buckets: a poller keeping up starts polls within a tick period (≤ 1 s) of due."""
 
 
 class PollObserver(Protocol):
@@ -55,6 +58,9 @@ class PollObserver(Protocol):
 
     def observe_poll_seconds(self, provider: str, seconds: float) -> None:
         """One poll (``ProviderClient.fetch``) took ``seconds``, whatever its outcome."""
+
+    def observe_poll_lateness(self, provider: str, seconds: float) -> None:
+        """A poll started ``seconds`` after its target's ``next_poll_at`` (its due time)."""
 
     def observe_http_response(self, provider: str, status_code: int | None) -> None:
         """One HTTP request got ``status_code`` (``None``: no response, e.g. a timeout)."""
@@ -90,6 +96,10 @@ class PollerMetrics:
         self.poll_seconds = Histogram("poller_poll_duration_seconds",
                                       "Time one poll took, including retries inside the client.",
                                       ["provider"], buckets=POLL_SECONDS_BUCKETS, registry=r)
+        self.poll_lateness = Histogram("poller_poll_lateness_seconds",
+                                       "How long after its due time (next_poll_at) a poll "
+                                       "started: the schedule lag.", ["provider"],
+                                       buckets=LATENESS_BUCKETS, registry=r)
         self.http_responses = Counter("poller_http_responses",
                                       "Provider HTTP responses by status class (none: no "
                                       "response).", ["provider", "status_class"], registry=r)
@@ -137,6 +147,10 @@ class PollerMetrics:
     def observe_poll_seconds(self, provider: str, seconds: float) -> None:
         """One poll of ``provider`` took ``seconds``."""
         self.poll_seconds.labels(provider).observe(max(seconds, 0.0))
+
+    def observe_poll_lateness(self, provider: str, seconds: float) -> None:
+        """A poll of ``provider`` started ``seconds`` after it was due."""
+        self.poll_lateness.labels(provider).observe(max(seconds, 0.0))
 
     def observe_http_response(self, provider: str, status_code: int | None) -> None:
         """One HTTP request to ``provider`` got ``status_code`` (``None``: no response)."""
