@@ -273,3 +273,25 @@ async def test_daemon_heartbeat_renews_leases_of_stalled_polls_and_stop_marks_it
     [row] = daemons(engine)
     assert row["stopped_at"] == world.clock.now()
     assert all(t["lease_owner"] is None for t in fetch(engine, "poll_target"))
+
+
+@pytest.mark.anyio
+async def test_daemon_claims_smaller_batches_while_others_are_live(engine: Engine) -> None:
+    """Alone a daemon claims 4 × concurrency at a time; with another live daemon registered,
+    concurrency; once the other's heartbeat is older than its lease, 4 × again."""
+    world = build_sim_world(conferences=2, polling={"shutdown_grace_seconds": 600,
+                                                    "concurrency": 8})
+    config = world.config.model_copy(update={"daemon": DaemonSettings(
+        identity="me", lease_seconds=10, heartbeat_seconds=0.05)})
+    register(engine, "other", host="h", pid=1, now=world.clock.now(), lease_seconds=10)
+    stalling = StallingTransport()
+    daemon = make_daemon(world, engine, config=config, transport=stalling)
+    assert daemon.poller.batch_size == 32
+    task = asyncio.ensure_future(daemon.run())
+    await asyncio.wait_for(stalling.requested.wait(), WAIT_SECONDS)
+    assert daemon.poller.batch_size == 8
+    world.clock.advance(11)
+    await wait_until("the other daemon to count as lost", lambda: daemon.poller.batch_size == 32)
+    daemon.request_stop("test")
+    daemon.request_stop("test")
+    await asyncio.wait_for(task, WAIT_SECONDS)
