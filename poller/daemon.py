@@ -46,7 +46,12 @@ TickScheduler` and owns the process life (DESIGN §4):
   refused: ``IdentityInUse``, exit 2), leases what it claims under that identity, and every
   ``heartbeat_seconds`` refreshes its row and renews the leases of the polls it is working
   on (:mod:`poller.fleet`), also during the stop's grace time. The stop releases its leases and
-  marks the row stopped. ``[daemon]`` changes need a restart.
+  marks the row stopped. ``[daemon]`` changes need a restart. While other daemons are live
+  (as the last registration or heartbeat saw) a tick claims ``polling.concurrency`` targets
+  at a time instead of four times that: targets fall due in clumps (those polled together),
+  and smaller claims let the daemons share a clump instead of one taking it whole.
+  ``Poller.run_due`` claims again at once while claims come back full, so this costs no
+  throughput.
 """
 
 from __future__ import annotations
@@ -214,6 +219,7 @@ class Daemon:
         """Set by a second stop signal: abandon in-flight polls without waiting for the grace."""
         self._next_prune_at: datetime | None = None
         self._registered = False
+        self._live_daemons = 1
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._polls_total = 0
         self._recent_polls: deque[tuple[float, int]] = deque()
@@ -380,6 +386,7 @@ class Daemon:
                                 pid=os.getpid(), now=self.clock(),
                                 lease_seconds=self.lease_seconds)
         self._registered = True
+        self._fleet_size(registration.live)
         log.info("registered as daemon %r (lease %g s, heartbeat every %g s)", self.identity,
                  self.lease_seconds, self.heartbeat_seconds)
         if registration.released:
@@ -392,16 +399,26 @@ class Daemon:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
                 total, last_minute = self._poll_counts()
-                renewed = await off_loop(heartbeat, self.engine, self.identity,
-                                         now=self.clock(), lease_seconds=self.lease_seconds,
-                                         polls_total=total, polls_last_minute=last_minute)
+                beat = await off_loop(heartbeat, self.engine, self.identity,
+                                      now=self.clock(), lease_seconds=self.lease_seconds,
+                                      polls_total=total, polls_last_minute=last_minute)
             except StoreUnavailable as error:
                 log.warning("heartbeat failed (leases last %g s; retried in %g s): %s",
                             self.lease_seconds, self.heartbeat_seconds, error)
             except Exception:  # the heartbeat never dies of one failure
                 log.exception("heartbeat failed; retried in %g s", self.heartbeat_seconds)
             else:
-                self.metrics.leases_renewed(renewed)
+                self.metrics.leases_renewed(beat.renewed)
+                self._fleet_size(beat.live)
+
+    def _fleet_size(self, live: int) -> None:
+        """Claim ``concurrency`` targets at a time while other daemons are live (module doc)."""
+        self._live_daemons = live
+        batch = self.config.polling.concurrency if live > 1 else 4 * (
+            self.config.polling.concurrency)
+        if batch != self.poller.batch_size:
+            log.info("%d daemons live: claiming up to %d targets at a time", live, batch)
+            self.poller.batch_size = batch
 
     async def _stop_heartbeats(self) -> None:
         task, self._heartbeat_task = self._heartbeat_task, None
@@ -534,6 +551,7 @@ class Daemon:
                                  owner=old.owner, lease_seconds=old.lease_seconds,
                                  observer=self.metrics)
             self.poller.leases_stranded = old.leases_stranded  # handed back at the next tick
+            self._fleet_size(self._live_daemons)
             for name in kept:  # keep their token buckets and pauses
                 self.poller.gates[name] = old.gates[name]
             for client in stale:

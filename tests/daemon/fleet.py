@@ -71,14 +71,19 @@ class FleetDaemon:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)
 
-    def kill_holding_leases(self, watch: Watch, deadline_seconds: float = 30.0
+    def kill_holding_leases(self, watch: Watch, deadline_seconds: float = 60.0
                             ) -> dict[int, int]:
-        """SIGKILL it while it holds leases: freeze it (SIGSTOP), and once none of its
-        statements is still running in the database (a COMMIT sent just before the freeze
-        would release leases after we looked), kill it if it holds leases, else let it run a
-        little and try again. The leased targets' ``poll_count`` at the kill."""
+        """SIGKILL it while it holds leases. It runs freely until the database shows leases
+        of it; then it is frozen (SIGSTOP) and, once none of its statements is still running
+        in the database (a COMMIT sent just before the freeze would release leases after we
+        looked), killed if it still holds leases, else let go on. The leased targets'
+        ``poll_count`` at the kill."""
         deadline = time.monotonic() + deadline_seconds
         while True:
+            assert time.monotonic() < deadline, "the daemon never held a lease"
+            if not watch.leased_by(self.identity):
+                time.sleep(0.005)
+                continue
             self.process.send_signal(signal.SIGSTOP)
             wait_for("its statements to finish", lambda: not watch.scalar(
                 "select count(*) from pg_stat_activity where application_name = :who "
@@ -89,8 +94,6 @@ class FleetDaemon:
                 self.process.wait(timeout=30)
                 return held
             self.process.send_signal(signal.SIGCONT)
-            assert time.monotonic() < deadline, "the daemon never held a lease"
-            time.sleep(0.05)
 
     def close(self) -> None:
         if self.process.poll() is None:

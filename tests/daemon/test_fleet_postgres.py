@@ -248,8 +248,12 @@ def run_fleet(scale: Scale, database_url: str, tmp_path: Path) -> dict[str, Any]
             assert sum(figures["duplicates"].values()) == 0, figures
             engine = make_engine(database_url)
             try:
-                figures["compared"] = compare(engine, truth, (window_start, window_end),
-                                              complete=True, expect_gone=False)
+                # A state lasting two intervals (and a takeover's extra lease) is never
+                # missed; the simulator runs in real time.
+                figures["compared"] = compare(
+                    engine, truth, (window_start, window_end), complete=True,
+                    expect_gone=False,
+                    significant_seconds=max(30.0, 2 * scale.interval + scale.lease + 5))
             finally:
                 engine.dispose()
         finally:
