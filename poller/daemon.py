@@ -40,6 +40,13 @@ TickScheduler` and owns the process life (DESIGN §4):
   bound with it.
 
 :class:`SqliteLock` keeps a second daemon off a SQLite database (DESIGN §8).
+
+* **Several daemons** (PostgreSQL, ``docs/scaling.md``): the daemon registers its ``[daemon]
+  identity`` in ``poller_daemon`` before its first tick (an identity a live daemon holds is
+  refused: ``IdentityInUse``, exit 2), leases what it claims under that identity, and every
+  ``heartbeat_seconds`` refreshes its row and renews the leases of the polls it is working
+  on (:mod:`poller.fleet`), also during the stop's grace time. The stop releases its leases and
+  marks the row stopped. ``[daemon]`` changes need a restart.
 """
 
 from __future__ import annotations
@@ -49,7 +56,10 @@ import fcntl
 import logging
 import os
 import signal
+import socket
+import time
 import types
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -61,6 +71,7 @@ from sqlalchemy.engine import make_url
 from poller.config import Config, build_account_client
 from poller.discovery import Discovery
 from poller.errors import ConfigError, PollerError, StoreUnavailable
+from poller.fleet import heartbeat, mark_stopped, register
 from poller.health import (
     ObservabilityServer,
     Readiness,
@@ -184,7 +195,12 @@ class Daemon:
         """The metrics / health servers, while :meth:`run` serves them."""
         clients = {account.name: self._client(config, account.name) for account in
                    config.accounts}
-        self.poller = Poller(config, engine, clients, clock=clock, observer=self.metrics)
+        self.identity = config.daemon.effective_identity()
+        """This daemon's name in ``poller_daemon`` and as ``lease_owner``."""
+        self.lease_seconds = config.daemon.effective_lease_seconds(config.polling)
+        self.heartbeat_seconds = config.daemon.effective_heartbeat_seconds(config.polling)
+        self.poller = Poller(config, engine, clients, clock=clock, observer=self.metrics,
+                             owner=self.identity, lease_seconds=self.lease_seconds)
         self.scheduler = TickScheduler(self._job, tick_seconds(config.polling))
         self._lock = asyncio.Lock()
         """Held by a tick and by a reload, so a reload swaps the poller between ticks."""
@@ -199,6 +215,11 @@ class Daemon:
         self._next_prune_at: datetime | None = None
         self.discovery = Discovery()
         self._discovering: asyncio.Task[object] | None = None
+        self._registered = False
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._polls_total = 0
+        self._recent_polls: deque[tuple[float, int]] = deque()
+        """``(time.monotonic(), polls)`` of each tick of the last minute."""
 
     # -- life --------------------------------------------------------------------------------
 
@@ -226,9 +247,13 @@ class Daemon:
     async def _serve_and_tick(self) -> None:
         try:
             await self._start_servers()
+            await off_loop(self._register)
+            self._heartbeat_task = asyncio.ensure_future(self._heartbeats())
             async with self._lock:  # an early SIGHUP's reload syncs too: one at a time
                 await off_loop(self.poller.sync)
         except BaseException:
+            await self._stop_heartbeats()
+            await self._mark_stopped()
             await self._stop_servers()
             await self.poller.aclose()
             raise
@@ -238,8 +263,9 @@ class Daemon:
                 return
             self.scheduler.start()
             self._schedule_discovery()
-            log.info("poller running: %d targets configured, ticking every %g s (pid %d)",
-                     len(self.config.targets()), self.scheduler.seconds, os.getpid())
+            log.info("poller running as %r: %d targets configured, ticking every %g s "
+                     "(pid %d)", self.identity, len(self.config.targets()),
+                     self.scheduler.seconds, os.getpid())
             await self._stop.wait()
             await self._shutdown()
         finally:
@@ -333,6 +359,7 @@ class Daemon:
                 await asyncio.wait([inflight])
         await self._job_idle.wait()
         self.scheduler.shutdown()
+        await self._stop_heartbeats()
         async with self._lock:  # let a reload under way finish before closing its clients
             try:
                 released = await off_loop(self.poller.release_leases)
@@ -341,8 +368,70 @@ class Daemon:
             else:
                 if released:
                     log.info("released %d leases of abandoned polls", released)
+            await self._mark_stopped()
             await self.poller.aclose()
         log.info("poller stopped")
+
+    # -- identity and heartbeat --------------------------------------------------------------
+
+    def _register(self) -> None:
+        """Claim this daemon's identity (``IdentityInUse`` if a live daemon has it)."""
+        registration = register(self.engine, self.identity, host=socket.gethostname(),
+                                pid=os.getpid(), now=self.clock(),
+                                lease_seconds=self.lease_seconds)
+        self._registered = True
+        log.info("registered as daemon %r (lease %g s, heartbeat every %g s)", self.identity,
+                 self.lease_seconds, self.heartbeat_seconds)
+        if registration.released:
+            log.warning("released %d leases left by an earlier process of identity %r; those "
+                        "targets are polled again now", registration.released, self.identity)
+
+    async def _heartbeats(self) -> None:
+        """Beat every ``heartbeat_seconds`` until cancelled; a failed beat is logged only."""
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                total, last_minute = self._poll_counts()
+                renewed = await off_loop(heartbeat, self.engine, self.identity,
+                                         now=self.clock(), lease_seconds=self.lease_seconds,
+                                         polls_total=total, polls_last_minute=last_minute)
+            except StoreUnavailable as error:
+                log.warning("heartbeat failed (leases last %g s; retried in %g s): %s",
+                            self.lease_seconds, self.heartbeat_seconds, error)
+            except Exception:  # the heartbeat never dies of one failure
+                log.exception("heartbeat failed; retried in %g s", self.heartbeat_seconds)
+            else:
+                self.metrics.leases_renewed(renewed)
+
+    async def _stop_heartbeats(self) -> None:
+        task, self._heartbeat_task = self._heartbeat_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def _mark_stopped(self) -> None:
+        if not self._registered:
+            return
+        self._registered = False
+        total, last_minute = self._poll_counts()
+        try:
+            await off_loop(mark_stopped, self.engine, self.identity, now=self.clock(),
+                           polls_total=total, polls_last_minute=last_minute)
+        except StoreUnavailable as error:
+            log.error("could not mark daemon %r stopped (it shows as lost once its heartbeat "
+                      "is %g s old): %s", self.identity, self.lease_seconds, error)
+
+    def _count_polls(self, polled: int) -> None:
+        self._polls_total += polled
+        if polled:
+            self._recent_polls.append((time.monotonic(), polled))
+
+    def _poll_counts(self) -> tuple[int, int]:
+        """Polls since start, and in the last minute."""
+        horizon = time.monotonic() - 60.0
+        while self._recent_polls and self._recent_polls[0][0] < horizon:
+            self._recent_polls.popleft()
+        return self._polls_total, sum(n for _, n in self._recent_polls)
 
     # -- ticks -------------------------------------------------------------------------------
 
@@ -366,10 +455,11 @@ class Daemon:
             if self._sync_pending:
                 await off_loop(self.poller.sync)
                 self._sync_pending = False
-            report = await self.poller.tick()
+            report = await self.poller.run_due(keep_going=lambda: not self._stop.is_set())
         except Exception:  # the daemon never dies of one tick
             log.exception("tick failed; carrying on with the next one")
             return
+        self._count_polls(report.polled)
         observe_tick(self.metrics, report, by_provider=report.by_provider(),
                      transitions_by_status=report.transitions_by_status,
                      member_events_by_kind=report.member_events_by_kind)
@@ -409,6 +499,10 @@ class Daemon:
             log.warning("[database] changed: that takes a restart; the running database "
                         "is kept")
             config = config.model_copy(update={"database": self.config.database})
+        if config.daemon != self.config.daemon:
+            log.warning("[daemon] changed: that takes a restart; the running identity and "
+                        "lease times are kept")
+            config = config.model_copy(update={"daemon": self.config.daemon})
         if (config.metrics, config.health) != (self.config.metrics, self.config.health):
             log.warning("[metrics] / [health] changed: that takes a restart; the running "
                         "servers are kept")
@@ -433,7 +527,8 @@ class Daemon:
                 else:
                     clients[name] = self._client(config, name)
             self.poller = Poller(config, self.engine, clients, clock=self.clock,
-                                 owner=old.owner, observer=self.metrics)
+                                 owner=old.owner, lease_seconds=old.lease_seconds,
+                                 observer=self.metrics)
             for name in kept:  # keep their token buckets and pauses
                 self.poller.gates[name] = old.gates[name]
             for client in stale:

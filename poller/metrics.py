@@ -43,8 +43,14 @@ TARGET_STATES: Final[tuple[tuple[str, str], ...]] = (
 )
 """``(state, reason)`` pairs always exported by ``poller_targets`` (0 when there are none)."""
 
+LEASE_EVENTS: Final = ("taken", "renewed", "expired")
+"""``poller_leases`` events, always exported (0 until they happen)."""
+
 POLL_SECONDS_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Poll latency buckets: provider APIs answer in tens of ms; timeouts sit at tens of seconds."""
+LATENESS_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0,
+                           30.0, 60.0, 300.0)
+"""Lateness buckets: a poller keeping up starts polls within a tick period (≤ 1 s) of due."""
 
 
 class PollObserver(Protocol):
@@ -52,6 +58,9 @@ class PollObserver(Protocol):
 
     def observe_poll_seconds(self, provider: str, seconds: float) -> None:
         """One poll (``ProviderClient.fetch``) took ``seconds``, whatever its outcome."""
+
+    def observe_poll_lateness(self, provider: str, seconds: float) -> None:
+        """A poll started ``seconds`` after its target's ``next_poll_at`` (its due time)."""
 
     def observe_http_response(self, provider: str, status_code: int | None) -> None:
         """One HTTP request got ``status_code`` (``None``: no response, e.g. a timeout)."""
@@ -87,6 +96,10 @@ class PollerMetrics:
         self.poll_seconds = Histogram("poller_poll_duration_seconds",
                                       "Time one poll took, including retries inside the client.",
                                       ["provider"], buckets=POLL_SECONDS_BUCKETS, registry=r)
+        self.poll_lateness = Histogram("poller_poll_lateness_seconds",
+                                       "How long after its due time (next_poll_at) a poll "
+                                       "started: the schedule lag.", ["provider"],
+                                       buckets=LATENESS_BUCKETS, registry=r)
         self.http_responses = Counter("poller_http_responses",
                                       "Provider HTTP responses by status class (none: no "
                                       "response).", ["provider", "status_class"], registry=r)
@@ -106,6 +119,11 @@ class PollerMetrics:
                                    registry=r)
         self.claimed = Counter("poller_targets_claimed",
                                "Targets leased by ticks (leases taken).", registry=r)
+        self.leases = Counter("poller_leases",
+                              "Target leases by event: taken (claimed by a tick), renewed (by "
+                              "a heartbeat, for polls still running), expired (taken over "
+                              "from a daemon that died or stalled holding them).",
+                              ["event"], registry=r)
         self.deferred = Counter("poller_polls_deferred",
                                 "Claimed targets handed back unpolled (paused account, no "
                                 "token).", registry=r)
@@ -121,12 +139,18 @@ class PollerMetrics:
             self.ticks.labels(result)
         for state, reason in TARGET_STATES:
             self.targets.labels(state, reason)
+        for event in LEASE_EVENTS:
+            self.leases.labels(event)
 
     # -- PollObserver ----------------------------------------------------------------------
 
     def observe_poll_seconds(self, provider: str, seconds: float) -> None:
         """One poll of ``provider`` took ``seconds``."""
         self.poll_seconds.labels(provider).observe(max(seconds, 0.0))
+
+    def observe_poll_lateness(self, provider: str, seconds: float) -> None:
+        """A poll of ``provider`` started ``seconds`` after it was due."""
+        self.poll_lateness.labels(provider).observe(max(seconds, 0.0))
 
     def observe_http_response(self, provider: str, status_code: int | None) -> None:
         """One HTTP request to ``provider`` got ``status_code`` (``None``: no response)."""
@@ -149,6 +173,10 @@ class PollerMetrics:
         at = at or self.clock()
         self._last_successful_tick = at
         self.last_successful_tick.set(at.timestamp())
+
+    def leases_renewed(self, count: int) -> None:
+        """A heartbeat renewed ``count`` leases."""
+        _add(self.leases.labels("renewed"), count)
 
     def set_targets(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Set ``poller_targets`` to ``counts`` (``(state, reason)`` → n); others go to 0.
@@ -211,6 +239,8 @@ def observe_tick(metrics: PollerMetrics, report: TickReportLike, *,
     for reason, n in report.retired.items():
         _add(metrics.retirements.labels(reason), n)
     _add(metrics.claimed, report.claimed)
+    _add(metrics.leases.labels("taken"), report.claimed)
+    _add(metrics.leases.labels("expired"), report.taken_over)
     _add(metrics.deferred, report.deferred)
     if report.store_error is None:
         metrics.ticks.labels("ok").inc()
@@ -228,6 +258,8 @@ class TickReportLike(Protocol):
 
     @property
     def claimed(self) -> int: ...
+    @property
+    def taken_over(self) -> int: ...
     @property
     def ok(self) -> int: ...
     @property

@@ -15,7 +15,9 @@ only says what a valid configuration is (``docs/configuration.md`` is the refere
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
@@ -207,6 +209,9 @@ class PollingSettings(Section):
     """Waiting for a free connection from the account's pool."""
     discovery_interval_seconds: Seconds = 60.0
     """How often accounts with ``discover = true`` list their conferences for new ones."""
+    http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    """What sends the HTTP requests: ``aiohttp`` (through httpx-aiohttp; several times less CPU
+    per poll, see ``docs/benchmarks.md``) or ``httpx`` (httpx's own transport)."""
 
     @model_validator(mode="after")
     def _backoff_order(self) -> PollingSettings:
@@ -222,6 +227,7 @@ class PollingSettings(Section):
             read_timeout_seconds=self.read_timeout_seconds,
             write_timeout_seconds=self.write_timeout_seconds,
             pool_timeout_seconds=self.pool_timeout_seconds,
+            transport=self.http_transport,
         )
 
 
@@ -461,6 +467,53 @@ Account = Annotated[TelnyxAccount | BandwidthAccount, Field(discriminator="provi
 """One ``[[accounts]]`` table; ``provider`` says which kind."""
 
 
+MIN_LEASE_SECONDS = 60.0
+"""The default lease is at least this long (or twice the read timeout when that is longer)."""
+_MAX_IDENTITY_LENGTH = 200
+
+
+def default_identity() -> str:
+    """This process's daemon identity when ``[daemon] identity`` is absent: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _identity(value: str) -> str:
+    if not 0 < len(value) <= _MAX_IDENTITY_LENGTH or any(
+            c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(f"must be 1 to {_MAX_IDENTITY_LENGTH} characters without spaces or "
+                         "control characters")
+    return value
+
+
+class DaemonSettings(Section):
+    """``[daemon]``: who this ``poller run`` is among several sharing one PostgreSQL."""
+
+    identity: Annotated[str, Strict(), AfterValidator(_identity)] | None = None
+    """Stable name of this daemon (leases, ``poller status``); absent: ``host:pid``."""
+    lease_seconds: Seconds | None = None
+    """How long a claimed target stays this daemon's without a heartbeat; absent:
+    ``max(60, 2 × polling.read_timeout_seconds)``."""
+    heartbeat_seconds: Seconds | None = None
+    """How often the daemon says it lives and renews its leases; absent: a quarter of the
+    lease. At most half the lease."""
+
+    def effective_identity(self) -> str:
+        """``identity``, or ``host:pid`` of this process."""
+        return self.identity if self.identity is not None else default_identity()
+
+    def effective_lease_seconds(self, polling: PollingSettings) -> float:
+        """``lease_seconds``, or its default for ``polling``'s read timeout."""
+        if self.lease_seconds is not None:
+            return self.lease_seconds
+        return max(MIN_LEASE_SECONDS, 2 * polling.read_timeout_seconds)
+
+    def effective_heartbeat_seconds(self, polling: PollingSettings) -> float:
+        """``heartbeat_seconds``, or a quarter of the lease."""
+        if self.heartbeat_seconds is not None:
+            return self.heartbeat_seconds
+        return self.effective_lease_seconds(polling) / 4
+
+
 class Config(Section):
     """The whole validated ``config.toml`` (with ``$POLLER_DATABASE_URL`` applied)."""
 
@@ -469,6 +522,7 @@ class Config(Section):
     retention: RetentionSettings = RetentionSettings()
     metrics: ListenSettings = ListenSettings()
     health: ListenSettings = ListenSettings()
+    daemon: DaemonSettings = DaemonSettings()
     accounts: tuple[Account, ...] = ()
 
     @model_validator(mode="after")
@@ -484,6 +538,13 @@ class Config(Section):
         both = self.metrics.address
         if both is not None and both == self.health.address and both[1] != 0:
             raise config_error("is the same address as metrics.listen", "health", "listen")
+        lease = self.daemon.effective_lease_seconds(self.polling)
+        if self.daemon.effective_heartbeat_seconds(self.polling) > lease / 2:
+            where = ("daemon.lease_seconds" if self.daemon.lease_seconds is not None
+                     else "the default daemon.lease_seconds")
+            raise config_error(
+                f"must be at most half of {where} ({lease:g} s), so that one late heartbeat "
+                "does not cost the leases", "daemon", "heartbeat_seconds")
         return self
 
     def account(self, name: str) -> TelnyxAccount | BandwidthAccount:

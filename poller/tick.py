@@ -106,6 +106,8 @@ class TickReport:
     """What one tick (or, added up, a burst of ticks) did."""
 
     claimed: int = 0
+    taken_over: int = 0
+    """Claimed targets whose previous lease had expired unreleased (its holder died)."""
     polled: int = 0
     ok: int = 0
     """Successful polls (``unchanged`` ones included)."""
@@ -135,8 +137,8 @@ class TickReport:
 
     def add(self, other: TickReport) -> None:
         """Add ``other``'s counts to this report (the last store error wins)."""
-        for name in ("claimed", "polled", "ok", "unchanged", "deferred", "transitions",
-                     "member_events"):
+        for name in ("claimed", "taken_over", "polled", "ok", "unchanged", "deferred",
+                     "transitions", "member_events"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed.update(other.failed)
         self.retired.update(other.retired)
@@ -254,6 +256,26 @@ class Poller:
         for client in self.clients.values():
             await client.aclose()
 
+    async def run_due(self, *, keep_going: Callable[[], bool] = lambda: True,
+                      max_ticks: int = 1000) -> TickReport:
+        """Tick while ticks come back with a full batch; the reports added up.
+
+        One tick claims at most ``batch_size`` targets (4 × ``polling.concurrency``), so one tick
+        per scheduler period would cap the poller at that many polls a period (5,000 targets
+        at a 10 s interval need 500 a second). ``poller run`` calls this instead: each tick
+        claims what is due at its own start, and a full batch means more may be waiting. It
+        stops after a short batch, a store error, ``max_ticks`` ticks, or as soon as
+        ``keep_going()`` is false (checked between ticks: a stopping daemon does not start
+        another batch).
+        """
+        total = TickReport()
+        for _ in range(max_ticks):
+            report = await self.tick()
+            total.add(report)
+            if report.claimed < self.batch_size or report.store_error or not keep_going():
+                break
+        return total
+
     async def tick(self, now: datetime | None = None, *, due_by: datetime | None = None
                    ) -> TickReport:
         """Poll what is due at ``now`` (default: the clock) and record it; see the module doc.
@@ -273,6 +295,10 @@ class Poller:
         report.claimed = len(claimed)
         if not claimed:
             return report
+        report.taken_over = sum(1 for target in claimed if target.taken_over)
+        if report.taken_over:
+            log.info("took over %d targets whose lease had expired (their daemon stopped "
+                     "without releasing them)", report.taken_over)
         plans = await self._plans(claimed, now)
         outcomes = await asyncio.gather(*(self._poll(target, plans.get(target.pk))
                                           for target in claimed))
@@ -349,6 +375,9 @@ class Poller:
     async def _fetch(self, client: ProviderClient, gate: AccountGate, target: ClaimedTarget,
                      fetch: Callable[[], Awaitable[Observation]] | None = None) -> PollResult:
         key = target.key
+        if self.observer is not None:
+            late = (self.clock() - target.next_poll_at).total_seconds()
+            self.observer.observe_poll_lateness(key.provider.value, late)
         started = time.perf_counter()
         try:
             try:

@@ -157,6 +157,18 @@ def test_observer_methods_move_their_metrics(metrics: PollerMetrics) -> None:
                  le="0.25") == 1
 
 
+def test_lateness_histogram(metrics: PollerMetrics) -> None:
+    """Poll lateness goes into its own histogram by provider; early polls count as on time."""
+    for seconds in (0.03, 0.6, 2.0, -0.5):
+        metrics.observe_poll_lateness("bandwidth", seconds)
+    assert value(metrics, "poller_poll_lateness_seconds_count", provider="bandwidth") == 4
+    assert value(metrics, "poller_poll_lateness_seconds_sum", provider="bandwidth") == 2.63
+    assert value(metrics, "poller_poll_lateness_seconds_bucket", provider="bandwidth",
+                 le="0.05") == 2
+    assert value(metrics, "poller_poll_lateness_seconds_bucket", provider="bandwidth",
+                 le="1.0") == 3
+
+
 # --- Targets gauge -----------------------------------------------------------------------------
 
 def test_count_targets_groups_by_state_and_reason(engine: Engine) -> None:

@@ -5,6 +5,7 @@ Examples::
     poller simulate --port 8765                       # 20 + 20 conferences, real time
     poller simulate --port 0 --lively --speed 30      # any free port; an hour in two minutes
     poller simulate --conferences 10000 --fault-rate 0.05 --slow-seconds 30
+    poller simulate --port 0 --steady --conferences 5000   # benchmarks: POST /_sim/churn
 
 It binds the socket first (so ``--port 0`` picks a free port and the printed URLs are right),
 prints a ``config.toml`` snippet and ``export`` lines for the simulator's fake credentials on
@@ -138,20 +139,27 @@ def _listening_socket(host: str, port: int) -> socket.socket:
               show_default=True, help="Simulated seconds per real second.")
 @click.option("--lively", is_flag=True,
               help="Short conferences and busy members (Telnyx limit 30 min, Bandwidth 1 h).")
+@click.option("--steady", is_flag=True,
+              help="Benchmark world: every conference in progress with one member and nothing "
+                   "changing, except through POST /_sim/churn.")
 @click.option("--virtual-clock", is_flag=True,
               help="Freeze time; move it with POST /_sim/clock {\"advance_seconds\": N}.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="warning", show_default=True, help="uvicorn log level (stderr).")
 def simulate(port: int, host: str, seed: int, conferences_per_provider: int, fault_rate: float,
-             slow_seconds: float, speed: float, lively: bool, virtual_clock: bool,
-             log_level: str) -> None:
+             slow_seconds: float, speed: float, lively: bool, steady: bool,
+             virtual_clock: bool, log_level: str) -> None:
     """Serve a simulator of the Telnyx and Bandwidth conference APIs.
 
     Prints a config.toml snippet and the credentials to export, then serves until
     interrupted. Ground truth: GET /_sim/truth; served IDs: GET /_sim/conferences.
     """
+    if lively and steady:
+        raise click.UsageError("--lively and --steady exclude each other")
     if lively:
         scenario = ScenarioConfig.lively(conferences_per_provider)
+    elif steady:
+        scenario = ScenarioConfig.steady(conferences_per_provider)
     else:
         scenario = ScenarioConfig(telnyx_conferences=conferences_per_provider,
                                   bandwidth_conferences=conferences_per_provider)

@@ -14,6 +14,7 @@ in-process tests) and under uvicorn (demos, benchmarks)::
     GET  /_sim/clock                                          simulated now and epoch
     POST /_sim/clock {"advance_seconds": N}                   move a virtual clock
     GET  /_sim/stats                                          requests, faults, tokens issued
+    POST /_sim/churn {"fraction": F[, "provider": P]}         change F of the conferences now
 
 ``/_sim`` needs no credentials and never fails on purpose. Unknown paths answer in the
 provider's error format when they fall under its prefix.
@@ -32,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from poller.model import Provider
 from poller.simulator import bandwidth_api, telnyx_api
 from poller.simulator.bandwidth_api import BandwidthApi
 from poller.simulator.clock import VirtualClock
@@ -109,7 +111,22 @@ class IntrospectionApi:
 
     async def stats(self, request: Request) -> Response:
         """``GET /_sim/stats``: provider requests, faults injected and OAuth2 tokens issued."""
-        return JSONResponse({**self.sim.faults.stats(), "tokens_issued": self.sim.tokens.issued})
+        return JSONResponse({**self.sim.faults.stats(), "tokens_issued": self.sim.tokens.issued,
+                             "churn_changes": self.sim.churn_changes})
+
+    async def churn(self, request: Request) -> Response:
+        """``POST /_sim/churn {"fraction": F[, "provider": "telnyx"|"bandwidth"]}``: flip a
+        member's mute in ``F`` of the conferences (of that provider), now
+        (``Simulator.churn``); answers how many changed."""
+        try:
+            body = await request.json()
+            fraction = float(body["fraction"])
+            provider = Provider(body["provider"]) if "provider" in body else None
+            changed = self.sim.churn(fraction, provider)
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": 'send {"fraction": F}, 0 < F <= 1, and optionally '
+                                          '"provider": "telnyx" or "bandwidth"'}, 400)
+        return JSONResponse({"changed": changed, "at": self.sim.iso(self.sim.now_ms())})
 
 
 async def _advance_seconds(request: Request) -> float | None:
@@ -165,6 +182,7 @@ def create_app(simulator: Simulator) -> SimulatorApp:
         Route("/_sim/conferences", sim.conferences),
         Route("/_sim/clock", sim.clock, methods=["GET", "POST"]),
         Route("/_sim/stats", sim.stats),
+        Route("/_sim/churn", sim.churn, methods=["POST"]),
     ]
     app = SimulatorApp(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
     app.simulator = simulator

@@ -118,6 +118,30 @@ class ScenarioConfig:
             activity_interval_seconds=60.0,
         )
 
+    @classmethod
+    def steady(cls, conferences_per_provider: int = 1000) -> ScenarioConfig:
+        """A world where nothing happens on its own (benchmarks): every conference was created
+        10 to 20 minutes before the epoch, has one member (joined, never muted, held or
+        coaching) and runs for 30 days, and every Telnyx one is in the default ``US`` region.
+        Only ``Simulator.churn`` (``POST /_sim/churn``) changes it."""
+        month = 30 * 24 * 3600.0
+        return cls(
+            telnyx_conferences=conferences_per_provider,
+            bandwidth_conferences=conferences_per_provider,
+            created_from_seconds=-1200.0,
+            created_until_seconds=-600.0,
+            typical_duration_seconds=month,
+            telnyx_max_duration_seconds=month,
+            bandwidth_max_duration_seconds=month,
+            members_min=1,
+            members_max=1,
+            crowded_probability=0.0,
+            max_changes_per_member=0,
+            telnyx_endings=_frozen({EndCause.TIME_EXCEEDED: 1.0}),
+            bandwidth_endings=_frozen({EndCause.TIME_EXCEEDED: 1.0}),
+            telnyx_regions=MappingProxyType({"US": 1.0}),
+        )
+
 
 class FaultKind(StrEnum):
     """Failures the simulator can inject instead of (or into) a normal answer."""

@@ -2,13 +2,16 @@
 
 It owns the scenario (conference IDs up front, timelines built lazily and kept in a bounded
 cache), the clock, the fault injector, the credentials and the OAuth2 token issuer. The HTTP
-layer (``poller.simulator.app``) and the ground-truth export only read from it.
+layer (``poller.simulator.app``) and the ground-truth export only read from it, except for
+``churn`` (``POST /_sim/churn``), which adds member changes at the current time for benchmarks.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from poller.model import Provider, require_utc
@@ -17,7 +20,12 @@ from poller.simulator.clock import Clock, VirtualClock
 from poller.simulator.config import Credentials, FaultConfig, ScenarioConfig
 from poller.simulator.faults import FaultInjector
 from poller.simulator.scenario import build_timeline, conference_id
-from poller.simulator.timeline import ConferenceTimeline
+from poller.simulator.timeline import (
+    ChangeKind,
+    ConferenceTimeline,
+    MemberChange,
+    MemberTimeline,
+)
 
 
 class Simulator:
@@ -60,6 +68,11 @@ class Simulator:
             for index, cid in enumerate(ids)
         }
         self._cache: OrderedDict[tuple[Provider, str], ConferenceTimeline] = OrderedDict()
+        self._churned: dict[tuple[Provider, str], ConferenceTimeline] = {}
+        """Timelines changed by :meth:`churn` (kept apart from the cache: never evicted)."""
+        self._churn_cursors: dict[Provider | None, int] = {}
+        self.churn_changes = 0
+        """Member changes :meth:`churn` has made so far."""
 
     # -- time ------------------------------------------------------------------------------
 
@@ -88,6 +101,9 @@ class Simulator:
     def timeline(self, provider: Provider, conference_id: str) -> ConferenceTimeline | None:
         """The life of one conference, or ``None`` for an ID the world never holds."""
         key = (provider, conference_id)
+        churned = self._churned.get(key)
+        if churned is not None:
+            return churned
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
@@ -125,3 +141,59 @@ class Simulator:
         if found is None or not found.exists_at(at_ms):
             return None
         return found
+
+    # -- churn -----------------------------------------------------------------------------
+
+    def churn(self, fraction: float, provider: Provider | None = None) -> int:
+        """Change ``fraction`` of the world's conferences (of ``provider``'s only, if given)
+        now; how many were changed.
+
+        Goes round the conferences (Telnyx first, then Bandwidth, in index order, carrying on
+        where the previous call with the same ``provider`` stopped) and, in each one in
+        progress, flips ``muted`` of its first connected member at the clock's current time:
+        one ``muted`` / ``unmuted`` member change, served from now on and part of the ground
+        truth. Conferences not in progress
+        (or whose member has a later change already) are passed over. Changes
+        ``ceil(fraction * conferences)`` of them, or as many as are in progress.
+        """
+        if not (math.isfinite(fraction) and 0 < fraction <= 1):
+            raise ValueError(f"fraction must be within (0, 1], got {fraction}")
+        providers = tuple(Provider) if provider is None else (provider,)
+        keys = [(each, cid) for each in providers for cid in self._ids[each]]
+        wanted = math.ceil(fraction * len(keys))
+        at_ms = self.now_ms()
+        changed = 0
+        cursor = self._churn_cursors.get(provider, 0)
+        for _ in range(len(keys)):
+            if changed == wanted:
+                break
+            key = keys[cursor % len(keys)]
+            cursor = (cursor + 1) % len(keys)
+            timeline = self.existing(*key, at_ms)
+            if timeline is None or not timeline.in_progress_ms <= at_ms < timeline.ended_ms:
+                continue
+            flipped = _with_mute_flipped(timeline, at_ms)
+            if flipped is not None:
+                self._churned[key] = flipped
+                changed += 1
+        self._churn_cursors[provider] = cursor
+        self.churn_changes += changed
+        return changed
+
+
+def _with_mute_flipped(timeline: ConferenceTimeline, at_ms: int) -> ConferenceTimeline | None:
+    """``timeline`` with ``muted`` of its first connected member flipped at ``at_ms``."""
+    for position, member in enumerate(timeline.members):
+        if not member.connected_ms < at_ms < member.left_ms:
+            continue
+        if member.changes and member.changes[-1].at_ms > at_ms:
+            continue  # a change after now: appending would break their time order
+        now = member.snapshot_at(at_ms)
+        assert now is not None
+        change = MemberChange(at_ms, ChangeKind.UNMUTED if now.muted else ChangeKind.MUTED,
+                              not now.muted, now.on_hold, now.coaching)
+        changed: MemberTimeline = replace(member, changes=(*member.changes, change))
+        members = (*timeline.members[:position], changed, *timeline.members[position + 1:])
+        ended_by = changed if timeline.ended_by is member else timeline.ended_by
+        return replace(timeline, members=members, ended_by=ended_by)
+    return None

@@ -201,3 +201,23 @@ async def test_token_bucket_paces_requests(engine: Engine) -> None:
     assert report.deferred == 12
     assert world.sleeps == pytest.approx([0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
     assert Provider.BANDWIDTH.value in {t["provider"] for t in targets_by_id(engine).values()}
+
+
+async def test_run_due_ticks_while_batches_come_back_full(engine: Engine) -> None:
+    """``run_due`` claims batch after batch until one is short: every due target is polled
+    in one call, however small the batch; ``keep_going`` stops it between batches."""
+    world = build_sim_world(conferences=5)  # 10 targets
+    poller = world.poller(engine, batch_size=3)
+    poller.sync(world.clock.now())
+    report = await poller.run_due()
+    assert (report.claimed, report.polled) == (10, 10)  # batches of 3, 3, 3, 1
+    assert all(t["poll_count"] == 1 for t in targets_by_id(engine).values())
+
+    world.clock.advance(3600)  # everything due again (retired ones aside)
+    due = sum(t["state"] == "active" for t in targets_by_id(engine).values())
+    assert due > 3
+    stopped = await poller.run_due(keep_going=lambda: False)
+    assert stopped.claimed == 3
+    rest = await poller.run_due(max_ticks=1)
+    assert rest.claimed == 3
+    await poller.aclose()
