@@ -132,6 +132,9 @@ async def test_discovery_alone_records_every_listed_conference(engine: Engine) -
         parse_time(c["completed_at"]) - parse_time(c["created_at"])).total_seconds()
         < DISCOVERY_SECONDS]
     assert short, "the scenario has conferences shorter than the discovery interval"
+    print(f"\ndiscovery completeness (in-process): {len(expected) - len(missing)}/"
+          f"{len(expected)} listed conferences recorded, {len(short)} shorter than the "
+          "discovery interval")
     compare(engine, truth, run.window, complete=False, expect_gone=False)
     with engine.connect() as conn:
         sources = Counter(conn.execute(select(PollTarget.source)).scalars())
@@ -148,6 +151,7 @@ def _truth(world: SimWorld, run: Run) -> dict[str, Any]:
             + [c for c in bandwidth["conferences"] if c["provider"] == "bandwidth"]}
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_list_polling_costs_fewer_requests_for_the_same_history(
         engine: Engine, tmp_path: Any) -> None:
