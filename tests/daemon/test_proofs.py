@@ -252,12 +252,12 @@ def assert_faults_hit(proof: Proof) -> None:
 def test_faults_lose_and_duplicate_nothing(tmp_path: Path,
                                            record_property: Callable[[str, object], None]
                                            ) -> None:
-    """20 % of requests failing (6 steps from the busy middle of the scenario): every lasting
+    """20 % of requests failing (5 steps from the busy middle of the scenario): every lasting
     change is still recorded, once, and nothing else; the daemon never crashes and exits 0 on
     SIGTERM."""
     proof = prove_with_run(tmp_path, f"sqlite:///{tmp_path / 'faults.db'}",
                            "faults 20 %, run, SQLite", conferences=4, faults=fault_mix(7),
-                           steps=6, start_at=QUICK_START, **FAULT_POLLING)
+                           steps=5, start_at=QUICK_START, **FAULT_POLLING)
     report(proof.figures, record_property)
     assert_exact(proof.figures, proof.log)
     assert_faults_hit(proof)
@@ -296,11 +296,11 @@ def killer(kills: int, steps: int, seed: int
 def test_sigkill_loses_and_duplicates_nothing(tmp_path: Path,
                                               record_property: Callable[[str, object], None]
                                               ) -> None:
-    """Five SIGKILLs in ten steps, each followed by a restart: every chain unbroken, nothing
+    """Five SIGKILLs in eight steps, each followed by a restart: every chain unbroken, nothing
     duplicated, the history equals the truth."""
     proof = prove_with_run(tmp_path, f"sqlite:///{tmp_path / 'crash.db'}",
-                           "crash x5 (SIGKILL), run, SQLite", conferences=4, steps=10,
-                           start_at=QUICK_START, during=killer(5, 10, seed=1))
+                           "crash x5 (SIGKILL), run, SQLite", conferences=4, steps=8,
+                           start_at=QUICK_START, during=killer(5, 8, seed=1))
     report(proof.figures, record_property)
     assert_exact(proof.figures, proof.log)
     assert proof.figures.notes == ["5 SIGKILLs"]
