@@ -23,6 +23,8 @@ from poller.commands.prune import prune
 from poller.commands.report import report
 from poller.commands.run import run
 from poller.commands.simulate import simulate
+from poller.commands.status import status
+from poller.commands.watch import watch_group
 from poller.errors import ConfigError, PollerError
 from poller.logs import LOG_FORMATS, LOG_LEVELS, LogFormat
 
@@ -59,6 +61,8 @@ cli.add_command(report)
 cli.add_command(once)
 cli.add_command(run)
 cli.add_command(demo)
+cli.add_command(status)
+cli.add_command(watch_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,6 +49,7 @@ from poller.settings import (
     BandwidthConference,
     Conference,
     Config,
+    DaemonSettings,
     DatabaseSettings,
     ListenSettings,
     PollingSettings,
@@ -68,6 +69,7 @@ __all__ = [
     "Account",
     "BandwidthAccount",
     "Config",
+    "DaemonSettings",
     "DatabaseSettings",
     "ListenSettings",
     "PollingSettings",
@@ -102,7 +104,7 @@ _SECRET_KEYS = {
 """Keys that would put a credential in the file, and the ``*_env`` key to use instead."""
 
 _MODELS: tuple[type[BaseModel], ...] = (
-    Config, DatabaseSettings, PollingSettings, RetentionSettings, ListenSettings,
+    Config, DatabaseSettings, PollingSettings, RetentionSettings, ListenSettings, DaemonSettings,
     TelnyxAccount, BandwidthAccount, Conference, BandwidthConference,
 )
 _KNOWN_KEYS = sorted({name for model in _MODELS for name in model.model_fields})
@@ -258,6 +260,8 @@ def _message(error: ErrorDetails, key: str) -> str:
                     f"environment variable and name it with {_SECRET_KEYS[last]} = \"VARIABLE\"")
         if last == "region":
             return "region is only for Telnyx conferences"
+        if last == "discover_regions":
+            return "is only for Telnyx accounts (Bandwidth has no regions)"
         close = difflib.get_close_matches(last, _KNOWN_KEYS, n=1)
         return "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
     if kind == "missing":

@@ -19,6 +19,11 @@ TickScheduler` and owns the process life (DESIGN §4):
   config and migrates the database) are noted by :class:`EarlySignals` and acted on as soon as
   the daemon runs, so an early SIGHUP never kills the process and an early SIGTERM still stops
   it gracefully.
+* **Discovery** (``poller.discovery``): a second APScheduler job runs
+  :meth:`poller.discovery.Discovery.run` every ``polling.discovery_interval_seconds`` (first
+  right after the start) for the accounts with ``discover = true``; a reload applies a new
+  interval. A failing run is logged and the next one runs as usual; shutdown cancels one in
+  flight (what it listed but did not store is listed again next time).
 * A tick never takes the daemon down: ``StoreUnavailable`` is handled inside the tick, and any
   other exception is logged and the next tick runs as usual.
 * **Retention**: every ``retention.prune_interval_seconds`` (after a tick; the first right
@@ -35,6 +40,18 @@ TickScheduler` and owns the process life (DESIGN §4):
   bound with it.
 
 :class:`SqliteLock` keeps a second daemon off a SQLite database (DESIGN §8).
+
+* **Several daemons** (PostgreSQL, ``docs/scaling.md``): the daemon registers its ``[daemon]
+  identity`` in ``poller_daemon`` before its first tick (an identity a live daemon holds is
+  refused: ``IdentityInUse``, exit 2), leases what it claims under that identity, and every
+  ``heartbeat_seconds`` refreshes its row and renews the leases of the polls it is working
+  on (:mod:`poller.fleet`), also during the stop's grace time. The stop releases its leases and
+  marks the row stopped. ``[daemon]`` changes need a restart. While other daemons are live
+  (as the last registration or heartbeat saw) a tick claims ``polling.concurrency`` targets
+  at a time instead of four times that: targets fall due in clumps (those polled together),
+  and smaller claims let the daemons share a clump instead of one taking it whole.
+  ``Poller.run_due`` claims again at once while claims come back full, so this costs no
+  throughput.
 """
 
 from __future__ import annotations
@@ -44,7 +61,10 @@ import fcntl
 import logging
 import os
 import signal
+import socket
+import time
 import types
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -54,7 +74,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from poller.config import Config, build_account_client
+from poller.discovery import Discovery
 from poller.errors import ConfigError, PollerError, StoreUnavailable
+from poller.fleet import heartbeat, mark_stopped, register
 from poller.health import (
     ObservabilityServer,
     Readiness,
@@ -178,7 +200,12 @@ class Daemon:
         """The metrics / health servers, while :meth:`run` serves them."""
         clients = {account.name: self._client(config, account.name) for account in
                    config.accounts}
-        self.poller = Poller(config, engine, clients, clock=clock, observer=self.metrics)
+        self.identity = config.daemon.effective_identity()
+        """This daemon's name in ``poller_daemon`` and as ``lease_owner``."""
+        self.lease_seconds = config.daemon.effective_lease_seconds(config.polling)
+        self.heartbeat_seconds = config.daemon.effective_heartbeat_seconds(config.polling)
+        self.poller = Poller(config, engine, clients, clock=clock, observer=self.metrics,
+                             owner=self.identity, lease_seconds=self.lease_seconds)
         self.scheduler = TickScheduler(self._job, tick_seconds(config.polling))
         self._lock = asyncio.Lock()
         """Held by a tick and by a reload, so a reload swaps the poller between ticks."""
@@ -191,6 +218,14 @@ class Daemon:
         self._force = asyncio.Event()
         """Set by a second stop signal: abandon in-flight polls without waiting for the grace."""
         self._next_prune_at: datetime | None = None
+        self._registered = False
+        self._live_daemons = 1
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._polls_total = 0
+        self._recent_polls: deque[tuple[float, int]] = deque()
+        """``(time.monotonic(), polls)`` of each tick of the last minute."""
+        self.discovery = Discovery()
+        self._discovering: asyncio.Task[object] | None = None
 
     # -- life --------------------------------------------------------------------------------
 
@@ -218,9 +253,13 @@ class Daemon:
     async def _serve_and_tick(self) -> None:
         try:
             await self._start_servers()
+            await off_loop(self._register)
+            self._heartbeat_task = asyncio.ensure_future(self._heartbeats())
             async with self._lock:  # an early SIGHUP's reload syncs too: one at a time
                 await off_loop(self.poller.sync)
         except BaseException:
+            await self._stop_heartbeats()
+            await self._mark_stopped()
             await self._stop_servers()
             await self.poller.aclose()
             raise
@@ -229,8 +268,10 @@ class Daemon:
                 await self._shutdown()
                 return
             self.scheduler.start()
-            log.info("poller running: %d targets configured, ticking every %g s (pid %d)",
-                     len(self.config.targets()), self.scheduler.seconds, os.getpid())
+            self._schedule_discovery()
+            log.info("poller running as %r: %d targets configured, ticking every %g s "
+                     "(pid %d)", self.identity, len(self.config.targets()),
+                     self.scheduler.seconds, os.getpid())
             await self._stop.wait()
             await self._shutdown()
         finally:
@@ -282,8 +323,31 @@ class Daemon:
             except Exception:  # never keep the process from exiting
                 log.exception("stopping the %s server failed", server.key)
 
+    def _schedule_discovery(self) -> None:
+        if any(account.discover for account in self.config.accounts):
+            self.scheduler.add_periodic("discovery", "poller discovery", self._discover,
+                                        self.config.polling.discovery_interval_seconds)
+
+    async def _discover(self) -> None:
+        """The discovery job: one run on the current poller; never raises."""
+        if self._stop.is_set():
+            return
+        task = asyncio.ensure_future(self.discovery.run(self.poller))
+        self._discovering = task
+        try:
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                log.error("discovery run failed; retried at the next interval",
+                          exc_info=task.exception())
+        finally:
+            self._discovering = None
+
     async def _shutdown(self) -> None:
         self.scheduler.pause()
+        discovering = self._discovering
+        if discovering is not None:
+            discovering.cancel()
+            await asyncio.wait([discovering])
         grace = self.config.polling.shutdown_grace_seconds
         inflight = self._inflight
         if inflight is not None:
@@ -301,6 +365,7 @@ class Daemon:
                 await asyncio.wait([inflight])
         await self._job_idle.wait()
         self.scheduler.shutdown()
+        await self._stop_heartbeats()
         async with self._lock:  # let a reload under way finish before closing its clients
             try:
                 released = await off_loop(self.poller.release_leases)
@@ -309,8 +374,81 @@ class Daemon:
             else:
                 if released:
                     log.info("released %d leases of abandoned polls", released)
+            await self._mark_stopped()
             await self.poller.aclose()
         log.info("poller stopped")
+
+    # -- identity and heartbeat --------------------------------------------------------------
+
+    def _register(self) -> None:
+        """Claim this daemon's identity (``IdentityInUse`` if a live daemon has it)."""
+        registration = register(self.engine, self.identity, host=socket.gethostname(),
+                                pid=os.getpid(), now=self.clock(),
+                                lease_seconds=self.lease_seconds)
+        self._registered = True
+        self._fleet_size(registration.live)
+        log.info("registered as daemon %r (lease %g s, heartbeat every %g s)", self.identity,
+                 self.lease_seconds, self.heartbeat_seconds)
+        if registration.released:
+            log.warning("released %d leases left by an earlier process of identity %r; those "
+                        "targets are polled again now", registration.released, self.identity)
+
+    async def _heartbeats(self) -> None:
+        """Beat every ``heartbeat_seconds`` until cancelled; a failed beat is logged only."""
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                total, last_minute = self._poll_counts()
+                beat = await off_loop(heartbeat, self.engine, self.identity,
+                                      now=self.clock(), lease_seconds=self.lease_seconds,
+                                      polls_total=total, polls_last_minute=last_minute)
+            except StoreUnavailable as error:
+                log.warning("heartbeat failed (leases last %g s; retried in %g s): %s",
+                            self.lease_seconds, self.heartbeat_seconds, error)
+            except Exception:  # the heartbeat never dies of one failure
+                log.exception("heartbeat failed; retried in %g s", self.heartbeat_seconds)
+            else:
+                self.metrics.leases_renewed(beat.renewed)
+                self._fleet_size(beat.live)
+
+    def _fleet_size(self, live: int) -> None:
+        """Claim ``concurrency`` targets at a time while other daemons are live (module doc)."""
+        self._live_daemons = live
+        batch = self.config.polling.concurrency if live > 1 else 4 * (
+            self.config.polling.concurrency)
+        if batch != self.poller.batch_size:
+            log.info("%d daemons live: claiming up to %d targets at a time", live, batch)
+            self.poller.batch_size = batch
+
+    async def _stop_heartbeats(self) -> None:
+        task, self._heartbeat_task = self._heartbeat_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def _mark_stopped(self) -> None:
+        if not self._registered:
+            return
+        self._registered = False
+        total, last_minute = self._poll_counts()
+        try:
+            await off_loop(mark_stopped, self.engine, self.identity, now=self.clock(),
+                           polls_total=total, polls_last_minute=last_minute)
+        except StoreUnavailable as error:
+            log.error("could not mark daemon %r stopped (it shows as lost once its heartbeat "
+                      "is %g s old): %s", self.identity, self.lease_seconds, error)
+
+    def _count_polls(self, polled: int) -> None:
+        self._polls_total += polled
+        if polled:
+            self._recent_polls.append((time.monotonic(), polled))
+
+    def _poll_counts(self) -> tuple[int, int]:
+        """Polls since start, and in the last minute."""
+        horizon = time.monotonic() - 60.0
+        while self._recent_polls and self._recent_polls[0][0] < horizon:
+            self._recent_polls.popleft()
+        return self._polls_total, sum(n for _, n in self._recent_polls)
 
     # -- ticks -------------------------------------------------------------------------------
 
@@ -343,6 +481,7 @@ class Daemon:
 
     def _observe(self, report: TickReport) -> None:
         """Count one tick's report in the metrics and log it."""
+        self._count_polls(report.polled)
         observe_tick(self.metrics, report, by_provider=report.by_provider(),
                      transitions_by_status=report.transitions_by_status,
                      member_events_by_kind=report.member_events_by_kind)
@@ -381,6 +520,10 @@ class Daemon:
             log.warning("[database] changed: that takes a restart; the running database "
                         "is kept")
             config = config.model_copy(update={"database": self.config.database})
+        if config.daemon != self.config.daemon:
+            log.warning("[daemon] changed: that takes a restart; the running identity and "
+                        "lease times are kept")
+            config = config.model_copy(update={"daemon": self.config.daemon})
         if (config.metrics, config.health) != (self.config.metrics, self.config.health):
             log.warning("[metrics] / [health] changed: that takes a restart; the running "
                         "servers are kept")
@@ -405,12 +548,16 @@ class Daemon:
                 else:
                     clients[name] = self._client(config, name)
             self.poller = Poller(config, self.engine, clients, clock=self.clock,
-                                 owner=old.owner, observer=self.metrics)
+                                 owner=old.owner, lease_seconds=old.lease_seconds,
+                                 observer=self.metrics)
+            self.poller.leases_stranded = old.leases_stranded  # handed back at the next tick
+            self._fleet_size(self._live_daemons)
             for name in kept:  # keep their token buckets and pauses
                 self.poller.gates[name] = old.gates[name]
             for client in stale:
                 await client.aclose()
             self.scheduler.reschedule(tick_seconds(config.polling))
+            self._schedule_discovery()
             self.readiness.max_tick_age_seconds = _freshness(config)
             rebuilt = sorted(set(clients) - kept)
             log.info("configuration reloaded: %d accounts (%s rebuilt)", len(clients),

@@ -43,6 +43,9 @@ TARGET_STATES: Final[tuple[tuple[str, str], ...]] = (
 )
 """``(state, reason)`` pairs always exported by ``poller_targets`` (0 when there are none)."""
 
+LEASE_EVENTS: Final = ("taken", "renewed", "expired")
+"""``poller_leases`` events, always exported (0 until they happen)."""
+
 POLL_SECONDS_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Poll latency buckets: provider APIs answer in tens of ms; timeouts sit at tens of seconds."""
 LATENESS_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0,
@@ -116,6 +119,11 @@ class PollerMetrics:
                                    registry=r)
         self.claimed = Counter("poller_targets_claimed",
                                "Targets leased by ticks (leases taken).", registry=r)
+        self.leases = Counter("poller_leases",
+                              "Target leases by event: taken (claimed by a tick), renewed (by "
+                              "a heartbeat, for polls still running), expired (taken over "
+                              "from a daemon that died or stalled holding them).",
+                              ["event"], registry=r)
         self.deferred = Counter("poller_polls_deferred",
                                 "Claimed targets handed back unpolled (paused account, no "
                                 "token).", registry=r)
@@ -131,6 +139,8 @@ class PollerMetrics:
             self.ticks.labels(result)
         for state, reason in TARGET_STATES:
             self.targets.labels(state, reason)
+        for event in LEASE_EVENTS:
+            self.leases.labels(event)
 
     # -- PollObserver ----------------------------------------------------------------------
 
@@ -163,6 +173,10 @@ class PollerMetrics:
         at = at or self.clock()
         self._last_successful_tick = at
         self.last_successful_tick.set(at.timestamp())
+
+    def leases_renewed(self, count: int) -> None:
+        """A heartbeat renewed ``count`` leases."""
+        _add(self.leases.labels("renewed"), count)
 
     def set_targets(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Set ``poller_targets`` to ``counts`` (``(state, reason)`` → n); others go to 0.
@@ -225,6 +239,8 @@ def observe_tick(metrics: PollerMetrics, report: TickReportLike, *,
     for reason, n in report.retired.items():
         _add(metrics.retirements.labels(reason), n)
     _add(metrics.claimed, report.claimed)
+    _add(metrics.leases.labels("taken"), report.claimed)
+    _add(metrics.leases.labels("expired"), report.taken_over)
     _add(metrics.deferred, report.deferred)
     if report.store_error is None:
         metrics.ticks.labels("ok").inc()
@@ -242,6 +258,8 @@ class TickReportLike(Protocol):
 
     @property
     def claimed(self) -> int: ...
+    @property
+    def taken_over(self) -> int: ...
     @property
     def ok(self) -> int: ...
     @property

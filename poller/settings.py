@@ -15,7 +15,9 @@ only says what a valid configuration is (``docs/configuration.md`` is the refere
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
@@ -208,6 +210,8 @@ class PollingSettings(Section):
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     """What sends the HTTP requests: ``aiohttp`` (through httpx-aiohttp; several times less CPU
     per poll, see ``docs/benchmarks.md``) or ``httpx`` (httpx's own transport)."""
+    discovery_interval_seconds: Seconds = 60.0
+    """How often accounts with ``discover = true`` list their conferences for new ones."""
 
     @model_validator(mode="after")
     def _backoff_order(self) -> PollingSettings:
@@ -295,6 +299,34 @@ class AccountBase(Section):
     base_url: HttpUrl
     requests_per_second: Annotated[float, Strict(), Field(gt=0)] = 10.0
     """The most requests poller sends this account per second (token-endpoint calls included)."""
+    discover: Annotated[bool, Strict()] = False
+    """List the account's conferences every ``polling.discovery_interval_seconds`` and poll every
+    new one (``poll_target.source = 'discovered'``; ``docs/discovery.md``)."""
+    discover_name: Annotated[str, Strict()] | None = None
+    """Only discover conferences with exactly this name (case-sensitive); needs ``discover``."""
+    list_polling: Annotated[bool, Strict()] | None = None
+    """Poll the account's targets through its conference list where that suffices (fewer
+    requests; ``docs/discovery.md``). Absent: on when ``discover`` is on, else off."""
+
+    @field_validator("discover_name")
+    @classmethod
+    def _valid_discover_name(cls, value: str) -> str:
+        if not value or value != value.strip() or not value.isprintable():
+            raise ValueError("must be a non-empty name without leading or trailing whitespace")
+        return value
+
+    @model_validator(mode="after")
+    def _discover_keys(self) -> AccountBase:
+        if not self.discover:
+            for key in ("discover_name", "discover_regions"):
+                if key in self.model_fields_set:
+                    raise config_error("is only used with discover = true", key)
+        return self
+
+    @property
+    def uses_list_polling(self) -> bool:
+        """``list_polling`` as set, else ``discover``."""
+        return self.discover if self.list_polling is None else self.list_polling
 
     @field_validator("name")
     @classmethod
@@ -325,10 +357,17 @@ class TelnyxAccount(AccountBase):
     api_key_env: EnvName
     """The environment variable holding the API key."""
     conferences: tuple[Annotated[Conference, BeforeValidator(_conference_entry)], ...] = ()
+    discover_regions: tuple[Region, ...] = ("US",)
+    """The data regions discovery lists (Telnyx lists one region per request)."""
 
     @model_validator(mode="after")
     def _unique(self) -> TelnyxAccount:
         self._unique_ids(self.conferences)
+        if not self.discover_regions:
+            raise config_error("must name at least one region", "discover_regions")
+        for index, region in enumerate(self.discover_regions):
+            if region in self.discover_regions[:index]:
+                raise config_error(f"lists {region!r} twice", "discover_regions", index)
         return self
 
     @property
@@ -428,6 +467,53 @@ Account = Annotated[TelnyxAccount | BandwidthAccount, Field(discriminator="provi
 """One ``[[accounts]]`` table; ``provider`` says which kind."""
 
 
+MIN_LEASE_SECONDS = 60.0
+"""The default lease is at least this long (or twice the read timeout when that is longer)."""
+_MAX_IDENTITY_LENGTH = 200
+
+
+def default_identity() -> str:
+    """This process's daemon identity when ``[daemon] identity`` is absent: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _identity(value: str) -> str:
+    if not 0 < len(value) <= _MAX_IDENTITY_LENGTH or any(
+            c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(f"must be 1 to {_MAX_IDENTITY_LENGTH} characters without spaces or "
+                         "control characters")
+    return value
+
+
+class DaemonSettings(Section):
+    """``[daemon]``: who this ``poller run`` is among several sharing one PostgreSQL."""
+
+    identity: Annotated[str, Strict(), AfterValidator(_identity)] | None = None
+    """Stable name of this daemon (leases, ``poller status``); absent: ``host:pid``."""
+    lease_seconds: Seconds | None = None
+    """How long a claimed target stays this daemon's without a heartbeat; absent:
+    ``max(60, 2 × polling.read_timeout_seconds)``."""
+    heartbeat_seconds: Seconds | None = None
+    """How often the daemon says it lives and renews its leases; absent: a quarter of the
+    lease. At most half the lease."""
+
+    def effective_identity(self) -> str:
+        """``identity``, or ``host:pid`` of this process."""
+        return self.identity if self.identity is not None else default_identity()
+
+    def effective_lease_seconds(self, polling: PollingSettings) -> float:
+        """``lease_seconds``, or its default for ``polling``'s read timeout."""
+        if self.lease_seconds is not None:
+            return self.lease_seconds
+        return max(MIN_LEASE_SECONDS, 2 * polling.read_timeout_seconds)
+
+    def effective_heartbeat_seconds(self, polling: PollingSettings) -> float:
+        """``heartbeat_seconds``, or a quarter of the lease."""
+        if self.heartbeat_seconds is not None:
+            return self.heartbeat_seconds
+        return self.effective_lease_seconds(polling) / 4
+
+
 class Config(Section):
     """The whole validated ``config.toml`` (with ``$POLLER_DATABASE_URL`` applied)."""
 
@@ -436,6 +522,7 @@ class Config(Section):
     retention: RetentionSettings = RetentionSettings()
     metrics: ListenSettings = ListenSettings()
     health: ListenSettings = ListenSettings()
+    daemon: DaemonSettings = DaemonSettings()
     accounts: tuple[Account, ...] = ()
 
     @model_validator(mode="after")
@@ -451,6 +538,13 @@ class Config(Section):
         both = self.metrics.address
         if both is not None and both == self.health.address and both[1] != 0:
             raise config_error("is the same address as metrics.listen", "health", "listen")
+        lease = self.daemon.effective_lease_seconds(self.polling)
+        if self.daemon.effective_heartbeat_seconds(self.polling) > lease / 2:
+            where = ("daemon.lease_seconds" if self.daemon.lease_seconds is not None
+                     else "the default daemon.lease_seconds")
+            raise config_error(
+                f"must be at most half of {where} ({lease:g} s), so that one late heartbeat "
+                "does not cost the leases", "daemon", "heartbeat_seconds")
         return self
 
     def account(self, name: str) -> TelnyxAccount | BandwidthAccount:

@@ -4,19 +4,24 @@
   (``source='config'``, due now), ones dropped from the config are retired ``removed``, a
   ``removed`` one that comes back is reactivated, and a changed Telnyx region is updated.
   Targets from other sources (``discovered``, ``cli``) are never retired by it.
-* :func:`claim_due` leases the active targets that are due, oldest ``next_poll_at`` first, in
-  one statement::
+* :func:`claim_due` leases the active targets that are due, oldest ``next_poll_at`` first. On
+  PostgreSQL it is one statement::
 
       UPDATE poll_target SET lease_owner = :owner, lease_expires_at = :until
-      WHERE id IN (SELECT id FROM poll_target
-                   WHERE state = 'active' AND next_poll_at <= :due_by
-                     AND (lease_expires_at IS NULL OR lease_expires_at < :now)
-                   ORDER BY next_poll_at, id LIMIT :n FOR UPDATE SKIP LOCKED)
-      RETURNING …
+      FROM (SELECT id, lease_owner FROM poll_target
+            WHERE state = 'active' AND next_poll_at <= :due_by
+              AND (lease_expires_at IS NULL OR lease_expires_at < :now)
+            ORDER BY next_poll_at, id LIMIT :n FOR UPDATE SKIP LOCKED) AS due
+      WHERE poll_target.id = due.id
+      RETURNING poll_target.…, due.lease_owner
 
-  On PostgreSQL ``SKIP LOCKED`` lets several pollers claim disjoint sets at once (DESIGN §8); on
-  SQLite (≥ 3.35 for ``RETURNING``) the statement runs inside the engine's ``BEGIN IMMEDIATE``
-  transaction, which serialises claimers. A crashed poller's leases simply expire.
+  ``SKIP LOCKED`` lets several daemons claim disjoint sets at the same moment (DESIGN §8), and
+  the derived table is evaluated once, so ``LIMIT`` holds however the planner joins it. The
+  previous ``lease_owner`` comes back with each row: a non-NULL one is an expired lease taken
+  over (``ClaimedTarget.taken_over``; its holder died or stalled). On SQLite (≥ 3.35 for
+  ``RETURNING``) the same selection and ``UPDATE … WHERE id IN (…)`` run inside the engine's
+  ``BEGIN IMMEDIATE`` transaction, which serialises claimers; only one daemon may use a SQLite
+  file anyway. A crashed poller's leases simply expire.
   Recording a result releases the lease (``ScheduleUpdate.release_lease``); targets a tick
   claimed but did not poll are handed back with :func:`release`, and a stopping daemon drops
   the leases of the polls it abandoned with :func:`release_owned`.
@@ -80,6 +85,8 @@ class ClaimedTarget:
     key: TargetKey
     next_poll_at: datetime
     state: TargetState = field(default_factory=TargetState)
+    taken_over: bool = False
+    """Its previous lease had expired unreleased (another daemon died or stalled holding it)."""
 
 
 def sync_targets(engine: Engine, targets: Iterable[TargetKey], now: datetime) -> SyncReport:
@@ -159,16 +166,26 @@ def claim_due(engine: Engine, now: datetime, limit: int, owner: str, lease_secon
     ]
     if exclude_accounts:
         conditions.append(TARGET.c.account.not_in(sorted(exclude_accounts)))
-    due = (select(TARGET.c.id).where(*conditions)
+    due = (select(TARGET.c.id, TARGET.c.lease_owner.label("previous_owner")).where(*conditions)
            .order_by(TARGET.c.next_poll_at, TARGET.c.id).limit(limit)
            .with_for_update(skip_locked=True))
-    stmt = (update(TARGET).where(TARGET.c.id.in_(due.scalar_subquery()))
-            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds))
-            .returning(TARGET.c.id, TARGET.c.provider, TARGET.c.account, TARGET.c.conference_id,
-                       TARGET.c.region, TARGET.c.next_poll_at, TARGET.c.consecutive_failures,
-                       TARGET.c.not_found_since))
+    lease = {"lease_owner": owner, "lease_expires_at": now + timedelta(seconds=lease_seconds)}
+    returned = (TARGET.c.id, TARGET.c.provider, TARGET.c.account, TARGET.c.conference_id,
+                TARGET.c.region, TARGET.c.next_poll_at, TARGET.c.consecutive_failures,
+                TARGET.c.not_found_since)
     with store_errors("claiming due poll targets"), engine.begin() as conn:
-        rows = sorted(conn.execute(stmt).all(), key=lambda r: (r.next_poll_at, r.id))
+        previous: dict[int, str | None]
+        if conn.dialect.name == "postgresql":
+            picked = due.subquery("due")
+            claimed = conn.execute(update(TARGET).where(TARGET.c.id == picked.c.id)
+                                   .values(lease).returning(*returned, picked.c.previous_owner)
+                                   ).all()
+            previous = {r.id: r.previous_owner for r in claimed}
+        else:  # BEGIN IMMEDIATE holds the write lock: nobody claims between the two
+            previous = {r.id: r.previous_owner for r in conn.execute(due)}
+            claimed = conn.execute(update(TARGET).where(TARGET.c.id.in_(sorted(previous)))
+                                   .values(lease).returning(*returned)).all() if previous else []
+        rows = sorted(claimed, key=lambda r: (r.next_poll_at, r.id))
         keys = [(r.account, r.conference_id) for r in rows]
         statuses: dict[tuple[str, str], str] = {}
         for chunk in _chunks(keys):
@@ -186,6 +203,7 @@ def claim_due(engine: Engine, now: datetime, limit: int, owner: str, lease_secon
                 not_found_since=r.not_found_since,
                 not_found_count=counts.get(r.id, 0),
             ),
+            taken_over=previous.get(r.id) is not None,
         )
         for r in rows
     ]

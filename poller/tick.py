@@ -15,12 +15,19 @@ drive. A tick:
    reported with one ``logging.error`` per episode); its requests not yet sent are handed back;
 5. records every result and its :func:`poller.scheduling.next_schedule` decision in one
    recorder transaction, retrying ``StoreUnavailable`` a few times with backoff. If the store
-   stays unavailable the tick says so in its report; nothing is lost, the targets keep their
-   ``next_poll_at`` and are claimed again once their lease expires.
+   stays unavailable the tick says so in its report; nothing is lost: the targets keep their
+   ``next_poll_at`` and their leases are handed back (:func:`poller.targets.release_owned`)
+   at once or, while the database is still unreachable, at the start of the next tick
+   (``Poller.leases_stranded``), so they are polled again as soon as it is back rather than
+   when their leases expire (a running daemon's heartbeat would renew them until then).
 
 Time comes from the injected ``clock`` and waiting goes through the injected ``sleep``, so tests
 drive a tick on a virtual clock without real sleeps. The tick does no signal handling and owns
 no loop; ``poller run`` adds those around it.
+
+Accounts with ``list_polling`` first ask their :class:`poller.listpoll.ListPlanner` which
+claimed targets their conference list can serve (ready observations, or participants only);
+the rest are polled as above.
 
 Database work (claiming, recording, handing back) runs in a worker thread
 (:func:`asyncio.to_thread`) so the event loop keeps serving the other polls. If the tick is
@@ -32,6 +39,7 @@ leases (:meth:`Poller.release_leases`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -49,9 +57,11 @@ from sqlalchemy import Engine
 
 from poller.config import Config, build_account_client
 from poller.errors import ProviderError, StoreUnavailable
+from poller.listpoll import ListPlanner, Plan, account_pace
 from poller.metrics import PollObserver
 from poller.model import Observation, PollFailure, PollResult, TargetKey, utc_now
 from poller.providers import Clock, Credentials, ProviderClient
+from poller.providers.listing import ConferenceListing
 from poller.scheduling import AUTH_PAUSE_SECONDS, next_schedule, transient_backoff_seconds
 from poller.store.recorder import Recorder
 from poller.store.views import ScheduleUpdate
@@ -100,6 +110,8 @@ class TickReport:
     """What one tick (or, added up, a burst of ticks) did."""
 
     claimed: int = 0
+    taken_over: int = 0
+    """Claimed targets whose previous lease had expired unreleased (its holder died)."""
     polled: int = 0
     ok: int = 0
     """Successful polls (``unchanged`` ones included)."""
@@ -129,8 +141,8 @@ class TickReport:
 
     def add(self, other: TickReport) -> None:
         """Add ``other``'s counts to this report (the last store error wins)."""
-        for name in ("claimed", "polled", "ok", "unchanged", "deferred", "transitions",
-                     "member_events"):
+        for name in ("claimed", "taken_over", "polled", "ok", "unchanged", "deferred",
+                     "transitions", "member_events"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed.update(other.failed)
         self.retired.update(other.retired)
@@ -210,10 +222,28 @@ class Poller:
         self.recorder = recorder if recorder is not None else Recorder(engine, clock=clock)
         self.observer = observer
         """Told each poll's latency and each rate-limit wait (``None``: not measured)."""
+        self.leases_stranded = False
+        """A tick met an unavailable store after (maybe) claiming: this owner may hold leases
+        of targets nobody polls. The next tick hands them back first (a reload carries it
+        over to the new poller)."""
         now = clock()
         self.gates = {account.name: AccountGate(TokenBucket(account.requests_per_second, now))
                       for account in config.accounts}
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
+        self.planners: dict[str, ListPlanner] = {}
+        """``list_polling`` accounts' planners (``poller.listpoll``), by account name."""
+        for account in config.accounts:
+            if account.uses_list_polling and account.name in self.clients:
+                self.planners[account.name] = ListPlanner(
+                    self.clients[account.name], engine, clock,
+                    account_pace(self.gates[account.name], clock, sleep),
+                    max_age_seconds=self.settings.interval_seconds / 2)
+
+    def offer_listing(self, listing: ConferenceListing) -> None:
+        """Let the account's list planner reuse a listing taken elsewhere (discovery)."""
+        planner = self.planners.get(listing.account)
+        if planner is not None:
+            planner.offer(listing)
 
     def sync(self, now: datetime | None = None) -> SyncReport:
         """Bring ``poll_target`` in line with the config's conferences (at start-up)."""
@@ -267,17 +297,27 @@ class Poller:
         now = now or self.clock()
         report = TickReport()
         try:
+            if self.leases_stranded:
+                await self._hand_back_stranded()
             claimed = await off_loop(claim_due, self.engine, now, self.batch_size, self.owner,
                                      self.lease_seconds, due_by=due_by,
                                      exclude_accounts=self.paused_accounts(now))
         except StoreUnavailable as error:
+            # A claim whose commit was lost with the connection may still have leased targets.
+            self.leases_stranded = True
             report.store_error = str(error)
             log.error("tick skipped: %s", error)
             return report
         report.claimed = len(claimed)
         if not claimed:
             return report
-        outcomes = await asyncio.gather(*(self._poll(target) for target in claimed))
+        report.taken_over = sum(1 for target in claimed if target.taken_over)
+        if report.taken_over:
+            log.info("took over %d targets whose lease had expired (their daemon stopped "
+                     "without releasing them)", report.taken_over)
+        plans = await self._plans(claimed, now)
+        outcomes = await asyncio.gather(*(self._poll(target, plans.get(target.pk))
+                                          for target in claimed))
         results: list[PollResult] = []
         schedule: dict[TargetKey, ScheduleUpdate] = {}
         handed_back: dict[int, datetime] = {}
@@ -301,18 +341,54 @@ class Poller:
         if handed_back:
             try:
                 await off_loop(release, self.engine, handed_back)
-            except StoreUnavailable as error:  # their leases expire on their own
+            except StoreUnavailable as error:  # handed back by the next tick
+                self.leases_stranded = True
                 report.store_error = report.store_error or str(error)
+        if report.store_error is not None:
+            with contextlib.suppress(StoreUnavailable):  # still down: the next tick tries first
+                await self._hand_back_stranded()
         return report
+
+    async def _plans(self, claimed: list[ClaimedTarget], now: datetime) -> dict[int, Plan]:
+        """What the list planners can serve of ``claimed`` (by pk); never raises."""
+        plans: dict[int, Plan] = {}
+        for account, planner in self.planners.items():
+            gate = self.gates[account]
+            mine = [t for t in claimed if t.key.account == account]
+            if not mine or gate.is_paused(now):
+                continue
+            try:
+                plans.update(await planner.plan(mine, off_loop))
+            except StoreUnavailable as error:
+                log.warning("list polling of account %r skipped: %s", account, error)
+            except Exception:  # the list is an optimisation: single polls still work
+                log.exception("list polling of account %r failed; polling one by one", account)
+        return plans
+
+    async def _hand_back_stranded(self) -> None:
+        """Drop every lease this poller holds, keeping ``next_poll_at`` (due again at once).
+
+        Called between polls only (ticks of one poller never overlap), when a tick could not
+        record or hand back what it claimed; raises ``StoreUnavailable`` while still down."""
+        self.leases_stranded = True
+        released = await off_loop(release_owned, self.engine, self.owner)
+        self.leases_stranded = False
+        if released:
+            log.warning("handed back %d targets whose results could not be recorded; they "
+                        "are polled again now", released)
 
     # -- one target --------------------------------------------------------------------------
 
-    async def _poll(self, target: ClaimedTarget) -> PollResult | Deferred:
+    async def _poll(self, target: ClaimedTarget, plan: Plan | None = None
+                    ) -> PollResult | Deferred:
         account = target.key.account
         client, gate = self.clients.get(account), self.gates.get(account)
         if client is None or gate is None:
             log.warning("no configured account %r for %s: not polled", account, target.key)
             return Deferred(self.clock() + timedelta(seconds=self.settings.idle_interval_seconds))
+        if isinstance(plan, Observation):  # served by the account's conference list
+            gate.succeeded()
+            return plan
         now = self.clock()
         if gate.is_paused(now) and gate.paused_until is not None:
             return Deferred(gate.paused_until)
@@ -326,10 +402,10 @@ class Poller:
         async with self._semaphore:
             if gate.is_paused(self.clock()) and gate.paused_until is not None:
                 return Deferred(gate.paused_until)
-            return await self._fetch(client, gate, target)
+            return await self._fetch(client, gate, target, plan)
 
-    async def _fetch(self, client: ProviderClient, gate: AccountGate, target: ClaimedTarget
-                     ) -> PollResult:
+    async def _fetch(self, client: ProviderClient, gate: AccountGate, target: ClaimedTarget,
+                     fetch: Callable[[], Awaitable[Observation]] | None = None) -> PollResult:
         key = target.key
         if self.observer is not None:
             late = (self.clock() - target.next_poll_at).total_seconds()
@@ -337,7 +413,7 @@ class Poller:
         started = time.perf_counter()
         try:
             try:
-                observation = await client.fetch(key)
+                observation = await (fetch() if fetch is not None else client.fetch(key))
             finally:
                 if self.observer is not None:
                     self.observer.observe_poll_seconds(key.provider.value,

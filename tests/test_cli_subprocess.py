@@ -55,7 +55,7 @@ def test_bad_config_file_exits_2(tmp_path: Path) -> None:
 def test_help_on_every_command() -> None:
     """--help works on the group and every sub-command."""
     for args in ([], ["db"], ["db", "upgrade"], ["db", "current"], ["simulate"], ["prune"],
-                 ["check-config"], ["report"], ["report", "summary"]):
+                 ["check-config"], ["report"], ["report", "summary"], ["status"]):
         result = poller(*args, "--help")
         assert result.returncode == 0, (args, result.stderr)
         assert "Usage:" in result.stdout

@@ -4,17 +4,25 @@ One request per ``fetch``: the conference object carries its members in ``active
 most 20, only those present now), so there is no paging. Authorisation is HTTP Basic (legacy
 API user) or OAuth2 client credentials (see ``poller.providers.auth``); with OAuth2 a 401 from the
 API renews the token once and retries the request once.
+
+``list_conferences`` walks ``GET /accounts/{accountId}/conferences`` (oldest first; ``name``,
+``minCreatedTime`` optional) by following ``Link: <…>; rel="next"``. A next link is followed only
+when it points at the account's own conference list under ``base_url`` (credentials are never
+sent elsewhere); otherwise the walk stops, ``complete=False``. List items carry no
+``activeMembers``: they say whether a conference has completed, not who is in it.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 
-from poller.errors import AuthFailed, ConfigError, InvalidConferenceId
-from poller.model import JSON, Observation, Provider, TargetKey, utc_now
+from poller.errors import ConfigError, InvalidConferenceId
+from poller.model import JSON, ConferenceState, Observation, Provider, TargetKey, utc_now
 from poller.providers.auth import (
     Authorizer,
     BasicCredentials,
@@ -28,11 +36,20 @@ from poller.providers.http import (
     Clock,
     HttpSettings,
     ProviderHttp,
+    RawResponse,
     Redactor,
     check_target,
     context_of,
     parsed,
     path_segment,
+)
+from poller.providers.listing import (
+    DEFAULT_MAX_LIST_PAGES,
+    ConferenceListing,
+    ListedConference,
+    Pace,
+    next_link,
+    parse_items,
 )
 from poller.providers.status import ErrorContext
 
@@ -121,17 +138,103 @@ class BandwidthClient(AccountClient):
             warnings=tuple(warnings),
         )
 
+    async def list_conferences(self, *, name: str | None = None,
+                               min_created_time: datetime | None = None,
+                               pace: Pace | None = None,
+                               max_pages: int = DEFAULT_MAX_LIST_PAGES) -> ConferenceListing:
+        """Every page of the account's conference list (see the module docstring).
+
+        ``min_created_time`` (aware) becomes ``minCreatedTime``; ``pace`` is awaited before
+        each page. Unreadable items are left out with a warning.
+        """
+        context = ErrorContext(self.provider.value, self.account)
+        path = f"/accounts/{self._account_segment}/conferences"
+        params: dict[str, str] = {}
+        if name is not None:
+            params["name"] = name
+        if min_created_time is not None:
+            params["minCreatedTime"] = (min_created_time.astimezone(UTC)
+                                        .isoformat(timespec="milliseconds")
+                                        .replace("+00:00", "Z"))
+        own = self._http.url(path)
+        warnings: list[str] = []
+        listed: dict[str, ListedConference] = {}
+        observed_at: datetime | None = None
+        url: str = path
+        query: dict[str, str] | None = params
+        requests, complete = 0, True
+        while True:
+            if pace is not None:
+                await pace()
+            response = await self._send(url, context, query)
+            requests += 1
+            observed_at = observed_at or self._clock()
+            document = self._http.decode_json(response, context)
+            if not isinstance(document, list):
+                raise self._http.bad_response("conference list is not a JSON array", context,
+                                              repr(document)[:2000], response.status)
+            items = parse_items(self.provider, document, _parse_item, warnings, self._redactor,
+                                members_known=False)
+            new = {c.conference_id for c in items} - listed.keys()
+            listed.update((c.conference_id, c) for c in items)
+            following = next_link(response.headers.get("link"))
+            if following is None:
+                break
+            if not _same_list(following, own):
+                warnings.append("conference list: the next link leaves the account's API; "
+                                "not followed, list may be incomplete")
+                complete = False
+                break
+            if items and not new:
+                warnings.append("conference list: a page repeated conferences already "
+                                "received; list may be incomplete")
+                complete = False
+                break
+            if requests >= max_pages:
+                warnings.append(f"conference list: stopped at the {max_pages}-page cap; "
+                                "list may be incomplete")
+                complete = False
+                break
+            url, query = following, None
+        assert observed_at is not None
+        return ConferenceListing(provider=self.provider, account=self.account,
+                                 observed_at=observed_at, conferences=tuple(listed.values()),
+                                 complete=complete, requests=requests, warnings=tuple(warnings))
+
     async def _get(self, path: str, context: ErrorContext) -> JSON:
+        return self._http.decode_json(await self._send(path, context), context)
+
+    async def _send(self, url: str, context: ErrorContext,
+                    params: dict[str, str] | None = None) -> RawResponse:
+        """GET ``url``; a 2xx response, else the translated error (OAuth2: renew once on 401)."""
         header = await self._auth.header(context)
-        try:
-            return await self._http.get_json(path, context=context,
-                                             headers={"Authorization": header})
-        except AuthFailed as exc:
-            if exc.http_status != 401:
-                raise
+        response = await self._http.request("GET", url, context=context, params=params,
+                                            headers={"Authorization": header})
+        if response.status == 401:
+            error = self._http.status_error(response, context)
             renewed = await self._auth.renew(header, context)
             if renewed is None:
-                raise
-        # One retry with the renewed token; a second 401 is final.
-        return await self._http.get_json(path, context=context,
-                                         headers={"Authorization": renewed})
+                raise error
+            # One retry with the renewed token; a second 401 is final.
+            response = await self._http.request("GET", url, context=context, params=params,
+                                                headers={"Authorization": renewed})
+        if 200 <= response.status <= 299:
+            return response
+        raise self._http.status_error(response, context)
+
+
+NO_MEMBERS_NOTE = "conference.activeMembers: not reported; assumed empty"
+
+
+def _parse_item(item: JSON, warnings: list[str]) -> ConferenceState:
+    """One list item: a ``conference`` without ``activeMembers`` (expected: not noted)."""
+    notes: list[str] = []
+    state, _ = parse_bandwidth_conference(item, warnings=notes)
+    warnings.extend(note for note in notes if note != NO_MEMBERS_NOTE)
+    return state
+
+
+def _same_list(url: str, own: str) -> bool:
+    """Whether ``url`` is the account's conference list at ``own`` (scheme, host, path)."""
+    a, b = urlsplit(url), urlsplit(own)
+    return (a.scheme, a.netloc, a.path.rstrip("/")) == (b.scheme, b.netloc, b.path.rstrip("/"))

@@ -277,6 +277,10 @@ class ProviderHttp:
         """Close the connection pool."""
         await self._client.aclose()
 
+    def url(self, path: str) -> str:
+        """The absolute URL a request for ``path`` goes to (``base_url`` applied)."""
+        return str(self._client.build_request("GET", path).url)
+
     async def request(
         self,
         method: str,

@@ -13,16 +13,28 @@ that answers a page number already received, or a page adding no member not seen
 not followed further: poller stops there with ``members_complete=False`` and a warning rather
 than fail the whole poll, since the conference itself was read fine. The same participant listed
 on two pages is kept once (the later listing wins).
+
+``list_conferences`` walks ``GET {base}/conferences`` (one data region, ``filter[name]`` and
+``filter[status]`` optional) page by page the same way (see ``poller.providers.listing``).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from poller.model import JSON, MemberState, Observation, Provider, TargetKey, utc_now
+from poller.model import (
+    JSON,
+    ConferenceState,
+    MemberState,
+    Observation,
+    Provider,
+    TargetKey,
+    utc_now,
+)
 from poller.providers.auth import StaticAuthorization
 from poller.providers.http import (
     AccountClient,
@@ -34,6 +46,13 @@ from poller.providers.http import (
     context_of,
     parsed,
     path_segment,
+)
+from poller.providers.listing import (
+    DEFAULT_MAX_LIST_PAGES,
+    ConferenceListing,
+    ListedConference,
+    Pace,
+    parse_items,
 )
 from poller.providers.status import ErrorContext
 from poller.providers.telnyx_parser import (
@@ -125,6 +144,83 @@ class TelnyxClient(AccountClient):
             warnings=tuple(warnings),
         )
 
+    async def participants(self, target: TargetKey) -> tuple[tuple[MemberState, ...], bool,
+                                                             tuple[str, ...]]:
+        """Every page of one conference's participants: ``(members, complete, warnings)``.
+
+        The list-polling path (``poller.listpoll``) pairs them with the conference state a
+        listing already gave, instead of a ``GET /conferences/{id}``.
+        """
+        check_target(target, self.provider, self.account)
+        warnings: list[str] = []
+        region = {"region": target.region} if target.region else {}
+        members, complete = await self._participants(
+            path_segment(target.conference_id), context_of(target), region, warnings)
+        return members, complete, tuple(warnings)
+
+    async def list_conferences(self, *, region: str | None = None, name: str | None = None,
+                               status: str | None = None, pace: Pace | None = None,
+                               max_pages: int = DEFAULT_MAX_LIST_PAGES) -> ConferenceListing:
+        """Every page of ``GET /conferences`` for one data region (``None``: ``US``).
+
+        ``name`` and ``status`` become ``filter[name]`` / ``filter[status]``; ``pace`` is
+        awaited before each page. Unreadable items are left out with a warning.
+        """
+        context = ErrorContext(self.provider.value, self.account)
+        query = {"region": region} if region else {}
+        if name is not None:
+            query["filter[name]"] = name
+        if status is not None:
+            query["filter[status]"] = status
+        warnings: list[str] = []
+        listed: dict[str, ListedConference] = {}
+        pages_seen: set[int] = set()
+        observed_at: datetime | None = None
+        number = 1
+        while True:
+            if pace is not None:
+                await pace()
+            params = {**query, "page[size]": str(self._page_size), "page[number]": str(number)}
+            document = await self._get("/conferences", context, params)
+            observed_at = observed_at or self._clock()
+            envelope = document if isinstance(document, dict) else None
+            data = envelope.get("data") if envelope is not None else None
+            if not isinstance(data, list):
+                raise self._http.bad_response("conference list: data is not a list", context,
+                                              repr(document)[:2000], 200)
+            meta = envelope.get("meta") if envelope is not None else None
+            page = _page_meta(meta, warnings, number)
+            answered = page[0] if page[0] is not None else number
+            items = parse_items(self.provider, data, _parse_item, warnings, self._redactor,
+                                region=None if region in (None, "US") else region)
+            new_ids = {c.conference_id for c in items} - listed.keys()
+            if answered in pages_seen or (items and not new_ids and number > 1):
+                warnings.append(f"conference list: page {number} repeats a page already "
+                                f"received (answered as page {answered}); list may be incomplete")
+                return self._listing(observed_at, listed, False, number, warnings, region)
+            pages_seen.add(answered)
+            listed.update((c.conference_id, c) for c in items)
+            total_pages, page_size = page[1], page[2]
+            more = (number < total_pages if total_pages is not None
+                    else len(data) >= (page_size or self._page_size))
+            if not more:
+                return self._listing(observed_at, listed, True, number, warnings, region)
+            if number >= max_pages:
+                warnings.append(f"conference list: stopped at the {max_pages}-page cap; "
+                                "list may be incomplete")
+                return self._listing(observed_at, listed, False, number, warnings, region)
+            number += 1
+
+    def _listing(self, observed_at: datetime | None, listed: dict[str, ListedConference],
+                 complete: bool, requests: int, warnings: list[str], region: str | None
+                 ) -> ConferenceListing:
+        assert observed_at is not None
+        return ConferenceListing(
+            provider=self.provider, account=self.account,
+            observed_at=observed_at,
+            conferences=tuple(listed.values()), complete=complete, requests=requests,
+            warnings=tuple(warnings), region=None if region in (None, "US") else region)
+
     async def _participants(self, segment: str, context: ErrorContext,
                             region: dict[str, str], warnings: list[str]
                             ) -> tuple[tuple[MemberState, ...], bool]:
@@ -172,6 +268,25 @@ class TelnyxClient(AccountClient):
             params=params,
             headers={"Authorization": await self._auth.header(context)},
         )
+
+
+def _parse_item(item: JSON, warnings: list[str]) -> ConferenceState:
+    """One ``Conference`` of a list, read as ``GET /conferences/{id}`` would be."""
+    return parse_telnyx_conference({"data": item}, warnings=warnings)
+
+
+def _page_meta(meta: object, warnings: list[str], number: int
+               ) -> tuple[int | None, int | None, int | None]:
+    """``(page_number, total_pages, page_size)`` of a list's ``meta``, each ``None`` if odd."""
+    values: list[int | None] = []
+    for key in ("page_number", "total_pages", "page_size"):
+        value = meta.get(key) if isinstance(meta, dict) else None
+        values.append(value if isinstance(value, int) and not isinstance(value, bool)
+                      and value >= 0 else None)
+    if values[1] is None and number == 1:
+        warnings.append("conference list: meta.total_pages not reported; paging until a "
+                        "short page")
+    return values[0], values[1], values[2]
 
 
 def _ordered(members: dict[str, MemberState]) -> tuple[MemberState, ...]:

@@ -3,8 +3,10 @@
 ``create_app(simulator)`` returns a Starlette app usable under ``httpx.ASGITransport`` (fast,
 in-process tests) and under uvicorn (demos, benchmarks)::
 
+    GET  /v2/conferences                                      Telnyx conferences (paged)
     GET  /v2/conferences/{id}                                 Telnyx conference
     GET  /v2/conferences/{id}/participants                    Telnyx participants (paged)
+    GET  /api/v2/accounts/{accountId}/conferences             Bandwidth conferences (Link)
     GET  /api/v2/accounts/{accountId}/conferences/{id}        Bandwidth conference
     POST /api/v1/oauth2/token                                 Bandwidth OAuth2 token
     GET  /_sim/truth[?until=ISO|all]                          ground truth (default: until now)
@@ -167,9 +169,12 @@ def create_app(simulator: Simulator) -> SimulatorApp:
     bandwidth = BandwidthApi(simulator)
     sim = IntrospectionApi(simulator)
     routes = [
+        Route(f"{TELNYX_PREFIX}/conferences", telnyx.list_conferences),
         Route(f"{TELNYX_PREFIX}/conferences/{{conference_id}}", telnyx.get_conference),
         Route(f"{TELNYX_PREFIX}/conferences/{{conference_id}}/participants",
               telnyx.list_participants),
+        Route(f"{BANDWIDTH_PREFIX}/accounts/{{account_id}}/conferences",
+              bandwidth.list_conferences),
         Route(f"{BANDWIDTH_PREFIX}/accounts/{{account_id}}/conferences/{{conference_id}}",
               bandwidth.get_conference),
         Route(TOKEN_PATH, bandwidth.issue_token, methods=["POST"]),

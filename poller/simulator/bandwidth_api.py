@@ -2,6 +2,12 @@
 
 * ``GET /api/v2/accounts/{accountId}/conferences/{conferenceId}`` → the bare ``conference``
   object, ``activeMembers`` holding only the members present now;
+* ``GET /api/v2/accounts/{accountId}/conferences[?name=&minCreatedTime=&maxCreatedTime=&
+  pageSize=]`` → a JSON array of ``conference`` objects *without* ``activeMembers``, oldest
+  ``createdTime`` first, completed ones included until they expire; ``pageSize`` is 1 to 1000
+  (default 1000) and when more remain a ``Link: <url>; rel="next"`` header gives the next page
+  (an opaque ``pageToken`` holding the position after the last item, filters kept in the URL);
+  a bad time or size is 400 ``validation``;
 * ``POST /api/v1/oauth2/token`` (Basic ``client_id:client_secret``, form
   ``grant_type=client_credentials``) → ``{"access_token", "token_type": "Bearer",
   "expires_in", "scope"}``; failures follow RFC 6749 §5.2 (``{"error": "invalid_client"}``).
@@ -14,9 +20,13 @@ them: 401 ``authentication-error``, 403 ``authorization-error``, 404 ``validatio
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +39,7 @@ from poller.simulator.timeline import ConferenceTimeline
 from poller.simulator.world import Simulator
 
 CONFERENCE_EVENT_URL = "https://sim.example/bandwidth/webhooks/conferenceEvent"
+MAX_PAGE_SIZE = 1000
 
 
 def bandwidth_error(status_code: int, error_type: str, description: str, *,
@@ -95,8 +106,63 @@ class BandwidthApi:
         return await answer_with_fault(self.sim.faults.draw(), request, config, answer,
                                        provider_error)
 
-    def conference_json(self, conference: ConferenceTimeline, at_ms: int, base_url: str
-                        ) -> dict[str, Any]:
+    async def list_conferences(self, request: Request) -> Response:
+        """``GET /api/v2/accounts/{account_id}/conferences``: oldest first, ``Link`` paged."""
+        account_id = request.path_params["account_id"]
+        outcome = check_bandwidth(request, account_id, self.sim.credentials, self.sim.tokens,
+                                  self.sim.now_ms())
+        if outcome is AuthOutcome.UNAUTHENTICATED:
+            return bandwidth_error(401, "authentication-error",
+                                   "The credentials provided were invalid")
+        if outcome is AuthOutcome.FORBIDDEN:
+            return bandwidth_error(403, "authorization-error", "Access is denied")
+
+        def answer() -> Response:
+            query = request.query_params
+            bounds: dict[str, int | None] = {}
+            for key in ("minCreatedTime", "maxCreatedTime"):
+                raw = query.get(key)
+                moment = _iso_time(raw) if raw is not None else None
+                if raw is not None and moment is None:
+                    return bandwidth_error(400, "validation",
+                                           f"{key} must be an ISO 8601 time with an offset")
+                bounds[key] = self.sim.to_ms(moment) if moment is not None else None
+            raw_size = query.get("pageSize", str(MAX_PAGE_SIZE))
+            if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
+                return bandwidth_error(400, "validation",
+                                       f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
+            page_size = int(raw_size)
+            token = query.get("pageToken")
+            after = _read_token(token) if token is not None else None
+            if token is not None and after is None:
+                return bandwidth_error(400, "validation", "pageToken is not valid")
+            at_ms = self.sim.now_ms()
+            low, high, name = bounds["minCreatedTime"], bounds["maxCreatedTime"], query.get("name")
+            found = sorted(
+                (c for c in self.sim.timelines(Provider.BANDWIDTH)
+                 if c.exists_at(at_ms) and (name is None or c.name == name)
+                 and (low is None or c.created_ms >= low)
+                 and (high is None or c.created_ms <= high)
+                 and (after is None or (c.created_ms, c.conference_id) > after)),
+                key=lambda c: (c.created_ms, c.conference_id))
+            page = found[:page_size]
+            base = _base_url(request)
+            body = [self.conference_json(c, at_ms, base, members=False) for c in page]
+            headers = {}
+            if len(found) > page_size:
+                last = page[-1]
+                params = [(k, v) for k, v in query.multi_items() if k != "pageToken"]
+                params.append(("pageToken", _write_token(last.created_ms, last.conference_id)))
+                headers["Link"] = f'<{base}{request.url.path}?{urlencode(params)}>; rel="next"'
+            return JSONResponse(body, headers=headers)
+
+        config = self.sim.faults.config
+        return await answer_with_fault(
+            self.sim.faults.draw(), request, config, answer,
+            lambda fault: fault_error(fault, config.retry_after_seconds))
+
+    def conference_json(self, conference: ConferenceTimeline, at_ms: int, base_url: str,
+                        *, members: bool = True) -> dict[str, Any]:
         """The ``conference`` object as served at ``at_ms``."""
         account_id = self.sim.credentials.bandwidth_account_id
         completed = at_ms >= conference.ended_ms
@@ -123,7 +189,7 @@ class BandwidthApi:
             "conferenceEventUrl": CONFERENCE_EVENT_URL,
             "conferenceEventMethod": "POST",
             "tag": conference.tag,
-            "activeMembers": active,
+            **({"activeMembers": active} if members else {}),
         }
 
     async def issue_token(self, request: Request) -> Response:
@@ -140,6 +206,30 @@ class BandwidthApi:
             {"access_token": token, "token_type": "Bearer", "expires_in": lifetime_seconds,
              "scope": ""},
             headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+def _iso_time(text: str) -> datetime | None:
+    """An ISO 8601 time with an offset (``Z`` allowed), else ``None``."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _write_token(created_ms: int, conference_id: str) -> str:
+    """The opaque ``pageToken``: the position after the last conference of a page."""
+    document = json.dumps({"createdMs": created_ms, "id": conference_id}).encode()
+    return base64.urlsafe_b64encode(document).decode()
+
+
+def _read_token(token: str) -> tuple[int, str] | None:
+    """The position a ``pageToken`` holds, or ``None`` when it is not a token of ours."""
+    try:
+        document = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(document["createdMs"]), str(document["id"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
 
 
 def _base_url(request: Request) -> str:

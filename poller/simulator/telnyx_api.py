@@ -3,6 +3,11 @@
 * ``GET /v2/conferences/{id}[?region=…]`` → ``{"data": Conference}``
 * ``GET /v2/conferences/{id}/participants?page[number]=&page[size]=&filter[…]=``
   → ``{"data": [Participant], "meta": PaginationMeta}``
+* ``GET /v2/conferences[?region=…&filter[status]=&filter[name]=&page[number]=&page[size]=]``
+  → ``{"data": [Conference], "meta": PaginationMeta}``: the conferences of one data region
+  that exist now (completed ones included until they expire), in descending ``expires_at``
+  order as the spec says (ties: newest ID first); ``filter[name]`` matches exactly
+  (case-sensitive), ``filter[status]`` one of ``init`` / ``in_progress`` / ``completed``
 
 Behaviour choices where the spec is silent (documented in ``docs/simulator.md``):
 
@@ -152,6 +157,36 @@ class TelnyxApi:
                     "total_pages": math.ceil(len(rows) / page_size),
                     "total_results": len(rows)}
             return JSONResponse({"data": rows[start:start + page_size], "meta": meta})
+        return await self._serve(request, answer)
+
+    async def list_conferences(self, request: Request) -> Response:
+        """``GET /v2/conferences``: one region's existing conferences, paged."""
+        def answer() -> Response:
+            region = self._region(request)
+            if isinstance(region, Response):
+                return region
+            paging = _page_params(request)
+            if isinstance(paging, Response):
+                return paging
+            status = request.query_params.get("filter[status]")
+            if status is not None and status not in {s.value for s in ConferenceStatus}:
+                return unprocessable("filter[status]",
+                                     "The value must be one of: init, in_progress, completed.")
+            name = request.query_params.get("filter[name]")
+            page_number, page_size = paging
+            at_ms = self.sim.now_ms()
+            found = [c for c in self.sim.timelines(Provider.TELNYX)
+                     if c.exists_at(at_ms) and (c.region or DEFAULT_REGION) == region
+                     and (name is None or c.name == name)
+                     and (status is None or c.status_at(at_ms).value == status)]
+            # Descending expires_at (created_at + the fixed limit), as the spec lists them.
+            found.sort(key=lambda c: (c.created_ms, c.conference_id), reverse=True)
+            start = (page_number - 1) * page_size
+            meta = {"page_number": page_number, "page_size": page_size,
+                    "total_pages": math.ceil(len(found) / page_size),
+                    "total_results": len(found)}
+            rows = [self.conference_json(c, at_ms) for c in found[start:start + page_size]]
+            return JSONResponse({"data": rows, "meta": meta})
         return await self._serve(request, answer)
 
     def conference_json(self, conference: ConferenceTimeline, at_ms: int) -> dict[str, Any]:

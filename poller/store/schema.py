@@ -96,6 +96,8 @@ class PollTarget(Base):
         UniqueConstraint("account", "conference_id"),
         # The scheduler's "what is due" query: active targets by next_poll_at.
         Index("ix_poll_target_due", "state", "next_poll_at"),
+        # A daemon's leases: heartbeat renewal and ``poller status`` (migration 0003).
+        Index("ix_poll_target_lease_owner", "lease_owner"),
     )
 
     id: Mapped[int] = mapped_column(PrimaryKey, primary_key=True)
@@ -306,3 +308,28 @@ class PollError(Base):
     retry_after_seconds: Mapped[float | None]
     detail: Mapped[str | None] = mapped_column(Text)
     """Short description with secrets removed."""
+
+
+class PollerDaemon(Base):
+    """One row per ``poller run`` identity: who runs, since when, last heartbeat (scale-out).
+
+    Unlike the other tables its key is the identity itself (``[daemon] identity``): a daemon
+    restarted under the same identity takes its row over; a live one keeps it to itself.
+    """
+
+    __tablename__ = "poller_daemon"
+
+    identity: Mapped[str] = mapped_column(primary_key=True)
+    host: Mapped[str]
+    pid: Mapped[int]
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    """Refreshed every ``[daemon] heartbeat_seconds`` while it runs."""
+    stopped_at: Mapped[datetime | None]
+    """Set by a graceful stop; NULL while running, and after a crash."""
+    lease_seconds: Mapped[float]
+    """Its lease time: with no heartbeat for that long it is taken for dead."""
+    polls_total: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Polls it made since it started (as of its last heartbeat)."""
+    polls_last_minute: Mapped[int] = mapped_column(server_default=text("0"))
+    """Polls it made in the minute before its last heartbeat."""
