@@ -467,6 +467,9 @@ def postgres_available(url: str) -> bool:
 def plan(args: argparse.Namespace) -> tuple[int, list[Case]]:
     """The saturated runs' target count and the scheduled cases."""
     databases = ["sqlite"] + (["postgresql"] if args.postgres else [])
+    if args.only:
+        return 2000, [Case(int(n), p, scenario, db) for n, p, scenario, db in
+                      (spec.split(":") for spec in args.only)]
     if args.smoke:
         return 20, [Case(20, "mixed", "steady", databases[-1], 1.0)]
     if args.quick:
@@ -491,6 +494,9 @@ def main() -> None:
                         help="20 targets, one-second windows: only checks that it runs")
     parser.add_argument("--all", action="store_true",
                         help="every N x providers x steady/churn x database combination")
+    parser.add_argument("--only", action="append", metavar="N:PROVIDERS:SCENARIO:DB",
+                        help="run this scheduled case instead of the default ones (repeatable),"
+                             " e.g. 5000:mixed:churn:postgresql")
     parser.add_argument("--window", type=float, default=None,
                         help="seconds measured per run (default 20; --quick 4)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES,
