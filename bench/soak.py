@@ -36,6 +36,7 @@ from throughput import (
     Scrape,
     config_toml,
     free_port,
+    load,
     poller_process,
     postgres_available,
     targets,
@@ -83,7 +84,8 @@ def main() -> None:
     case = Case(args.targets, "mixed", "steady" if args.steady else "churn", database,
                 args.interval)
     print(f"soak — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.targets:,} targets (mixed), "
-          f"every {args.interval:g} s, {case.scenario}, {database}, {args.minutes:g} min")
+          f"every {args.interval:g} s, {case.scenario}, {database}, {args.minutes:g} min; "
+          f"load average {load()}")
     with simulator(args.targets // 2) as sim, scratch_database(
             None if database == "sqlite" else args.postgres_url) as url, \
             tempfile.TemporaryDirectory() as directory:
@@ -116,6 +118,7 @@ def main() -> None:
             if process.poll() is not None:
                 raise RuntimeError(f"the poller exited ({process.returncode})")
     (rss0, fds0, conns0), (rss1, fds1, conns1) = samples[0], samples[-1]
+    print(f"load average at the end: {load()}")
     print(f"start -> end: RSS {rss0:.1f} -> {rss1:.1f} MB ({rss1 - rss0:+.1f}), "
           f"FDs {fds0} -> {fds1}, DB connections {conns0} -> {conns1}")
 

@@ -453,6 +453,11 @@ def baseline_main(path: str) -> None:
 
 # -- the table ---------------------------------------------------------------------------------
 
+def load() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    return " ".join(f"{n:.1f}" for n in os.getloadavg())
+
+
 def postgres_available(url: str) -> bool:
     engine = create_engine(url, connect_args={"connect_timeout": 3})
     try:
@@ -468,8 +473,8 @@ def plan(args: argparse.Namespace) -> tuple[int, list[Case]]:
     """The saturated runs' target count and the scheduled cases."""
     databases = ["sqlite"] + (["postgresql"] if args.postgres else [])
     if args.only:
-        return 2000, [Case(int(n), p, scenario, db) for n, p, scenario, db in
-                      (spec.split(":") for spec in args.only)]
+        return 2000, [Case(int(n), p, scenario, db, float(rest[0]) if rest else INTERVAL)
+                      for n, p, scenario, db, *rest in (spec.split(":") for spec in args.only)]
     if args.smoke:
         return 20, [Case(20, "mixed", "steady", databases[-1], 1.0)]
     if args.quick:
@@ -482,8 +487,8 @@ def plan(args: argparse.Namespace) -> tuple[int, list[Case]]:
     cases += [Case(5000, p, "steady", "sqlite") for p in ("telnyx", "bandwidth")]
     cases += [Case(5000, "mixed", "churn", "sqlite")]
     if args.postgres:
-        cases += [Case(n, "mixed", "steady", "postgresql") for n in (5000, 10000)]
-        cases += [Case(5000, "mixed", "churn", "postgresql")]
+        cases += [Case(5000, "mixed", s, "postgresql") for s in ("steady", "churn")]
+        cases += [Case(10000, "mixed", "steady", "postgresql", 30.0)]
     return 2000, cases
 
 
@@ -494,9 +499,9 @@ def main() -> None:
                         help="20 targets, one-second windows: only checks that it runs")
     parser.add_argument("--all", action="store_true",
                         help="every N x providers x steady/churn x database combination")
-    parser.add_argument("--only", action="append", metavar="N:PROVIDERS:SCENARIO:DB",
+    parser.add_argument("--only", action="append", metavar="N:PROVIDERS:SCENARIO:DB[:INTERVAL]",
                         help="run this scheduled case instead of the default ones (repeatable),"
-                             " e.g. 5000:mixed:churn:postgresql")
+                             " e.g. 5000:mixed:churn:postgresql or 10000:telnyx:steady:sqlite:30")
     parser.add_argument("--window", type=float, default=None,
                         help="seconds measured per run (default 20; --quick 4)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES,
@@ -514,7 +519,8 @@ def main() -> None:
     databases = ["sqlite"] + (["postgresql"] if args.postgres else [])
 
     print(f"poller throughput benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, concurrency {CONCURRENCY}")
+          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, concurrency {CONCURRENCY}, "
+          f"load average {load()}")
     if not args.postgres:
         print("(PostgreSQL not reachable or --no-postgres: SQLite rows only)")
     results: list[Result] = []
@@ -545,6 +551,7 @@ def main() -> None:
                                   ) as url:
                 results.append(run_ours(case, url, sim, max(window, 2 * case.interval)))
 
+    print(f"\nload average at the end: {load()} (other processes share the CPUs)")
     print_table(results, floor_result, naive_rates)
     print_goals(results, floor_result, naive_rates)
 
@@ -588,7 +595,7 @@ def print_goals(results: list[Result], floor_result: Result,
     speed = [r.rate / naive_rates[r.label.rsplit(' ', 1)[-1]] for r in saturated]
     goal(">= 10x the naive poller's throughput", min(speed) >= 10 if speed else None,
          ", ".join(f"{s:.1f}x" for s in speed))
-    five = [r for r in ours if " 5,000 " in r.label and r.late]
+    five = [r for r in ours if " 5,000 " in r.label and "@10s" in r.label and r.late]
     goal("5,000 targets @10 s: p99 lateness < 1 s", max(r.late[1] for r in five) < 1  # type: ignore[index]
          if five else None, ", ".join(f"{r.late[1]:.2f} s" for r in five))  # type: ignore[index]
     big = [r for r in ours if "10,000" in r.label]
