@@ -419,8 +419,8 @@ def test_postgresql_outage_loses_and_duplicates_nothing(
 def test_postgresql_outage_of_30_seconds(
         tmp_path: Path, postgres_url: str, record_property: Callable[[str, object], None]
         ) -> None:
-    """The same with 30 s and ten intervals."""
-    proof = prove_postgresql_outage(tmp_path, postgres_url, 30.0, 10, steps=20)
+    """The same for 30 s (the world moves three intervals), then on to the end of the scenario."""
+    proof = prove_postgresql_outage(tmp_path, postgres_url, 30.0, 3, steps=22)
     report(proof.figures, record_property)
     assert_exact(proof.figures, proof.log)
 
@@ -450,7 +450,7 @@ def test_sqlite_lock_loses_and_duplicates_nothing(
 def test_sqlite_lock_of_30_seconds(tmp_path: Path,
                                    record_property: Callable[[str, object], None]) -> None:
     """30 s, longer than the busy timeout: writes fail, the daemon carries on and catches up."""
-    proof = prove_sqlite_lock(tmp_path, 30.0, 10, steps=20)
+    proof = prove_sqlite_lock(tmp_path, 30.0, 3, steps=22)
     report(proof.figures, record_property)
     assert_exact(proof.figures, proof.log)
     assert "database is locked" in proof.log
