@@ -207,11 +207,11 @@ class PollingSettings(Section):
     write_timeout_seconds: Seconds = _HTTP_DEFAULTS.write_timeout_seconds
     pool_timeout_seconds: Seconds = _HTTP_DEFAULTS.pool_timeout_seconds
     """Waiting for a free connection from the account's pool."""
-    discovery_interval_seconds: Seconds = 60.0
-    """How often accounts with ``discover = true`` list their conferences for new ones."""
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     """What sends the HTTP requests: ``aiohttp`` (through httpx-aiohttp; several times less CPU
     per poll, see ``docs/benchmarks.md``) or ``httpx`` (httpx's own transport)."""
+    discovery_interval_seconds: Seconds = 60.0
+    """How often accounts with ``discover = true`` list their conferences for new ones."""
 
     @model_validator(mode="after")
     def _backoff_order(self) -> PollingSettings:

@@ -15,8 +15,11 @@ drive. A tick:
    reported with one ``logging.error`` per episode); its requests not yet sent are handed back;
 5. records every result and its :func:`poller.scheduling.next_schedule` decision in one
    recorder transaction, retrying ``StoreUnavailable`` a few times with backoff. If the store
-   stays unavailable the tick says so in its report; nothing is lost, the targets keep their
-   ``next_poll_at`` and are claimed again once their lease expires.
+   stays unavailable the tick says so in its report; nothing is lost: the targets keep their
+   ``next_poll_at`` and their leases are handed back (:func:`poller.targets.release_owned`)
+   at once or, while the database is still unreachable, at the start of the next tick
+   (``Poller.leases_stranded``), so they are polled again as soon as it is back rather than
+   when their leases expire (a running daemon's heartbeat would renew them until then).
 
 Time comes from the injected ``clock`` and waiting goes through the injected ``sleep``, so tests
 drive a tick on a virtual clock without real sleeps. The tick does no signal handling and owns
@@ -36,6 +39,7 @@ leases (:meth:`Poller.release_leases`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -218,6 +222,10 @@ class Poller:
         self.recorder = recorder if recorder is not None else Recorder(engine, clock=clock)
         self.observer = observer
         """Told each poll's latency and each rate-limit wait (``None``: not measured)."""
+        self.leases_stranded = False
+        """A tick met an unavailable store after (maybe) claiming: this owner may hold leases
+        of targets nobody polls. The next tick hands them back first (a reload carries it
+        over to the new poller)."""
         now = clock()
         self.gates = {account.name: AccountGate(TokenBucket(account.requests_per_second, now))
                       for account in config.accounts}
@@ -257,6 +265,7 @@ class Poller:
             await client.aclose()
 
     async def run_due(self, *, keep_going: Callable[[], bool] = lambda: True,
+                      on_tick: Callable[[TickReport], None] | None = None,
                       max_ticks: int = 1000) -> TickReport:
         """Tick while ticks come back with a full batch; the reports added up.
 
@@ -266,11 +275,14 @@ class Poller:
         claims what is due at its own start, and a full batch means more may be waiting. It
         stops after a short batch, a store error, ``max_ticks`` ticks, or as soon as
         ``keep_going()`` is false (checked between ticks: a stopping daemon does not start
-        another batch).
+        another batch). ``on_tick`` is given each tick's report as soon as it is done (metrics
+        and logs stay current while a long run goes on).
         """
         total = TickReport()
         for _ in range(max_ticks):
             report = await self.tick()
+            if on_tick is not None:
+                on_tick(report)
             total.add(report)
             if report.claimed < self.batch_size or report.store_error or not keep_going():
                 break
@@ -285,10 +297,14 @@ class Poller:
         now = now or self.clock()
         report = TickReport()
         try:
+            if self.leases_stranded:
+                await self._hand_back_stranded()
             claimed = await off_loop(claim_due, self.engine, now, self.batch_size, self.owner,
                                      self.lease_seconds, due_by=due_by,
                                      exclude_accounts=self.paused_accounts(now))
         except StoreUnavailable as error:
+            # A claim whose commit was lost with the connection may still have leased targets.
+            self.leases_stranded = True
             report.store_error = str(error)
             log.error("tick skipped: %s", error)
             return report
@@ -325,8 +341,12 @@ class Poller:
         if handed_back:
             try:
                 await off_loop(release, self.engine, handed_back)
-            except StoreUnavailable as error:  # their leases expire on their own
+            except StoreUnavailable as error:  # handed back by the next tick
+                self.leases_stranded = True
                 report.store_error = report.store_error or str(error)
+        if report.store_error is not None:
+            with contextlib.suppress(StoreUnavailable):  # still down: the next tick tries first
+                await self._hand_back_stranded()
         return report
 
     async def _plans(self, claimed: list[ClaimedTarget], now: datetime) -> dict[int, Plan]:
@@ -344,6 +364,18 @@ class Poller:
             except Exception:  # the list is an optimisation: single polls still work
                 log.exception("list polling of account %r failed; polling one by one", account)
         return plans
+
+    async def _hand_back_stranded(self) -> None:
+        """Drop every lease this poller holds, keeping ``next_poll_at`` (due again at once).
+
+        Called between polls only (ticks of one poller never overlap), when a tick could not
+        record or hand back what it claimed; raises ``StoreUnavailable`` while still down."""
+        self.leases_stranded = True
+        released = await off_loop(release_owned, self.engine, self.owner)
+        self.leases_stranded = False
+        if released:
+            log.warning("handed back %d targets whose results could not be recorded; they "
+                        "are polled again now", released)
 
     # -- one target --------------------------------------------------------------------------
 

@@ -11,7 +11,11 @@
   timeout instead of deadlocking on a read-lock upgrade. A read-only connection may ask for a
   plain deferred ``BEGIN`` with ``conn.execution_options(sqlite_begin="DEFERRED")``.
 * **PostgreSQL** goes through psycopg 3 with ``pool_pre_ping`` so a restarted server costs one
-  failed ping, not a failed poll batch.
+  failed ping, not a failed poll batch. Unless the URL sets them, libpq's ``connect_timeout``
+  (``POSTGRES_CONNECT_TIMEOUT_SECONDS``) and TCP keepalives (``POSTGRES_KEEPALIVES``) are
+  set, so a server that vanishes without closing its connections (a network partition, a
+  black-holed port) fails the statement or the connection attempt within about a minute
+  instead of hanging the tick for the kernel's two hours.
 
 ``store_errors()`` translates the driver's "cannot reach / cannot write" errors into
 :class:`poller.errors.StoreUnavailable` once, at the store boundary.
@@ -38,6 +42,14 @@ SQLITE_BEGIN_OPTION = "sqlite_begin"
 
 _SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
 
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+"""libpq ``connect_timeout`` unless the URL names one."""
+
+POSTGRES_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                       "keepalives_count": 3}
+"""libpq TCP keepalive settings unless the URL names them: a dead peer is noticed after about
+30 + 3 × 10 seconds of silence."""
+
 
 def normalise_url(url: str) -> str:
     """The URL with PostgreSQL pinned to psycopg 3 (``postgresql://`` means psycopg2 otherwise)."""
@@ -62,7 +74,13 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs: Any) ->
         return engine
     if backend == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
-        return create_engine(url, **kwargs)
+        given = make_url(url).query
+        connect_args = dict(kwargs.pop("connect_args", None) or {})
+        defaults = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS, **POSTGRES_KEEPALIVES}
+        for name, value in defaults.items():
+            if name not in given:
+                connect_args.setdefault(name, value)
+        return create_engine(url, connect_args=connect_args, **kwargs)
     raise StoreUnavailable(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 

@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,8 +69,6 @@ STARTUP_SECONDS = 30.0
 TELNYX_KEY_ENV = "LOCKSTEP_TELNYX_KEY"
 BW_ID_ENV = "LOCKSTEP_BW_CLIENT_ID"
 BW_SECRET_ENV = "LOCKSTEP_BW_CLIENT_SECRET"
-
-GOOD_OUTCOMES = frozenset({"ok", "unchanged"})
 
 POLLING = {
     "interval_seconds": 0.25,
@@ -276,7 +274,7 @@ def caught_up(engine: Engine, served: ServedSimulator, since: datetime) -> bool:
         with engine.connect() as conn:
             rows = {(r.account, r.conference_id): r for r in conn.execute(select(
                 PollTarget.account, PollTarget.conference_id, PollTarget.state,
-                PollTarget.last_polled_at, PollTarget.last_outcome))}
+                PollTarget.last_success_at))}
     except Exception:  # not created yet, or unreachable for now
         return False
     for key in served.existing():
@@ -285,8 +283,7 @@ def caught_up(engine: Engine, served: ServedSimulator, since: datetime) -> bool:
             return False
         if row.state == "retired":
             continue
-        if row.last_polled_at is None or row.last_polled_at < since or (
-                row.last_outcome not in GOOD_OUTCOMES):
+        if row.last_success_at is None or row.last_success_at < since:
             return False
     return True
 
@@ -300,6 +297,10 @@ class Stepper:
     steps: int = 0
     start: datetime | None = None
     """Simulated time of the first look."""
+    looked: datetime | None = None
+    """Simulated time of the last look the poller finished."""
+    blind: list[tuple[datetime, datetime]] = field(default_factory=list)
+    """Simulated spans the poller could not look at (:meth:`blind_moves`)."""
 
     def first(self, before: Callable[[], None] = lambda: None) -> datetime:
         """The first look, at the world as it is (no move)."""
@@ -314,11 +315,31 @@ class Stepper:
         self.steps += 1
         return self.served.clock.now()
 
+    def blind_moves(self, moves: int, real_seconds: float) -> int:
+        """Move the world ``moves`` intervals over ``real_seconds`` without waiting for the
+        poller (it cannot record meanwhile: an outage); the moments in between are blind.
+        Returns the number of truth changes made meanwhile (status and member events)."""
+        before = self.looked
+        assert before is not None, "blind moves follow a first look"
+        for _ in range(moves):
+            time.sleep(real_seconds / moves)  # the outage lasts this long, in real time
+            self.served.advance(INTERVAL)
+            self.steps += 1
+        after = self.served.clock.now()
+        self.blind.append((before, after))
+        return sum(1 for conf in self.served.truth()["conferences"]
+                   for at in ([c["at"] for c in conf["status_changes"]]
+                              + [e["at"] for e in conf["member_events"]])
+                   if before < parse_time(at) <= after)
+
     def _look(self, during: Callable[[], None]) -> None:
-        since = datetime.now(UTC)
+        since, world = datetime.now(UTC), self.served.clock.now()
         during()
+        if self.served.clock.now() != world:  # ``during`` moved it (blind moves): look anew
+            since = datetime.now(UTC)
         wait_for(f"the poller to catch up with step {self.steps}",
                  lambda: caught_up(self.engine, self.served, since))
+        self.looked = self.served.clock.now()
 
     def window(self) -> tuple[datetime, datetime]:
         assert self.start is not None
@@ -353,14 +374,21 @@ class Figures:
                 f"{self.failed_requests}/{self.requests}{extra}")
 
 
+def _overlap(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> float:
+    return max(0.0, (min(a[1], b[1]) - max(a[0], b[0])).total_seconds())
+
+
 def merged_runs(changes: Sequence[tuple[datetime, Hashable]], end_of_life: datetime | None,
-                window: tuple[datetime, datetime]) -> list[tuple[Hashable, float]]:
-    """Each state (consecutive equal values merged) with the seconds it lasted in ``window``."""
-    start, end = window
+                window: tuple[datetime, datetime],
+                blind: Sequence[tuple[datetime, datetime]] = ()
+                ) -> list[tuple[Hashable, float]]:
+    """Each state (consecutive equal values merged) with the seconds it lasted in ``window``
+    outside the ``blind`` spans (a state lasting two intervals there spans a look)."""
     runs: list[tuple[Hashable, float]] = []
     for i, (at, value) in enumerate(changes):
-        until = changes[i + 1][0] if i + 1 < len(changes) else (end_of_life or end)
-        overlap = max(0.0, (min(until, end) - max(at, start)).total_seconds())
+        until = changes[i + 1][0] if i + 1 < len(changes) else (end_of_life or window[1])
+        overlap = _overlap((at, until), window) - sum(
+            _overlap((at, until), span) for span in blind)
         if runs and runs[-1][0] == value:
             runs[-1] = (value, runs[-1][1] + overlap)
         else:
@@ -421,8 +449,10 @@ def _compare_sequence(figures: Figures, label: str, runs: list[tuple[Hashable, f
 
 
 def compare_with_truth(engine: Engine, truth: dict[str, Any], window: tuple[datetime, datetime],
-                       figures: Figures) -> Figures:
-    """Fill ``figures`` from the recorded history against ``truth`` inside ``window``."""
+                       figures: Figures, blind: Sequence[tuple[datetime, datetime]] = ()
+                       ) -> Figures:
+    """Fill ``figures`` from the recorded history against ``truth`` inside ``window`` (less
+    the ``blind`` spans)."""
     recorded = history(engine)
     for conf in truth["conferences"]:
         account = TELNYX if conf["provider"] == "telnyx" else BANDWIDTH
@@ -433,7 +463,7 @@ def compare_with_truth(engine: Engine, truth: dict[str, Any], window: tuple[date
         chain = recorded["transitions"].get(row.id, []) if row is not None else []
         figures.conferences += row is not None
         _compare_sequence(figures, f"{label} status",
-                          merged_runs(status_changes, gone_at, window),
+                          merged_runs(status_changes, gone_at, window, blind),
                           [t.to_status for t in chain], flags=False)
         if [t.seq for t in chain] != list(range(1, len(chain) + 1)):
             figures.problems.append(f"{label}: transition seqs {[t.seq for t in chain]}")
@@ -449,12 +479,13 @@ def compare_with_truth(engine: Engine, truth: dict[str, Any], window: tuple[date
                 figures.problems.append(f"{label} member {member['member_id']}: event seqs")
             got = member_sequences(events)
             truth_changes = truth_member_changes(conf, member["member_id"])
-            presence = merged_runs(truth_changes["present"], gone_at, window)
+            presence = merged_runs(truth_changes["present"], gone_at, window, blind)
             seen = mrow is not None or any(
                 value and overlap >= SIGNIFICANT for value, overlap in presence)
             for key in ("present", "muted", "on_hold"):
                 _compare_sequence(figures, f"{label} member {member['member_id']} {key}",
-                                  merged_runs(truth_changes[key], gone_at, window), got[key],
+                                  merged_runs(truth_changes[key], gone_at, window, blind),
+                                  got[key],
                                   flags=key != "present", required=seen)
     return figures
 
@@ -489,3 +520,125 @@ def appended_log(path: Path) -> Iterator[IO[bytes]]:
     """A binary log file the poller processes append to."""
     with path.open("ab") as log:
         yield log
+
+
+# --- database outages ---------------------------------------------------------------------------
+
+class TcpProxy:
+    """A TCP forwarder to a database server that the test can cut off, like a server stopped.
+
+    ``cut()`` drops every open connection and refuses new ones (accepted and closed at once);
+    ``restore()`` lets connections through again. Used in front of the shared PostgreSQL
+    server, which itself is never touched.
+    """
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self._listener.settimeout(0.1)
+        self.port: int = self._listener.getsockname()[1]
+        self._cut = threading.Event()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self.refused = 0
+        self._thread = threading.Thread(target=self._accept, name="db-proxy", daemon=True)
+
+    def __enter__(self) -> TcpProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._closed.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+        self._drop_all()
+
+    def cut(self) -> None:
+        """The server is gone: drop every connection, refuse new ones."""
+        self._cut.set()
+        self._drop_all()
+
+    def restore(self) -> None:
+        """The server is back."""
+        self._cut.clear()
+
+    def _drop_all(self) -> None:
+        with self._lock:
+            sockets, self._open = self._open, set()
+        for sock in sockets:
+            _drop(sock)
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if self._cut.is_set():
+                self.refused += 1
+                _drop(client)
+                continue
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                _drop(client)
+                continue
+            client.settimeout(None)
+            server.settimeout(None)
+            with self._lock:
+                self._open.update((client, server))
+            for source, target in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with self._lock:
+                    self._open.discard(sock)
+                _drop(sock)
+
+
+def _drop(sock: socket.socket) -> None:
+    """Shut a socket down both ways (waking a thread blocked on it) and close it."""
+    with suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+SQLITE_LOCKER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.read()
+conn.execute("ROLLBACK")
+"""
+
+
+@contextmanager
+def sqlite_locked(path: Path) -> Iterator[None]:
+    """Another process holds ``BEGIN EXCLUSIVE`` on the SQLite file for the block."""
+    locker = subprocess.Popen([sys.executable, "-c", SQLITE_LOCKER, str(path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout is not None
+        assert locker.stdin is not None
+        assert locker.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        if locker.stdin is not None:
+            locker.stdin.close()
+        assert locker.wait(timeout=STARTUP_SECONDS) == 0
+        if locker.stdout is not None:
+            locker.stdout.close()

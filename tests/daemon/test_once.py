@@ -129,3 +129,28 @@ async def test_store_down_loses_nothing(engine: Engine) -> None:
     await poller.aclose()
     assert retry.polled == report.polled
     assert retry.store_error is None
+
+
+@pytest.mark.anyio
+async def test_an_unrecorded_batch_is_polled_again_at_the_next_tick(engine: Engine) -> None:
+    """The targets of a batch that could not be recorded are handed back at once: the next
+    tick polls them again, long before their leases would expire."""
+    world = build_sim_world(conferences=2)
+    poller = world.poller(engine, recorder=FlakyRecorder(engine, failures=99),
+                          lease_seconds=300)
+    start = world.clock.now()
+    poller.sync(start)
+    report = await poller.tick(start)
+    assert report.store_error is not None
+    assert report.polled > 0
+    targets = fetch(engine, "poll_target")
+    assert all(t["lease_owner"] is None for t in targets)
+    assert {t["next_poll_at"] for t in targets} == {start}
+    assert not poller.leases_stranded
+    poller.recorder = Recorder(engine, clock=world.clock.now)
+    world.clock.advance(1)
+    retry = await poller.tick(world.clock.now())
+    await poller.aclose()
+    assert retry.store_error is None
+    assert retry.polled == report.polled
+    assert sum(t["poll_count"] for t in fetch(engine, "poll_target")) == retry.polled

@@ -193,3 +193,15 @@ def test_leases_of_a_killed_poller_are_dropped_by_the_lock_holder(
     finally:
         engine.dispose()
     assert owners == ({None} if exclusive else {"dead-host:1:x"})
+
+
+@pytest.mark.anyio
+async def test_a_reload_keeps_the_leases_still_to_hand_back(engine: Engine) -> None:
+    """A SIGHUP while the database is down must not forget that the poller still holds the
+    leases of a batch it could not record: the reloaded poller hands them back."""
+    world = build_sim_world(conferences=2)
+    daemon = make_daemon(world, engine)
+    daemon.poller.leases_stranded = True
+    await daemon.reload()
+    assert daemon.poller.leases_stranded
+    await daemon.poller.aclose()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from factories import telnyx_observation
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError
 
 from poller.errors import StoreUnavailable
@@ -83,6 +85,53 @@ def test_unreachable_postgresql_raises_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         Recorder(engine).record([telnyx_observation()])
     engine.dispose()
+
+
+class Connecting(Exception):
+    """Raised by the test's ``do_connect`` listener with what the driver would be given."""
+
+
+def _connect_params(engine: Engine) -> dict[str, object]:
+    @event.listens_for(engine, "do_connect")
+    def _stop(_dialect: object, _record: object, _args: object,
+              params: dict[str, object]) -> None:
+        raise Connecting(params)
+
+    with pytest.raises(Connecting) as caught:
+        engine.connect()
+    params: dict[str, object] = caught.value.args[0]
+    return params
+
+
+def test_postgresql_connections_time_out_and_keep_alive() -> None:
+    """PostgreSQL connections get a connect timeout and TCP keepalives unless the URL sets
+    them: a vanished server fails statements instead of hanging the daemon."""
+    engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    params = _connect_params(engine)
+    assert params["connect_timeout"] == 10
+    assert params["keepalives_idle"] == 30
+    engine.dispose()
+    engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=3")
+    params = _connect_params(engine)
+    assert str(params["connect_timeout"]) == "3", "the URL's own value stands"
+    assert params["keepalives"] == 1
+    engine.dispose()
+
+
+def test_black_holed_postgresql_fails_within_the_connect_timeout() -> None:
+    """A port that accepts TCP but never answers (a hung server) is StoreUnavailable after
+    the connect timeout, not a hang."""
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(8)  # never accepted: the handshake completes, nothing ever answers
+        port = hole.getsockname()[1]
+        engine = make_engine(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none"
+                             "?connect_timeout=1")
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            Recorder(engine).record([telnyx_observation()])
+        engine.dispose()
+    assert time.monotonic() - started < 10
 
 
 def test_unique_violations_are_retryable(engine: Engine) -> None:
