@@ -82,11 +82,11 @@ def main() -> None:
           f"{args.concurrency}, median of {args.rounds} rounds")
     print(f"  {'transport':<10} {'polls/s':>9} {'CPU s/1k polls':>15} {'failures':>9}")
     medians = {}
-    for name, runs in results.items():
+    for label, runs in results.items():
         rate = statistics.median(n / wall for wall, _, _ in runs)
         cpu = statistics.median(1000 * cpu / n for _, cpu, _ in runs)
-        medians[name] = (rate, cpu)
-        print(f"  {name:<10} {rate:9.0f} {cpu:15.2f} {sum(f for _, _, f in runs):9d}")
+        medians[label] = (rate, cpu)
+        print(f"  {label:<10} {rate:9.0f} {cpu:15.2f} {sum(f for _, _, f in runs):9d}")
     (fast_rate, fast_cpu), (slow_rate, slow_cpu) = medians["aiohttp"], medians["httpx"]
     print(f"  aiohttp vs httpx: {fast_rate / slow_rate:.2f}x the polls/s, "
           f"{slow_cpu / fast_cpu:.2f}x less CPU per poll")

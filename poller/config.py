@@ -260,6 +260,8 @@ def _message(error: ErrorDetails, key: str) -> str:
                     f"environment variable and name it with {_SECRET_KEYS[last]} = \"VARIABLE\"")
         if last == "region":
             return "region is only for Telnyx conferences"
+        if last == "discover_regions":
+            return "is only for Telnyx accounts (Bandwidth has no regions)"
         close = difflib.get_close_matches(last, _KNOWN_KEYS, n=1)
         return "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
     if kind == "missing":

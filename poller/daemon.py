@@ -19,6 +19,11 @@ TickScheduler` and owns the process life (DESIGN §4):
   config and migrates the database) are noted by :class:`EarlySignals` and acted on as soon as
   the daemon runs, so an early SIGHUP never kills the process and an early SIGTERM still stops
   it gracefully.
+* **Discovery** (``poller.discovery``): a second APScheduler job runs
+  :meth:`poller.discovery.Discovery.run` every ``polling.discovery_interval_seconds`` (first
+  right after the start) for the accounts with ``discover = true``; a reload applies a new
+  interval. A failing run is logged and the next one runs as usual; shutdown cancels one in
+  flight (what it listed but did not store is listed again next time).
 * A tick never takes the daemon down: ``StoreUnavailable`` is handled inside the tick, and any
   other exception is logged and the next tick runs as usual.
 * **Retention**: every ``retention.prune_interval_seconds`` (after a tick; the first right
@@ -41,7 +46,12 @@ TickScheduler` and owns the process life (DESIGN §4):
   refused: ``IdentityInUse``, exit 2), leases what it claims under that identity, and every
   ``heartbeat_seconds`` refreshes its row and renews the leases of the polls it is working
   on (:mod:`poller.fleet`), also during the stop's grace time. The stop releases its leases and
-  marks the row stopped. ``[daemon]`` changes need a restart.
+  marks the row stopped. ``[daemon]`` changes need a restart. While other daemons are live
+  (as the last registration or heartbeat saw) a tick claims ``polling.concurrency`` targets
+  at a time instead of four times that: targets fall due in clumps (those polled together),
+  and smaller claims let the daemons share a clump instead of one taking it whole.
+  ``Poller.run_due`` claims again at once while claims come back full, so this costs no
+  throughput.
 """
 
 from __future__ import annotations
@@ -64,6 +74,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from poller.config import Config, build_account_client
+from poller.discovery import Discovery
 from poller.errors import ConfigError, PollerError, StoreUnavailable
 from poller.fleet import heartbeat, mark_stopped, register
 from poller.health import (
@@ -208,10 +219,13 @@ class Daemon:
         """Set by a second stop signal: abandon in-flight polls without waiting for the grace."""
         self._next_prune_at: datetime | None = None
         self._registered = False
+        self._live_daemons = 1
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._polls_total = 0
         self._recent_polls: deque[tuple[float, int]] = deque()
         """``(time.monotonic(), polls)`` of each tick of the last minute."""
+        self.discovery = Discovery()
+        self._discovering: asyncio.Task[object] | None = None
 
     # -- life --------------------------------------------------------------------------------
 
@@ -254,6 +268,7 @@ class Daemon:
                 await self._shutdown()
                 return
             self.scheduler.start()
+            self._schedule_discovery()
             log.info("poller running as %r: %d targets configured, ticking every %g s "
                      "(pid %d)", self.identity, len(self.config.targets()),
                      self.scheduler.seconds, os.getpid())
@@ -308,8 +323,31 @@ class Daemon:
             except Exception:  # never keep the process from exiting
                 log.exception("stopping the %s server failed", server.key)
 
+    def _schedule_discovery(self) -> None:
+        if any(account.discover for account in self.config.accounts):
+            self.scheduler.add_periodic("discovery", "poller discovery", self._discover,
+                                        self.config.polling.discovery_interval_seconds)
+
+    async def _discover(self) -> None:
+        """The discovery job: one run on the current poller; never raises."""
+        if self._stop.is_set():
+            return
+        task = asyncio.ensure_future(self.discovery.run(self.poller))
+        self._discovering = task
+        try:
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                log.error("discovery run failed; retried at the next interval",
+                          exc_info=task.exception())
+        finally:
+            self._discovering = None
+
     async def _shutdown(self) -> None:
         self.scheduler.pause()
+        discovering = self._discovering
+        if discovering is not None:
+            discovering.cancel()
+            await asyncio.wait([discovering])
         grace = self.config.polling.shutdown_grace_seconds
         inflight = self._inflight
         if inflight is not None:
@@ -348,6 +386,7 @@ class Daemon:
                                 pid=os.getpid(), now=self.clock(),
                                 lease_seconds=self.lease_seconds)
         self._registered = True
+        self._fleet_size(registration.live)
         log.info("registered as daemon %r (lease %g s, heartbeat every %g s)", self.identity,
                  self.lease_seconds, self.heartbeat_seconds)
         if registration.released:
@@ -360,16 +399,26 @@ class Daemon:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
                 total, last_minute = self._poll_counts()
-                renewed = await off_loop(heartbeat, self.engine, self.identity,
-                                         now=self.clock(), lease_seconds=self.lease_seconds,
-                                         polls_total=total, polls_last_minute=last_minute)
+                beat = await off_loop(heartbeat, self.engine, self.identity,
+                                      now=self.clock(), lease_seconds=self.lease_seconds,
+                                      polls_total=total, polls_last_minute=last_minute)
             except StoreUnavailable as error:
                 log.warning("heartbeat failed (leases last %g s; retried in %g s): %s",
                             self.lease_seconds, self.heartbeat_seconds, error)
             except Exception:  # the heartbeat never dies of one failure
                 log.exception("heartbeat failed; retried in %g s", self.heartbeat_seconds)
             else:
-                self.metrics.leases_renewed(renewed)
+                self.metrics.leases_renewed(beat.renewed)
+                self._fleet_size(beat.live)
+
+    def _fleet_size(self, live: int) -> None:
+        """Claim ``concurrency`` targets at a time while other daemons are live (module doc)."""
+        self._live_daemons = live
+        batch = self.config.polling.concurrency if live > 1 else 4 * (
+            self.config.polling.concurrency)
+        if batch != self.poller.batch_size:
+            log.info("%d daemons live: claiming up to %d targets at a time", live, batch)
+            self.poller.batch_size = batch
 
     async def _stop_heartbeats(self) -> None:
         task, self._heartbeat_task = self._heartbeat_task, None
@@ -423,16 +472,20 @@ class Daemon:
             if self._sync_pending:
                 await off_loop(self.poller.sync)
                 self._sync_pending = False
-            report = await self.poller.run_due(keep_going=lambda: not self._stop.is_set())
+            await self.poller.run_due(keep_going=lambda: not self._stop.is_set(),
+                                      on_tick=self._observe)
         except Exception:  # the daemon never dies of one tick
             log.exception("tick failed; carrying on with the next one")
             return
+        await self._prune_if_due()
+
+    def _observe(self, report: TickReport) -> None:
+        """Count one tick's report in the metrics and log it."""
         self._count_polls(report.polled)
         observe_tick(self.metrics, report, by_provider=report.by_provider(),
                      transitions_by_status=report.transitions_by_status,
                      member_events_by_kind=report.member_events_by_kind)
         _log_report(report)
-        await self._prune_if_due()
 
     async def _prune_if_due(self) -> None:
         """Prune old history by ``[retention]`` when ``prune_interval_seconds`` has passed."""
@@ -498,11 +551,13 @@ class Daemon:
                                  owner=old.owner, lease_seconds=old.lease_seconds,
                                  observer=self.metrics)
             self.poller.leases_stranded = old.leases_stranded  # handed back at the next tick
+            self._fleet_size(self._live_daemons)
             for name in kept:  # keep their token buckets and pauses
                 self.poller.gates[name] = old.gates[name]
             for client in stale:
                 await client.aclose()
             self.scheduler.reschedule(tick_seconds(config.polling))
+            self._schedule_discovery()
             self.readiness.max_tick_age_seconds = _freshness(config)
             rebuilt = sorted(set(clients) - kept)
             log.info("configuration reloaded: %d accounts (%s rebuilt)", len(clients),

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
 
 from poller.errors import ConfigError
 from poller.model import require_utc
@@ -57,6 +57,18 @@ class Registration:
     """The state of the identity's previous row (``None``: first registration)."""
     released: int
     """Leases of the identity's previous process dropped."""
+    live: int
+    """Live daemons, this one included."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """What one :func:`heartbeat` did and saw."""
+
+    renewed: int
+    """Leases renewed."""
+    live: int
+    """Live daemons, this one included."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +156,14 @@ def register(engine: Engine, identity: str, *, host: str, pid: int, now: datetim
         conn.execute(delete(DAEMON).where(DAEMON.c.identity != identity, or_(
             DAEMON.c.stopped_at < forget,
             and_(DAEMON.c.stopped_at.is_(None), DAEMON.c.heartbeat_at < forget))))
-    return Registration(identity, replaced, released)
+        live = _count_live(conn, now)
+    return Registration(identity, replaced, released, live)
 
 
 def heartbeat(engine: Engine, identity: str, *, now: datetime, lease_seconds: float,
-              polls_total: int, polls_last_minute: int) -> int:
-    """Say ``identity`` lives and renew its leases to ``now + lease_seconds``; how many."""
+              polls_total: int, polls_last_minute: int) -> Heartbeat:
+    """Say ``identity`` lives and renew its leases to ``now + lease_seconds``; how many, and
+    how many daemons are live."""
     require_utc(now, "now")
     with store_errors("sending the heartbeat"), engine.begin() as conn:
         conn.execute(update(DAEMON).where(DAEMON.c.identity == identity).values(
@@ -157,7 +171,15 @@ def heartbeat(engine: Engine, identity: str, *, now: datetime, lease_seconds: fl
         renewed: int = conn.execute(update(TARGET).where(
             TARGET.c.lease_owner == identity, TARGET.c.lease_expires_at.is_not(None)).values(
             lease_expires_at=now + timedelta(seconds=lease_seconds))).rowcount
-    return renewed
+        live = _count_live(conn, now)
+    return Heartbeat(renewed, live)
+
+
+def _count_live(conn: Connection, now: datetime) -> int:
+    rows = conn.execute(select(DAEMON.c.heartbeat_at, DAEMON.c.lease_seconds)
+                        .where(DAEMON.c.stopped_at.is_(None))).all()
+    return sum(1 for r in rows if daemon_state(None, r.heartbeat_at, r.lease_seconds, now)
+               == "live")
 
 
 def mark_stopped(engine: Engine, identity: str, *, now: datetime, polls_total: int,

@@ -53,7 +53,7 @@ def max_tick_age_seconds(polling: PollingSettings, tick_period_seconds: float) -
     period, ``interval_seconds`` and one slow request (connect + read timeouts).
 
     The last term matters because a tick ends only when its slowest poll does: with the
-    defaults (1 s ticks, 10 s interval, 5 + 15 s timeouts) the bound is 60 s, so one provider
+    defaults (0.25 s ticks, 10 s interval, 5 + 15 s timeouts) the bound is 60 s, so one provider
     timing out does not make the poller flap to not-ready.
     """
     slow_request = polling.connect_timeout_seconds + polling.read_timeout_seconds

@@ -8,12 +8,19 @@ to look*. One interval job on an ``AsyncIOScheduler`` with a memory job store:
   into a single run instead of a burst;
 * ``misfire_grace_time=None``: a late tick still runs (it only looks at what is due now).
 
-The period is :func:`tick_seconds`: one second, or half the poll interval when that is shorter.
-Each gap between two tick starts is drawn at random between half and one and a half periods
-(:class:`JitteredInterval`; on average one period): several daemons sharing one database then
-take turns at claiming instead of one of them, always a little ahead, taking every due target.
-A due target waits at most one and a half periods for its poll. A tick that finds nothing due
-costs one indexed ``UPDATE``.
+Discovery (``poller.discovery``) is a second interval job (:meth:`TickScheduler.add_periodic`),
+with the same ``max_instances=1`` / ``coalesce`` defaults, every
+``polling.discovery_interval_seconds``.
+
+The period is :func:`tick_seconds`: a quarter of a second, or half the poll interval when that
+is shorter. It is short because a target is rescheduled from the moment it was polled, just
+after a tick started: its next due time falls just after a tick too, and waits almost a whole
+period (with 1 s ticks every poll ran about 0.9 s late). Each gap between two tick starts is
+drawn at random between half and one and a half periods (:class:`JitteredInterval`; on average
+one period): several daemons sharing one database then take turns at claiming instead of one
+of them, always a little ahead, taking every due target. A due target waits at most one and a
+half periods for its poll. A tick that finds nothing due costs one indexed ``UPDATE``; each
+tick polls (``Poller.run_due``) until nothing more is due.
 """
 
 from __future__ import annotations
@@ -27,12 +34,13 @@ from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from poller.model import utc_now
 from poller.settings import PollingSettings
 
-MAX_TICK_SECONDS = 1.0
-"""The longest pause between two ticks."""
+MAX_TICK_SECONDS = 0.25
+"""The longest pause between two ticks (the most a due target waits; see the module doc)."""
 
 JOB_ID = "tick"
 
@@ -64,7 +72,7 @@ class JitteredInterval(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 is u
 
 
 def tick_seconds(settings: PollingSettings) -> float:
-    """How often to look for due targets: one second, or half the poll interval if shorter."""
+    """How often to look for due targets: every 0.25 s, or half the poll interval if shorter."""
     return min(MAX_TICK_SECONDS, settings.interval_seconds / 2)
 
 
@@ -88,6 +96,15 @@ class TickScheduler:
         self._scheduler.add_job(self.job, self._trigger(), id=JOB_ID, name="poller tick",
                                 next_run_time=utc_now())
         self._scheduler.start()
+
+    def add_periodic(self, job_id: str, name: str, job: Job, seconds: float) -> None:
+        """Run ``job`` every ``seconds`` too, first right away (before or after :meth:`start`);
+        a job already there with that ID gets the new period instead."""
+        trigger = IntervalTrigger(seconds=seconds, timezone=UTC)
+        if self._scheduler.get_job(job_id) is not None:
+            self._scheduler.reschedule_job(job_id, trigger=trigger)
+            return
+        self._scheduler.add_job(job, trigger, id=job_id, name=name, next_run_time=utc_now())
 
     def reschedule(self, seconds: float) -> None:
         """Tick every ``seconds`` from now on (after a reload changed the poll interval)."""

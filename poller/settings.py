@@ -210,6 +210,8 @@ class PollingSettings(Section):
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     """What sends the HTTP requests: ``aiohttp`` (through httpx-aiohttp; several times less CPU
     per poll, see ``docs/benchmarks.md``) or ``httpx`` (httpx's own transport)."""
+    discovery_interval_seconds: Seconds = 60.0
+    """How often accounts with ``discover = true`` list their conferences for new ones."""
 
     @model_validator(mode="after")
     def _backoff_order(self) -> PollingSettings:
@@ -297,6 +299,34 @@ class AccountBase(Section):
     base_url: HttpUrl
     requests_per_second: Annotated[float, Strict(), Field(gt=0)] = 10.0
     """The most requests poller sends this account per second (token-endpoint calls included)."""
+    discover: Annotated[bool, Strict()] = False
+    """List the account's conferences every ``polling.discovery_interval_seconds`` and poll every
+    new one (``poll_target.source = 'discovered'``; ``docs/discovery.md``)."""
+    discover_name: Annotated[str, Strict()] | None = None
+    """Only discover conferences with exactly this name (case-sensitive); needs ``discover``."""
+    list_polling: Annotated[bool, Strict()] | None = None
+    """Poll the account's targets through its conference list where that suffices (fewer
+    requests; ``docs/discovery.md``). Absent: on when ``discover`` is on, else off."""
+
+    @field_validator("discover_name")
+    @classmethod
+    def _valid_discover_name(cls, value: str) -> str:
+        if not value or value != value.strip() or not value.isprintable():
+            raise ValueError("must be a non-empty name without leading or trailing whitespace")
+        return value
+
+    @model_validator(mode="after")
+    def _discover_keys(self) -> AccountBase:
+        if not self.discover:
+            for key in ("discover_name", "discover_regions"):
+                if key in self.model_fields_set:
+                    raise config_error("is only used with discover = true", key)
+        return self
+
+    @property
+    def uses_list_polling(self) -> bool:
+        """``list_polling`` as set, else ``discover``."""
+        return self.discover if self.list_polling is None else self.list_polling
 
     @field_validator("name")
     @classmethod
@@ -327,10 +357,17 @@ class TelnyxAccount(AccountBase):
     api_key_env: EnvName
     """The environment variable holding the API key."""
     conferences: tuple[Annotated[Conference, BeforeValidator(_conference_entry)], ...] = ()
+    discover_regions: tuple[Region, ...] = ("US",)
+    """The data regions discovery lists (Telnyx lists one region per request)."""
 
     @model_validator(mode="after")
     def _unique(self) -> TelnyxAccount:
         self._unique_ids(self.conferences)
+        if not self.discover_regions:
+            raise config_error("must name at least one region", "discover_regions")
+        for index, region in enumerate(self.discover_regions):
+            if region in self.discover_regions[:index]:
+                raise config_error(f"lists {region!r} twice", "discover_regions", index)
         return self
 
     @property

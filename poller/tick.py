@@ -25,6 +25,10 @@ Time comes from the injected ``clock`` and waiting goes through the injected ``s
 drive a tick on a virtual clock without real sleeps. The tick does no signal handling and owns
 no loop; ``poller run`` adds those around it.
 
+Accounts with ``list_polling`` first ask their :class:`poller.listpoll.ListPlanner` which
+claimed targets their conference list can serve (ready observations, or participants only);
+the rest are polled as above.
+
 Database work (claiming, recording, handing back) runs in a worker thread
 (:func:`asyncio.to_thread`) so the event loop keeps serving the other polls. If the tick is
 cancelled meanwhile, it waits for that statement to finish before the cancellation goes on, so a
@@ -53,9 +57,11 @@ from sqlalchemy import Engine
 
 from poller.config import Config, build_account_client
 from poller.errors import ProviderError, StoreUnavailable
+from poller.listpoll import ListPlanner, Plan, account_pace
 from poller.metrics import PollObserver
 from poller.model import Observation, PollFailure, PollResult, TargetKey, utc_now
 from poller.providers import Clock, Credentials, ProviderClient
+from poller.providers.listing import ConferenceListing
 from poller.scheduling import AUTH_PAUSE_SECONDS, next_schedule, transient_backoff_seconds
 from poller.store.recorder import Recorder
 from poller.store.views import ScheduleUpdate
@@ -224,6 +230,20 @@ class Poller:
         self.gates = {account.name: AccountGate(TokenBucket(account.requests_per_second, now))
                       for account in config.accounts}
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
+        self.planners: dict[str, ListPlanner] = {}
+        """``list_polling`` accounts' planners (``poller.listpoll``), by account name."""
+        for account in config.accounts:
+            if account.uses_list_polling and account.name in self.clients:
+                self.planners[account.name] = ListPlanner(
+                    self.clients[account.name], engine, clock,
+                    account_pace(self.gates[account.name], clock, sleep),
+                    max_age_seconds=self.settings.interval_seconds / 2)
+
+    def offer_listing(self, listing: ConferenceListing) -> None:
+        """Let the account's list planner reuse a listing taken elsewhere (discovery)."""
+        planner = self.planners.get(listing.account)
+        if planner is not None:
+            planner.offer(listing)
 
     def sync(self, now: datetime | None = None) -> SyncReport:
         """Bring ``poll_target`` in line with the config's conferences (at start-up)."""
@@ -245,6 +265,7 @@ class Poller:
             await client.aclose()
 
     async def run_due(self, *, keep_going: Callable[[], bool] = lambda: True,
+                      on_tick: Callable[[TickReport], None] | None = None,
                       max_ticks: int = 1000) -> TickReport:
         """Tick while ticks come back with a full batch; the reports added up.
 
@@ -254,11 +275,14 @@ class Poller:
         claims what is due at its own start, and a full batch means more may be waiting. It
         stops after a short batch, a store error, ``max_ticks`` ticks, or as soon as
         ``keep_going()`` is false (checked between ticks: a stopping daemon does not start
-        another batch).
+        another batch). ``on_tick`` is given each tick's report as soon as it is done (metrics
+        and logs stay current while a long run goes on).
         """
         total = TickReport()
         for _ in range(max_ticks):
             report = await self.tick()
+            if on_tick is not None:
+                on_tick(report)
             total.add(report)
             if report.claimed < self.batch_size or report.store_error or not keep_going():
                 break
@@ -291,7 +315,9 @@ class Poller:
         if report.taken_over:
             log.info("took over %d targets whose lease had expired (their daemon stopped "
                      "without releasing them)", report.taken_over)
-        outcomes = await asyncio.gather(*(self._poll(target) for target in claimed))
+        plans = await self._plans(claimed, now)
+        outcomes = await asyncio.gather(*(self._poll(target, plans.get(target.pk))
+                                          for target in claimed))
         results: list[PollResult] = []
         schedule: dict[TargetKey, ScheduleUpdate] = {}
         handed_back: dict[int, datetime] = {}
@@ -323,6 +349,22 @@ class Poller:
                 await self._hand_back_stranded()
         return report
 
+    async def _plans(self, claimed: list[ClaimedTarget], now: datetime) -> dict[int, Plan]:
+        """What the list planners can serve of ``claimed`` (by pk); never raises."""
+        plans: dict[int, Plan] = {}
+        for account, planner in self.planners.items():
+            gate = self.gates[account]
+            mine = [t for t in claimed if t.key.account == account]
+            if not mine or gate.is_paused(now):
+                continue
+            try:
+                plans.update(await planner.plan(mine, off_loop))
+            except StoreUnavailable as error:
+                log.warning("list polling of account %r skipped: %s", account, error)
+            except Exception:  # the list is an optimisation: single polls still work
+                log.exception("list polling of account %r failed; polling one by one", account)
+        return plans
+
     async def _hand_back_stranded(self) -> None:
         """Drop every lease this poller holds, keeping ``next_poll_at`` (due again at once).
 
@@ -337,12 +379,16 @@ class Poller:
 
     # -- one target --------------------------------------------------------------------------
 
-    async def _poll(self, target: ClaimedTarget) -> PollResult | Deferred:
+    async def _poll(self, target: ClaimedTarget, plan: Plan | None = None
+                    ) -> PollResult | Deferred:
         account = target.key.account
         client, gate = self.clients.get(account), self.gates.get(account)
         if client is None or gate is None:
             log.warning("no configured account %r for %s: not polled", account, target.key)
             return Deferred(self.clock() + timedelta(seconds=self.settings.idle_interval_seconds))
+        if isinstance(plan, Observation):  # served by the account's conference list
+            gate.succeeded()
+            return plan
         now = self.clock()
         if gate.is_paused(now) and gate.paused_until is not None:
             return Deferred(gate.paused_until)
@@ -356,10 +402,10 @@ class Poller:
         async with self._semaphore:
             if gate.is_paused(self.clock()) and gate.paused_until is not None:
                 return Deferred(gate.paused_until)
-            return await self._fetch(client, gate, target)
+            return await self._fetch(client, gate, target, plan)
 
-    async def _fetch(self, client: ProviderClient, gate: AccountGate, target: ClaimedTarget
-                     ) -> PollResult:
+    async def _fetch(self, client: ProviderClient, gate: AccountGate, target: ClaimedTarget,
+                     fetch: Callable[[], Awaitable[Observation]] | None = None) -> PollResult:
         key = target.key
         if self.observer is not None:
             late = (self.clock() - target.next_poll_at).total_seconds()
@@ -367,7 +413,7 @@ class Poller:
         started = time.perf_counter()
         try:
             try:
-                observation = await client.fetch(key)
+                observation = await (fetch() if fetch is not None else client.fetch(key))
             finally:
                 if self.observer is not None:
                     self.observer.observe_poll_seconds(key.provider.value,

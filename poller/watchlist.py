@@ -22,12 +22,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
 from poller.model import TargetKey, require_utc
 from poller.scheduling import RetiredReason
 from poller.store.database import store_errors
-from poller.targets import TARGET, insert_ignoring_duplicates
+from poller.targets import CONFERENCE, TARGET, insert_ignoring_duplicates
 
 
 class WatchOutcome(StrEnum):
@@ -142,6 +142,17 @@ def add_discovered(engine: Engine, targets: Iterable[TargetKey], now: datetime
             [_new_row(t, "discovered", now) for t in new])
         keys = {(r.account, r.conference_id) for r in inserted}
     return [t for t in new if (t.account, t.conference_id) in keys]
+
+
+def newest_discovered_created_at(engine: Engine, account: str) -> datetime | None:
+    """The newest provider ``created_at`` of the account's ``discovered`` conferences."""
+    query = (select(func.max(CONFERENCE.c.created_at))
+             .join(TARGET, (TARGET.c.account == CONFERENCE.c.account)
+                   & (TARGET.c.conference_id == CONFERENCE.c.conference_id))
+             .where(CONFERENCE.c.account == account, TARGET.c.source == "discovered"))
+    with store_errors("reading the discovery cursor"), engine.connect() as conn:
+        value: datetime | None = conn.execute(query).scalar_one()
+        return value
 
 
 def _existing(conn: Any, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:

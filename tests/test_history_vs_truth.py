@@ -146,13 +146,14 @@ def is_subsequence(needle: Sequence[Hashable], haystack: Sequence[Hashable]) -> 
 
 def assert_faithful(label: str, truth: Sequence[Change], end_of_life: datetime | None,
                     recorded: Sequence[Hashable], window: tuple[datetime, datetime],
-                    *, complete: bool = True) -> None:
+                    *, complete: bool = True,
+                    significant_seconds: float = SIGNIFICANT_SECONDS) -> None:
     """Recorded states are real (in order) and, if ``complete``, include every lasting one."""
     runs = list(runs_in_window(truth, end_of_life, window))
     # Telnyx lists participants that left before the window, with their provider times: the
     # recorder rightly records them, so "real" is judged against the whole truth.
     visible = collapse([value for _, value in truth])
-    lasting = collapse([value for value, overlap in runs if overlap >= SIGNIFICANT_SECONDS])
+    lasting = collapse([value for value, overlap in runs if overlap >= significant_seconds])
     got = collapse(recorded)
     assert is_subsequence(got, visible), f"{label}: recorded {got} not in truth {visible}"
     if complete:
@@ -218,11 +219,14 @@ def truth_member_changes(conference: dict[str, Any], member_id: str
 
 
 def compare(engine: Engine, truth: dict[str, Any], window: tuple[datetime, datetime],
-            *, complete: bool, expect_gone: bool = True) -> dict[str, int]:
+            *, complete: bool, expect_gone: bool = True,
+            significant_seconds: float = SIGNIFICANT_SECONDS) -> dict[str, int]:
     """Assert the history is faithful to the truth; count what was compared.
 
     ``expect_gone=False`` when completed conferences stop being polled (the daemon retires
-    them), so their later expiry into 404 is never seen."""
+    them), so their later expiry into 404 is never seen. With ``complete``, every state that
+    lasted ``significant_seconds`` inside the window must be recorded (default: two of this
+    module's polling intervals; pass about two of yours)."""
     recorded = history(engine)
     counts = {"conferences": 0, "transitions": 0, "member_events": 0, "members": 0}
     for conf in truth["conferences"]:
@@ -231,7 +235,7 @@ def compare(engine: Engine, truth: dict[str, Any], window: tuple[datetime, datet
         status_changes = [(parse_time(c["at"]), c["to"]) for c in conf["status_changes"]]
         row = recorded["conferences"].get((account, conf["conference_id"]))
         visible = [v for v, overlap in runs_in_window(status_changes, gone_at, window)
-                   if overlap >= SIGNIFICANT_SECONDS]
+                   if overlap >= significant_seconds]
         if row is None:
             assert not visible, f"{conf['conference_id']} never recorded, truth {visible}"
             continue
@@ -242,7 +246,8 @@ def compare(engine: Engine, truth: dict[str, Any], window: tuple[datetime, datet
         counts["transitions"] += len(chain)
         label = f"{conf['provider']} {conf['conference_id']}"
         assert_faithful(f"{label} status", status_changes, gone_at,
-                        [t.to_status for t in chain], window, complete=complete)
+                        [t.to_status for t in chain], window, complete=complete,
+                        significant_seconds=significant_seconds)
         if row.status == "completed":
             assert row.completed_at == parse_time(conf["completed_at"]), label
             assert row.end_reason == conf["end_reason"], label
@@ -252,7 +257,7 @@ def compare(engine: Engine, truth: dict[str, Any], window: tuple[datetime, datet
             assert row.duration_seconds == pytest.approx(
                 (row.completed_at - row.created_at).total_seconds())
         if complete and expect_gone and gone_at is not None and gone_at <= window[1] - timedelta(
-                seconds=SIGNIFICANT_SECONDS):
+                seconds=significant_seconds):
             assert row.gone_at is not None, f"{label} gone in truth, not recorded"
         for member in conf["members"]:
             mrow = recorded["members"].get((row.id, member["member_id"]))
@@ -260,7 +265,7 @@ def compare(engine: Engine, truth: dict[str, Any], window: tuple[datetime, datet
             end_of_life = gone_at
             if mrow is None:
                 lasting = [v for v, o in runs_in_window(truth_changes["present"], end_of_life,
-                                                         window) if v and o >= SIGNIFICANT_SECONDS]
+                                                         window) if v and o >= significant_seconds]
                 assert not (complete and lasting), f"{label} member {member['member_id']} missed"
                 continue
             counts["members"] += 1
@@ -271,7 +276,7 @@ def compare(engine: Engine, truth: dict[str, Any], window: tuple[datetime, datet
             for key in ("present", "muted", "on_hold"):
                 assert_faithful(f"{label} member {member['member_id']} {key}",
                                 truth_changes[key], end_of_life, got[key], window,
-                                complete=complete)
+                                complete=complete, significant_seconds=significant_seconds)
     return counts
 
 

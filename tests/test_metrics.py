@@ -365,3 +365,17 @@ async def test_real_server_address_in_use_is_a_config_error(metrics: PollerMetri
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}") as caught:
             await asyncio.wait_for(server.start(), 10)
     assert caught.value.key == "metrics.listen"
+
+
+def test_leases_taken_renewed_and_expired(metrics: PollerMetrics) -> None:
+    """``poller_leases_total``: every event exported from the start; claims count as taken,
+    taken-over ones also as expired; heartbeats add renewals."""
+    for event in ("taken", "renewed", "expired"):
+        assert metrics.registry.get_sample_value("poller_leases_total", {"event": event}) == 0
+    observe_tick(metrics, report(claimed=7, taken_over=3, polled=7, ok=7))
+    observe_tick(metrics, report(claimed=2, polled=2, ok=2))
+    metrics.leases_renewed(5)
+    metrics.leases_renewed(0)
+    assert value(metrics, "poller_leases_total", event="taken") == 9
+    assert value(metrics, "poller_leases_total", event="expired") == 3
+    assert value(metrics, "poller_leases_total", event="renewed") == 5

@@ -22,13 +22,13 @@ from poller.targets import claim_due, sync_targets
 
 def write_config(tmp_path: Path, url: str) -> Path:
     path = tmp_path / "config.toml"
-    path.write_text(f'[database]\nurl = "{url}"\n\n[polling]\ninterval_seconds = 10\n')
+    path.write_text(f'[database]\nurl = "{url}"\n\n[polling]\ninterval_seconds = 60\n')
     return path
 
 
 def populate(url: str) -> None:
-    """Daemons a (live, 2 leases), b (live), old (stopped); 6 targets, 2 overdue by 100 s,
-    1 due 5 s ago (not overdue at 10 s), 3 due later."""
+    """Daemons a (live, 2 leases), b (live), old (stopped); 6 targets, 2 overdue by 600 s,
+    1 due 5 s ago (not overdue at 60 s), 3 due later."""
     engine = make_engine(url)
     try:
         now = utc_now()
@@ -37,7 +37,7 @@ def populate(url: str) -> None:
             register(engine, identity, host="host-1", pid=pid, now=now, lease_seconds=60)
         mark_stopped(engine, "old", now=now, polls_total=40, polls_last_minute=4)
         with engine.begin() as conn:
-            for names, due in ((["c0", "c1"], -100), (["c2"], -5), (["c3", "c4", "c5"], 60)):
+            for names, due in ((["c0", "c1"], -600), (["c2"], -5), (["c3", "c4", "c5"], 60)):
                 conn.execute(update(PollTarget).where(PollTarget.conference_id.in_(names))
                              .values(next_poll_at=now + timedelta(seconds=due)))
         claimed = claim_due(engine, now, 2, "a", 60)
@@ -59,9 +59,9 @@ def test_status_shows_live_daemons_and_overdue_targets(database_url: str,
     assert [(d["identity"], d["state"], d["targets_held"], d["polls_last_minute"],
              d["polls_total"]) for d in document["daemons"]] == [
         ("a", "live", 2, 12, 120), ("b", "live", 0, 0, 0)]
-    assert document["targets"] == {"active": 6, "overdue": 2, "overdue_after_seconds": 10}
+    assert document["targets"] == {"active": 6, "overdue": 2, "overdue_after_seconds": 60}
     assert [t["conference_id"] for t in document["overdue_targets"]] == ["c0", "c1"]
-    assert all(99 < t["late_seconds"] < 200 and t["lease_owner"] == "a"
+    assert all(599 < t["late_seconds"] < 700 and t["lease_owner"] == "a"
                for t in document["overdue_targets"])
     assert document["daemons"][0]["heartbeat_at"].endswith("Z")
 
@@ -70,7 +70,7 @@ def test_status_shows_live_daemons_and_overdue_targets(database_url: str,
     lines = table.stdout.splitlines()
     assert lines[0].split()[:4] == ["identity", "host", "pid", "state"]
     assert [line.split()[0] for line in lines[2:4]] == ["a", "b"]
-    assert "6 active targets, 2 overdue by more than 10 s" in table.stdout
+    assert "6 active targets, 2 overdue by more than 60 s" in table.stdout
 
     everyone = poller("--config", config, "status", "--all", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(everyone.stdout)))

@@ -5,7 +5,8 @@ The one-shot ("burst") form of the daemon, for cron jobs, smoke tests and first 
     TELNYX_API_KEY=… poller --config config.toml once
     # polled 12: 11 ok (3 unchanged), 1 failed (not_found 1), 0 retired, 2 transitions, …
 
-It syncs the config's conferences into ``poll_target``, then runs ticks until no target that
+It syncs the config's conferences into ``poll_target``, runs discovery for the accounts with
+``discover = true`` (``poller.discovery``), then runs ticks until no target that
 was due when it started is left (a target it reschedules is not polled twice), and exits 0,
 or 1 when a poll failed or results could not be recorded. A SQLite database is migrated to the
 newest schema first (``[database] auto_migrate``, on by default for SQLite); any other database
@@ -29,6 +30,7 @@ from sqlalchemy import Engine
 from poller.commands import CliState, pass_state
 from poller.config import Config, load_config, resolve_all_credentials
 from poller.daemon import SqliteLock
+from poller.discovery import Discovery
 from poller.errors import StoreUnavailable
 from poller.model import utc_now
 from poller.providers import Clock, Credentials
@@ -90,18 +92,23 @@ def open_migrated(settings: DatabaseSettings) -> Engine:
 
 async def run_once(config: Config, credentials: Mapping[str, Credentials], engine: Engine, *,
                    transport: httpx.AsyncBaseTransport | None = None, clock: Clock = utc_now,
-                   sleep: Sleep = asyncio.sleep) -> TickReport:
+                   sleep: Sleep = asyncio.sleep, discovery: Discovery | None = None
+                   ) -> TickReport:
     """Sync the targets and tick until nothing due at the start is left; the summed report.
 
     ``transport``, ``clock`` and ``sleep`` are the seams tests use (the simulator over
-    ``httpx.ASGITransport``, a virtual clock).
+    ``httpx.ASGITransport``, a virtual clock); ``discovery`` keeps the discovery run's report
+    (``Discovery.last_report``).
     """
+    discovery = discovery if discovery is not None else Discovery()
     clients = build_clients(config, credentials, transport=transport, clock=clock)
     poller = Poller(config, engine, clients, clock=clock, sleep=sleep)
     total = TickReport()
     try:
+        poller.sync(clock())
+        if any(account.discover for account in config.accounts):
+            await discovery.run(poller)
         start = clock()
-        poller.sync(start)
         for _ in range(MAX_TICKS):
             report = await poller.tick(clock(), due_by=start)
             total.add(report)
@@ -117,17 +124,21 @@ async def run_once(config: Config, credentials: Mapping[str, Credentials], engin
 def once(state: CliState) -> None:
     """Poll every due conference once, record what changed, and exit.
 
-    Exits 0 when every poll worked, 1 when one failed (details in the poll_error table),
-    2 on a configuration error.
+    Exits 0 when every poll worked, 1 when one failed (details in the poll_error table) or a
+    discovery listing failed, 2 on a configuration error.
     """
     config = load_config(state.config_path)
     credentials = resolve_all_credentials(config)
+    discovery = Discovery()
     with exclusive_sqlite(config.database) as lock:
         engine = open_database(config.database, exclusive=lock is not None)
         try:
-            report = asyncio.run(run_once(config, credentials, engine))
+            report = asyncio.run(run_once(config, credentials, engine, discovery=discovery))
         finally:
             engine.dispose()
+    found = discovery.last_report
+    if found is not None:
+        click.echo(f"discovery: {found.summary()}")
     click.echo(report.summary())
-    if report.failures or report.store_error:
+    if report.failures or report.store_error or (found is not None and found.failed):
         sys.exit(1)

@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Self, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import httpx
@@ -255,6 +255,19 @@ class ProviderHttp:
             follow_redirects=False,
             headers={"User-Agent": settings.user_agent, "Accept": "application/json"},
         )
+        self._base = str(self._client.base_url)
+        """The base URL, ending in ``/`` (httpx adds it)."""
+
+    def _absolute(self, url: str, params: Mapping[str, str] | None) -> str:
+        """``url`` (a path under the base URL, or an absolute URL) with ``params`` encoded, as
+        one absolute URL. httpx then parses it once; a relative URL plus separate ``params``
+        would be parsed three times (joined to the base, then again with the query), which
+        was a third of the CPU of a poll."""
+        if "://" not in url:
+            url = self._base + url.lstrip("/")
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params, quote_via=quote)
+        return url
 
     def context(self, conference_id: str | None) -> ErrorContext:
         """The error context of a request about ``conference_id`` on this account."""
@@ -279,8 +292,8 @@ class ProviderHttp:
         data: Mapping[str, str] | None = None,
     ) -> RawResponse:
         """Send one request and read its body within the cap; transport errors translated."""
-        request = self._client.build_request(method, url, headers=headers, params=params,
-                                             data=data)
+        request = self._client.build_request(method, self._absolute(url, params),
+                                             headers=headers, data=data)
         where = f"{method} {request.url.raw_path.decode('ascii', 'replace')}"
         error: ProviderError
         status: int | None = None

@@ -33,7 +33,9 @@ def write_fleet_config(path: Path, database_url: str, accounts: list[dict[str, A
                 "completion_grace_seconds": 1, "backoff_base_seconds": 1,
                 "backoff_max_seconds": 2, "shutdown_grace_seconds": 5,
                 **(polling or {})}
-    lines = ["[database]", f"url = {json.dumps(database_url)}", "", "[polling]",
+    # The identity as application_name tells its connections apart in pg_stat_activity.
+    url = f"{database_url}{'&' if '?' in database_url else '?'}application_name={identity}"
+    lines = ["[database]", f"url = {json.dumps(url)}", "", "[polling]",
              *(f"{key} = {_toml_value(value)}" for key, value in settings.items()), "",
              "[daemon]", f"identity = {json.dumps(identity)}", f"lease_seconds = {lease}",
              f"heartbeat_seconds = {heartbeat}", ""]
@@ -69,21 +71,29 @@ class FleetDaemon:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)
 
-    def kill_holding_leases(self, watch: Watch, deadline_seconds: float = 30.0
+    def kill_holding_leases(self, watch: Watch, deadline_seconds: float = 60.0
                             ) -> dict[int, int]:
-        """SIGKILL it while it holds leases: freeze it (SIGSTOP) until the database shows some
-        of its leases, then kill it. The leased targets' ``poll_count`` at the kill."""
+        """SIGKILL it while it holds leases. It runs freely until the database shows leases
+        of it; then it is frozen (SIGSTOP) and, once none of its statements is still running
+        in the database (a COMMIT sent just before the freeze would release leases after we
+        looked), killed if it still holds leases, else let go on. The leased targets'
+        ``poll_count`` at the kill."""
         deadline = time.monotonic() + deadline_seconds
         while True:
+            assert time.monotonic() < deadline, "the daemon never held a lease"
+            if not watch.leased_by(self.identity):
+                time.sleep(0.005)
+                continue
             self.process.send_signal(signal.SIGSTOP)
+            wait_for("its statements to finish", lambda: not watch.scalar(
+                "select count(*) from pg_stat_activity where application_name = :who "
+                "and state = 'active'", who=self.identity), seconds=10, every=0.01)
             held = watch.leased_by(self.identity)
             if held:
                 self.process.send_signal(signal.SIGKILL)
                 self.process.wait(timeout=30)
                 return held
             self.process.send_signal(signal.SIGCONT)
-            assert time.monotonic() < deadline, "the daemon never held a lease"
-            time.sleep(0.05)
 
     def close(self) -> None:
         if self.process.poll() is None:

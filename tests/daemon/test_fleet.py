@@ -4,6 +4,7 @@ status queries and the jittered tick gap (both databases; the three-process runs
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import socket
@@ -14,7 +15,9 @@ from typing import Any
 import pytest
 from databases import fetch
 from factories import T0, at, telnyx_target
+from sim_world import build_sim_world
 from sqlalchemy import Engine, select, update
+from test_process_life import WAIT_SECONDS, StallingTransport, make_daemon, wait_until
 
 from poller.config import parse_config
 from poller.errors import ConfigError
@@ -26,6 +29,7 @@ from poller.fleet import (
     register,
 )
 from poller.scheduler import JitteredInterval
+from poller.settings import DaemonSettings
 from poller.store.schema import PollerDaemon, PollTarget
 from poller.targets import claim_due, sync_targets
 
@@ -90,7 +94,7 @@ def test_register_refuses_an_identity_a_live_daemon_holds(engine: Engine) -> Non
     """A second registration while the first daemon's heartbeat is fresh is refused, naming
     the key, the host and pid of the holder; a stopped or lost holder is replaced."""
     first = register(engine, "poller-a", host="h1", pid=11, now=T0, lease_seconds=30)
-    assert (first.replaced, first.released) == (None, 0)
+    assert (first.replaced, first.released, first.live) == (None, 0, 1)
     with pytest.raises(IdentityInUse) as caught:
         register(engine, "poller-a", host="h2", pid=22, now=at(29), lease_seconds=30)
     assert isinstance(caught.value, ConfigError)
@@ -101,7 +105,8 @@ def test_register_refuses_an_identity_a_live_daemon_holds(engine: Engine) -> Non
     [row] = daemons(engine)
     assert (row["host"], row["pid"]) == ("h1", 11), "the refused one changed nothing"
     # Another identity is fine meanwhile.
-    register(engine, "poller-b", host="h2", pid=22, now=at(29), lease_seconds=30)
+    assert register(engine, "poller-b", host="h2", pid=22, now=at(29), lease_seconds=30
+                    ).live == 2
 
     mark_stopped(engine, "poller-a", now=at(40), polls_total=5, polls_last_minute=1)
     again = register(engine, "poller-a", host="h3", pid=33, now=at(41), lease_seconds=30)
@@ -161,15 +166,17 @@ def test_heartbeat_renews_only_its_own_leases(engine: Engine) -> None:
     register(engine, "b", host="h", pid=2, now=T0, lease_seconds=10)
     claim_due(engine, T0, 2, "a", 10)
     claim_due(engine, T0, 2, "b", 10)
-    renewed = heartbeat(engine, "a", now=at(8), lease_seconds=10, polls_total=7,
-                        polls_last_minute=3)
-    assert renewed == 2
+    beat = heartbeat(engine, "a", now=at(8), lease_seconds=10, polls_total=7,
+                     polls_last_minute=3)
+    assert (beat.renewed, beat.live) == (2, 2)
     leases = {t["conference_id"]: (t["lease_owner"], t["lease_expires_at"])
               for t in fetch(engine, "poll_target")}
     assert sorted(v for v in leases.values() if v[0] == "a") == [("a", at(18))] * 2
     assert sorted(v for v in leases.values() if v[0] == "b") == [("b", at(10))] * 2
     row = next(r for r in daemons(engine) if r["identity"] == "a")
     assert (row["heartbeat_at"], row["polls_total"], row["polls_last_minute"]) == (at(8), 7, 3)
+    assert heartbeat(engine, "a", now=at(11), lease_seconds=10, polls_total=8,
+                     polls_last_minute=3).live == 1, "b's heartbeat is older than its lease"
 
 
 def test_an_expired_lease_is_taken_over_and_flagged(engine: Engine) -> None:
@@ -228,3 +235,63 @@ def test_tick_gaps_are_spread_between_half_and_one_and_a_half_periods() -> None:
     assert 2.95 < max(gaps) <= 3.0
     assert 1.95 < sum(gaps) / len(gaps) < 2.05
     assert len({round(g, 6) for g in gaps}) > 1900, "independent draws"
+
+
+# --- the daemon's heartbeat, in-process ----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_daemon_heartbeat_renews_leases_of_stalled_polls_and_stop_marks_it(
+        engine: Engine) -> None:
+    """While its polls hang the daemon's heartbeat keeps moving their leases (on the clock it
+    is given); the stop releases them and marks the daemon stopped."""
+    world = build_sim_world(conferences=2, polling={"shutdown_grace_seconds": 600})
+    config = world.config.model_copy(update={"daemon": DaemonSettings(
+        identity="stalled", lease_seconds=10, heartbeat_seconds=0.05)})
+    stalling = StallingTransport()
+    daemon = make_daemon(world, engine, config=config, transport=stalling)
+    task = asyncio.ensure_future(daemon.run())
+    await asyncio.wait_for(stalling.requested.wait(), WAIT_SECONDS)
+    first = {t["lease_expires_at"] for t in fetch(engine, "poll_target")
+             if t["lease_owner"] == "stalled"}
+    assert first, "the polls in flight hold leases"
+    world.clock.advance(100)
+    renewed_to = world.clock.now() + timedelta(seconds=10)
+
+    def renewed() -> bool:
+        leases = [t for t in fetch(engine, "poll_target") if t["lease_owner"] == "stalled"]
+        return bool(leases) and all(t["lease_expires_at"] == renewed_to for t in leases)
+
+    await wait_until("the heartbeat to renew the leases", renewed)
+    assert daemon.metrics.registry.get_sample_value(
+        "poller_leases_total", {"event": "renewed"}) >= len(first)
+    [row] = daemons(engine)
+    assert (row["identity"], row["stopped_at"], row["lease_seconds"]) == ("stalled", None, 10)
+    daemon.request_stop("test")
+    daemon.request_stop("test")
+    await asyncio.wait_for(task, WAIT_SECONDS)
+    [row] = daemons(engine)
+    assert row["stopped_at"] == world.clock.now()
+    assert all(t["lease_owner"] is None for t in fetch(engine, "poll_target"))
+
+
+@pytest.mark.anyio
+async def test_daemon_claims_smaller_batches_while_others_are_live(engine: Engine) -> None:
+    """Alone a daemon claims 4 × concurrency at a time; with another live daemon registered,
+    concurrency; once the other's heartbeat is older than its lease, 4 × again."""
+    world = build_sim_world(conferences=2, polling={"shutdown_grace_seconds": 600,
+                                                    "concurrency": 8})
+    config = world.config.model_copy(update={"daemon": DaemonSettings(
+        identity="me", lease_seconds=10, heartbeat_seconds=0.05)})
+    register(engine, "other", host="h", pid=1, now=world.clock.now(), lease_seconds=10)
+    stalling = StallingTransport()
+    daemon = make_daemon(world, engine, config=config, transport=stalling)
+    assert daemon.poller.batch_size == 32
+    task = asyncio.ensure_future(daemon.run())
+    await asyncio.wait_for(stalling.requested.wait(), WAIT_SECONDS)
+    assert daemon.poller.batch_size == 8
+    world.clock.advance(11)
+    await wait_until("the other daemon to count as lost", lambda: daemon.poller.batch_size == 32)
+    daemon.request_stop("test")
+    daemon.request_stop("test")
+    await asyncio.wait_for(task, WAIT_SECONDS)

@@ -249,9 +249,10 @@ def fault_mix(seed: int) -> FaultConfig:
 def assert_faults_hit(proof: Proof, stats: dict[str, int]) -> None:
     """Every kind of fault was injected, and the poller met each kind it can tell apart.
 
-    Resets are injected but not required in the log: the aiohttp transport resends an
-    idempotent GET once when a reused keep-alive connection is dropped, so a reset often
-    reaches the poller as the next draw's answer."""
+    Resets are injected but not required in the log: the aiohttp transport (the default)
+    resends an idempotent GET once when a reused keep-alive connection is reset, so a reset is
+    logged only when the retry fails too; a reset under either transport is proven in
+    tests/providers/test_transports.py."""
     figures = proof.figures
     assert figures.failed_requests >= 0.12 * figures.requests, figures.line()
     assert all(stats[kind.value] > 0 for kind in FaultKind), stats

@@ -209,8 +209,10 @@ async def test_run_due_ticks_while_batches_come_back_full(engine: Engine) -> Non
     world = build_sim_world(conferences=5)  # 10 targets
     poller = world.poller(engine, batch_size=3)
     poller.sync(world.clock.now())
-    report = await poller.run_due()
-    assert (report.claimed, report.polled) == (10, 10)  # batches of 3, 3, 3, 1
+    ticks: list[int] = []
+    report = await poller.run_due(on_tick=lambda tick: ticks.append(tick.claimed))
+    assert (report.claimed, report.polled) == (10, 10)
+    assert ticks == [3, 3, 3, 1]
     assert all(t["poll_count"] == 1 for t in targets_by_id(engine).values())
 
     world.clock.advance(3600)  # everything due again (retired ones aside)
