@@ -12,18 +12,18 @@ afterwards; SQLite uses a temp file. PostgreSQL rows are left out (and say so) w
 does not answer.
 
 **Scheduled runs** (``N targets @ interval``): the poller polls N conferences every interval
-(10 s; 2 s with ``--quick``). After a warm-up (every target polled once, then one more
-interval) a window of whole intervals is measured: polls per second, CPU seconds of the
-poller process per 1,000 polls (``/proc/<pid>/stat``), its peak RSS (``VmHWM``), history rows
-written per poll (rows of ``conference_snapshot``, ``status_transition``, ``member_event`` and
-``poll_error`` counted before and after), and how late polls started against their due time
-(p50 / p99 interpolated from ``poller_poll_lateness_seconds``, scraped from the poller's
-``/metrics`` at both ends of the window). *steady*: nothing changes; *churn*:
-``POST /_sim/churn`` changes 10 % of the conferences once per interval.
+(10 s; 2 s with ``--quick``). After a warm-up (every target polled once, then one more interval) a
+window of whole intervals is measured: polls per second, CPU seconds of the poller process per
+1,000 polls (``/proc/<pid>/stat``), its peak RSS (``VmHWM``), history rows written per poll
+(rows of ``conference_snapshot``, ``status_transition``, ``member_event`` and ``poll_error``
+counted before and after), and how late polls started against their due time (p50 / p99
+interpolated from ``poller_poll_lateness_seconds``, scraped from the poller's ``/metrics`` at
+both ends of the window). *steady*: nothing changes; *churn*: ``POST /_sim/churn`` changes 10 %
+of the conferences once per interval.
 
 **Saturated runs** (``max``): 2,000 targets (200 with ``--quick``) due every 0.1 s, far more
-than can be polled, so polls per second is the most the poller does. In the same run,
-against the same simulator and targets:
+than can be polled, so polls per second is the most the poller does. In the same run, against
+the same simulator and targets:
 
 * **floor**: a bare aiohttp loop at the same concurrency that only GETs and decodes JSON (the
   same requests per poll: Telnyx conference + participants, Bandwidth conference);

@@ -132,6 +132,9 @@ async def test_discovery_alone_records_every_listed_conference(engine: Engine) -
         parse_time(c["completed_at"]) - parse_time(c["created_at"])).total_seconds()
         < DISCOVERY_SECONDS]
     assert short, "the scenario has conferences shorter than the discovery interval"
+    print(f"\ndiscovery completeness (in-process): {len(expected) - len(missing)}/"
+          f"{len(expected)} listed conferences recorded, {len(short)} shorter than the "
+          "discovery interval")
     compare(engine, truth, run.window, complete=False, expect_gone=False)
     with engine.connect() as conn:
         sources = Counter(conn.execute(select(PollTarget.source)).scalars())
@@ -148,6 +151,7 @@ def _truth(world: SimWorld, run: Run) -> dict[str, Any]:
             + [c for c in bandwidth["conferences"] if c["provider"] == "bandwidth"]}
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_list_polling_costs_fewer_requests_for_the_same_history(
         engine: Engine, tmp_path: Any) -> None:
@@ -201,3 +205,70 @@ async def test_discover_name_filters_and_cli_rows_survive_sync(engine: Engine) -
         assert states == {"active"}
     finally:
         await poller.aclose()
+
+
+class RecordingRouter(httpx.AsyncBaseTransport):
+    """Keeps every list request's URL."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.lists: list[httpx.URL] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/conferences"):
+            self.lists.append(request.url)
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.anyio
+async def test_bandwidth_cursor_and_rate_limiter(engine: Engine) -> None:
+    """Telnyx lists every region without a status filter each run; Bandwidth lists from the
+    previous run's start minus the margin; every page takes a token of the account."""
+    world = discovering_world()
+    recording = RecordingRouter(world.router)
+    poller = Poller(world.config, engine, _clients(world, recording), clock=world.clock.now,
+                    sleep=world.sleep)
+    discovery = Discovery()
+    try:
+        first_at = world.clock.now()
+        tokens = {name: gate.bucket.tokens(first_at) for name, gate in poller.gates.items()}
+        await discovery.run(poller)
+        used = {name: tokens[name] - gate.bucket.tokens(first_at)
+                for name, gate in poller.gates.items()}
+        first = list(recording.lists)
+        world.clock.advance(DISCOVERY_SECONDS)
+        recording.lists.clear()
+        await discovery.run(poller)
+        second = list(recording.lists)
+    finally:
+        await poller.aclose()
+    telnyx_first = [u for u in first if u.path.startswith("/v2")]
+    assert sorted(u.params["region"] for u in telnyx_first) == sorted(ALL_REGIONS)
+    assert all("filter[status]" not in u.params for u in telnyx_first + second)
+    bandwidth_first = [u for u in first if u.path.startswith("/api")]
+    bandwidth_second = [u for u in second if u.path.startswith("/api")]
+    assert ["minCreatedTime" in u.params for u in bandwidth_first] == [False]
+    since = datetime.fromisoformat(bandwidth_second[0].params["minCreatedTime"].replace(
+        "Z", "+00:00"))
+    assert since == first_at - timedelta(seconds=300)
+    assert used == {"telnyx-sim": len(telnyx_first), "bandwidth-sim": len(bandwidth_first)}
+
+
+@pytest.mark.anyio
+async def test_once_discovers_first_then_polls_what_it_found(engine: Engine) -> None:
+    """``poller once`` with only ``discover = true``: the conferences listed are recorded in
+    the same run."""
+    from poller.commands.once import run_once
+    from poller.config import resolve_all_credentials
+
+    world = discovering_world()
+    world.clock.set(world.telnyx.to_datetime(600_000))
+    discovery = Discovery()
+    report = await run_once(world.config, resolve_all_credentials(world.config, world.environ),
+                            engine, transport=world.router, clock=world.clock.now,
+                            sleep=world.sleep, discovery=discovery)
+    assert discovery.last_report is not None
+    found = discovery.last_report.added
+    assert len(found) >= 4
+    assert report.polled == len(found)
+    assert {(t.account, t.conference_id) for t in found} <= recorded_ids(engine)

@@ -14,7 +14,8 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,11 @@ from lockstep import (
     wait_for,
     write_config,
 )
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from poller.simulator import FaultConfig, FaultKind
+from poller.store.schema import MemberEvent, StatusTransition
 
 SEED = 41
 """A seed whose compact world holds every ending (checked by ``assert_lively``)."""
@@ -242,19 +245,22 @@ def assert_faults_hit(proof: Proof) -> None:
     """The faults really happened and the poller saw each kind."""
     figures = proof.figures
     assert figures.failed_requests >= 0.12 * figures.requests, figures.line()
-    for logged in ("rate_limited", "server_error", "timeout", "network", "bad_response"):
+    # Not "network": aiohttp (the default transport) retries an idempotent GET once when a
+    # reused connection is reset, so an injected reset is logged only when the retry fails too;
+    # a reset under either transport is proven in tests/providers/test_transports.py.
+    for logged in ("rate_limited", "server_error", "timeout", "bad_response"):
         assert f"poll failed ({logged}" in proof.log, logged
 
 
 def test_faults_lose_and_duplicate_nothing(tmp_path: Path,
                                            record_property: Callable[[str, object], None]
                                            ) -> None:
-    """20 % of requests failing (6 steps from the busy middle of the scenario): every lasting
+    """20 % of requests failing (5 steps from the busy middle of the scenario): every lasting
     change is still recorded, once, and nothing else; the daemon never crashes and exits 0 on
     SIGTERM."""
     proof = prove_with_run(tmp_path, f"sqlite:///{tmp_path / 'faults.db'}",
                            "faults 20 %, run, SQLite", conferences=4, faults=fault_mix(7),
-                           steps=6, start_at=QUICK_START, **FAULT_POLLING)
+                           steps=5, start_at=QUICK_START, **FAULT_POLLING)
     report(proof.figures, record_property)
     assert_exact(proof.figures, proof.log)
     assert_faults_hit(proof)
@@ -293,11 +299,11 @@ def killer(kills: int, steps: int, seed: int
 def test_sigkill_loses_and_duplicates_nothing(tmp_path: Path,
                                               record_property: Callable[[str, object], None]
                                               ) -> None:
-    """Five SIGKILLs in ten steps, each followed by a restart: every chain unbroken, nothing
+    """Five SIGKILLs in eight steps, each followed by a restart: every chain unbroken, nothing
     duplicated, the history equals the truth."""
     proof = prove_with_run(tmp_path, f"sqlite:///{tmp_path / 'crash.db'}",
-                           "crash x5 (SIGKILL), run, SQLite", conferences=4, steps=10,
-                           start_at=QUICK_START, during=killer(5, 10, seed=1))
+                           "crash x5 (SIGKILL), run, SQLite", conferences=4, steps=8,
+                           start_at=QUICK_START, during=killer(5, 8, seed=1))
     report(proof.figures, record_property)
     assert_exact(proof.figures, proof.log)
     assert proof.figures.notes == ["5 SIGKILLs"]
@@ -323,38 +329,67 @@ OUTAGE_STEP = 3
 """The outage starts right after this step's move."""
 
 
-def outage(seconds: float, moves: int, cut: Callable[[], None], restore: Callable[[], None],
-           notes: list[str]) -> Callable[[int, Stepper, Callable[[], None]], None]:
+@dataclass
+class Outage:
     """The database is unreachable for ``seconds`` of real time while the world moves
     ``moves`` intervals; then it is back and the poller must catch up."""
 
-    def during(step: int, stepper: Stepper, _restart: Callable[[], None]) -> None:
+    seconds: float
+    moves: int
+    cut: Callable[[], None]
+    restore: Callable[[], None]
+    notes: list[str] = field(default_factory=list)
+    began: datetime | None = None
+    ended: datetime | None = None
+
+    def __call__(self, step: int, stepper: Stepper, _restart: Callable[[], None]) -> None:
         if step != OUTAGE_STEP:
             return
-        cut()
+        self.cut()
+        self.began = datetime.now(UTC)
         try:
-            changed = stepper.blind_moves(moves, seconds)
+            changed = stepper.blind_moves(self.moves, self.seconds)
         finally:
-            restore()
-        notes.append(f"outage {seconds:g} s ({moves} intervals, {changed} truth changes "
-                     f"meanwhile)")
+            self.restore()
+            self.ended = datetime.now(UTC)
+        self.notes.append(f"outage {self.seconds:g} s ({self.moves} intervals, {changed} "
+                          f"truth changes meanwhile)")
 
-    return during
+    def recorded_across(self, database_url: str) -> int:
+        """Transitions and member events recorded after the outage whose bracket spans it:
+        what changed while the database was away, recorded once it was back."""
+        assert self.began is not None
+        assert self.ended is not None
+        engine = reader(database_url)
+        try:
+            with engine.connect() as conn:
+                return sum(conn.execute(select(func.count()).select_from(table).where(
+                    table.previous_observed_at <= self.began,
+                    table.observed_at >= self.ended)).scalar_one()
+                    for table in (StatusTransition, MemberEvent))
+        finally:
+            engine.dispose()
+
+
+def finish_outage(proof: Proof, outage: Outage, database_url: str) -> None:
+    across = outage.recorded_across(database_url)
+    proof.figures.notes += [*outage.notes, f"{across} changes recorded across it"]
+    assert across > 0, "what changed during the outage is recorded once it is over"
 
 
 def prove_postgresql_outage(tmp_path: Path, postgres_url: str, seconds: float, moves: int,
                             steps: int) -> Proof:
     url = make_url(postgres_url)
-    notes: list[str] = []
     with TcpProxy((url.host or "127.0.0.1", url.port or 5432)) as proxy:
         daemon_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
             hide_password=False)
+        outage = Outage(seconds, moves, proxy.cut, proxy.restore)
         proof = prove_with_run(tmp_path, postgres_url,
                                f"PostgreSQL down {seconds:g} s, run", conferences=4,
                                steps=steps, start_at=QUICK_START, daemon_url=daemon_url,
-                               during=outage(seconds, moves, proxy.cut, proxy.restore, notes))
+                               during=outage)
         refused = proxy.refused
-    proof.figures.notes += notes
+    finish_outage(proof, outage, postgres_url)
     assert refused > 0, "the daemon tried to reconnect during the outage"
     assert "tick skipped" in proof.log or "could not record" in proof.log, proof.log[-3000:]
     return proof
@@ -384,14 +419,13 @@ def test_postgresql_outage_of_30_seconds(
 
 def prove_sqlite_lock(tmp_path: Path, seconds: float, moves: int, steps: int) -> Proof:
     database = tmp_path / "locked.db"
-    notes: list[str] = []
     with ExitStack() as stack:
-        proof = prove_with_run(
-            tmp_path, f"sqlite:///{database}", f"SQLite locked {seconds:g} s, run",
-            conferences=4, steps=steps, start_at=QUICK_START,
-            during=outage(seconds, moves, lambda: stack.enter_context(sqlite_locked(database)),
-                          stack.close, notes))
-    proof.figures.notes += notes
+        outage = Outage(seconds, moves, lambda: stack.enter_context(sqlite_locked(database)),
+                        stack.close)
+        proof = prove_with_run(tmp_path, f"sqlite:///{database}",
+                               f"SQLite locked {seconds:g} s, run", conferences=4, steps=steps,
+                               start_at=QUICK_START, during=outage)
+    finish_outage(proof, outage, f"sqlite:///{database}")
     return proof
 
 
