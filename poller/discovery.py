@@ -133,7 +133,8 @@ class Discovery:
                             account.name, warning)
             targets += [TargetKey(account.kind, account.name, c.conference_id, c.region)
                         for c in listing.conferences]
-            poller.offer_listing(listing)
+            if account.discover_name is None:  # a filtered list would hide other targets
+                poller.offer_listing(listing)
         at = min((listing.observed_at for listing in listings), default=started)
         try:
             added = await off_loop(add_discovered, poller.engine, targets, at)
