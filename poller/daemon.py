@@ -48,12 +48,12 @@ TickScheduler` and owns the process life (DESIGN §4):
   on (:mod:`poller.fleet`), also during the stop's grace time. The stop releases its leases and
   marks the row stopped. ``[daemon]`` changes need a restart. A heartbeat that finds the
   identity registered by another process since (this one was frozen or cut off for longer
-  than its lease) stops the daemon at once, leaving the row and leases to the new holder. While other daemons are live
-  (as the last registration or heartbeat saw) a tick claims ``polling.concurrency`` targets
-  at a time instead of four times that: targets fall due in clumps (those polled together),
-  and smaller claims let the daemons share a clump instead of one taking it whole.
-  ``Poller.run_due`` claims again at once while claims come back full, so this costs no
-  throughput.
+  than its lease) stops the daemon at once, leaving the row and leases to the new holder.
+  While other daemons are live (as the last registration or heartbeat saw) a tick claims
+  ``polling.concurrency`` targets at a time instead of four times that: targets fall due in
+  clumps (those polled together), and smaller claims let the daemons share a clump instead of
+  one taking it whole. ``Poller.run_due`` claims again at once while claims come back full,
+  so this costs no throughput.
 """
 
 from __future__ import annotations
