@@ -298,8 +298,7 @@ class AccountBase(Section):
     """Unique; stored as ``account`` in every table, so renaming starts a new history."""
     base_url: HttpUrl
     requests_per_second: Annotated[float, Strict(), Field(gt=0)] = 10.0
-    """Polls (and listing pages) started per second for this account: one token each; a Telnyx
-    poll's two or more requests share one, OAuth2 token requests take none."""
+    """The most requests poller sends this account per second (token-endpoint calls included)."""
     discover: Annotated[bool, Strict()] = False
     """List the account's conferences every ``polling.discovery_interval_seconds`` and poll every
     new one (``poll_target.source = 'discovered'``; ``docs/discovery.md``)."""
