@@ -46,12 +46,14 @@ TickScheduler` and owns the process life (DESIGN §4):
   refused: ``IdentityInUse``, exit 2), leases what it claims under that identity, and every
   ``heartbeat_seconds`` refreshes its row and renews the leases of the polls it is working
   on (:mod:`poller.fleet`), also during the stop's grace time. The stop releases its leases and
-  marks the row stopped. ``[daemon]`` changes need a restart. While other daemons are live
-  (as the last registration or heartbeat saw) a tick claims ``polling.concurrency`` targets
-  at a time instead of four times that: targets fall due in clumps (those polled together),
-  and smaller claims let the daemons share a clump instead of one taking it whole.
-  ``Poller.run_due`` claims again at once while claims come back full, so this costs no
-  throughput.
+  marks the row stopped. ``[daemon]`` changes need a restart. A heartbeat that finds the
+  identity registered by another process since (this one was frozen or cut off for longer
+  than its lease) stops the daemon at once, leaving the row and leases to the new holder.
+  While other daemons are live (as the last registration or heartbeat saw) a tick claims
+  ``polling.concurrency`` targets at a time instead of four times that: targets fall due in
+  clumps (those polled together), and smaller claims let the daemons share a clump instead of
+  one taking it whole. ``Poller.run_due`` claims again at once while claims come back full,
+  so this costs no throughput.
 """
 
 from __future__ import annotations
@@ -219,6 +221,9 @@ class Daemon:
         """Set by a second stop signal: abandon in-flight polls without waiting for the grace."""
         self._next_prune_at: datetime | None = None
         self._registered = False
+        self._host = socket.gethostname()
+        self._identity_lost = False
+        """Another process registered this identity after this one missed its heartbeats."""
         self._live_daemons = 1
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._polls_total = 0
@@ -368,7 +373,8 @@ class Daemon:
         await self._stop_heartbeats()
         async with self._lock:  # let a reload under way finish before closing its clients
             try:
-                released = await off_loop(self.poller.release_leases)
+                released = 0 if self._identity_lost else await off_loop(
+                    self.poller.release_leases)
             except StoreUnavailable as error:
                 log.error("could not release leases (they expire on their own): %s", error)
             else:
@@ -382,9 +388,8 @@ class Daemon:
 
     def _register(self) -> None:
         """Claim this daemon's identity (``IdentityInUse`` if a live daemon has it)."""
-        registration = register(self.engine, self.identity, host=socket.gethostname(),
-                                pid=os.getpid(), now=self.clock(),
-                                lease_seconds=self.lease_seconds)
+        registration = register(self.engine, self.identity, host=self._host, pid=os.getpid(),
+                                now=self.clock(), lease_seconds=self.lease_seconds)
         self._registered = True
         self._fleet_size(registration.live)
         log.info("registered as daemon %r (lease %g s, heartbeat every %g s)", self.identity,
@@ -401,13 +406,24 @@ class Daemon:
                 total, last_minute = self._poll_counts()
                 beat = await off_loop(heartbeat, self.engine, self.identity,
                                       now=self.clock(), lease_seconds=self.lease_seconds,
-                                      polls_total=total, polls_last_minute=last_minute)
+                                      polls_total=total, polls_last_minute=last_minute,
+                                      host=self._host, pid=os.getpid())
             except StoreUnavailable as error:
                 log.warning("heartbeat failed (leases last %g s; retried in %g s): %s",
                             self.lease_seconds, self.heartbeat_seconds, error)
             except Exception:  # the heartbeat never dies of one failure
                 log.exception("heartbeat failed; retried in %g s", self.heartbeat_seconds)
             else:
+                if not beat.owned:
+                    log.error("daemon identity %r was registered by another process after this "
+                              "one missed its heartbeats for longer than its lease (%g s): "
+                              "stopping at once, leaving its leases and row to the new holder",
+                              self.identity, self.lease_seconds)
+                    self._identity_lost = True
+                    self._registered = False
+                    self.request_stop("identity lost")
+                    self.request_stop("identity lost")  # at once: polls in flight abandoned
+                    return
                 self.metrics.leases_renewed(beat.renewed)
                 self._fleet_size(beat.live)
 

@@ -16,8 +16,8 @@ Nothing is lost between two runs while the provider still lists a conference:
   that has not run yet starts from the newest ``created_at`` of the account's discovered
   conferences minus the margin, or lists everything when there is none.
 
-Every page request goes through the account's token bucket
-(:func:`poller.listpoll.account_pace`); an account that is paused (429, auth) is skipped until
+Every page request takes a token of the account's bucket (the pacer the poller sets on the
+account's HTTP client, ``Poller._pacer``); an account that is paused (429, auth) is skipped until
 its next run. A failed listing is logged and retried at the next run; nothing is inserted from
 a listing that failed part-way.
 """
@@ -30,10 +30,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from poller.errors import ProviderError, RateLimited, StoreUnavailable
-from poller.listpoll import account_pace
 from poller.model import TargetKey
 from poller.providers import BandwidthClient, TelnyxClient
-from poller.providers.listing import ConferenceListing, Pace
+from poller.providers.listing import ConferenceListing
 from poller.settings import Account, BandwidthAccount, TelnyxAccount
 from poller.watchlist import add_discovered, newest_discovered_created_at
 
@@ -108,9 +107,8 @@ class Discovery:
         if gate.is_paused(started):
             report.skipped.append(account.name)
             return
-        pace = account_pace(gate, poller.clock, poller.sleep)
         try:
-            listings = await self._list(poller, account, client, pace)
+            listings = await self._list(poller, account, client)
         except ProviderError as error:
             report.failed[account.name] = error.kind
             if isinstance(error, RateLimited):
@@ -133,7 +131,8 @@ class Discovery:
                             account.name, warning)
             targets += [TargetKey(account.kind, account.name, c.conference_id, c.region)
                         for c in listing.conferences]
-            poller.offer_listing(listing)
+            if account.discover_name is None:  # a filtered list would hide other targets
+                poller.offer_listing(listing)
         at = min((listing.observed_at for listing in listings), default=started)
         try:
             added = await off_loop(add_discovered, poller.engine, targets, at)
@@ -149,13 +148,12 @@ class Discovery:
             log.info("discovered %s conference %s of account %r", account.provider,
                      target.conference_id, account.name)
 
-    async def _list(self, poller: Poller, account: Account, client: object, pace: Pace
+    async def _list(self, poller: Poller, account: Account, client: object
                     ) -> list[ConferenceListing]:
         from poller.tick import off_loop
 
         if isinstance(account, TelnyxAccount) and isinstance(client, TelnyxClient):
-            return [await client.list_conferences(region=region, name=account.discover_name,
-                                                  pace=pace)
+            return [await client.list_conferences(region=region, name=account.discover_name)
                     for region in account.discover_regions]
         if isinstance(account, BandwidthAccount) and isinstance(client, BandwidthClient):
             if account.name not in self._since:
@@ -163,8 +161,7 @@ class Discovery:
                                         account.name)
                 self._since[account.name] = newest - self.margin if newest else None
             return [await client.list_conferences(name=account.discover_name,
-                                                  min_created_time=self._since[account.name],
-                                                  pace=pace)]
+                                                  min_created_time=self._since[account.name])]
         log.warning("account %r: its client cannot list conferences; not discovered",
                     account.name)
         return []

@@ -69,6 +69,8 @@ class Heartbeat:
     """Leases renewed."""
     live: int
     """Live daemons, this one included."""
+    owned: bool = True
+    """False when another process has registered the identity since (nothing was written)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +163,24 @@ def register(engine: Engine, identity: str, *, host: str, pid: int, now: datetim
 
 
 def heartbeat(engine: Engine, identity: str, *, now: datetime, lease_seconds: float,
-              polls_total: int, polls_last_minute: int) -> Heartbeat:
+              polls_total: int, polls_last_minute: int, host: str | None = None,
+              pid: int | None = None) -> Heartbeat:
     """Say ``identity`` lives and renew its leases to ``now + lease_seconds``; how many, and
-    how many daemons are live."""
+    how many daemons are live.
+
+    With ``host`` and ``pid`` (the registered ones), a row another process has registered
+    since (this one missed its heartbeats for longer than its lease: frozen, cut off) is left
+    alone, and so are the leases: ``owned`` is False.
+    """
     require_utc(now, "now")
+    mine = [DAEMON.c.identity == identity]
+    if host is not None and pid is not None:
+        mine += [DAEMON.c.host == host, DAEMON.c.pid == pid]
     with store_errors("sending the heartbeat"), engine.begin() as conn:
-        conn.execute(update(DAEMON).where(DAEMON.c.identity == identity).values(
+        beat = conn.execute(update(DAEMON).where(*mine).values(
             heartbeat_at=now, polls_total=polls_total, polls_last_minute=polls_last_minute))
+        if beat.rowcount == 0:
+            return Heartbeat(0, _count_live(conn, now), owned=False)
         renewed: int = conn.execute(update(TARGET).where(
             TARGET.c.lease_owner == identity, TARGET.c.lease_expires_at.is_not(None)).values(
             lease_expires_at=now + timedelta(seconds=lease_seconds))).rowcount

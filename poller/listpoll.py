@@ -47,11 +47,10 @@ from poller.providers import (
     TelnyxClient,
     parse_bandwidth_conference,
 )
-from poller.providers.listing import ConferenceListing, ListedConference, Pace
+from poller.providers.listing import ConferenceListing, ListedConference
 from poller.providers.telnyx_parser import parse_telnyx_participant
 from poller.store.snapshots import StoredSnapshot, current_snapshots
 from poller.targets import ClaimedTarget
-from poller.throttle import AccountGate
 
 log = logging.getLogger(__name__)
 
@@ -64,25 +63,14 @@ LIST_MARGIN_SECONDS = 300.0
 """Bandwidth: how far before the oldest completed target's ``createdTime`` the list starts."""
 
 
-def account_pace(gate: AccountGate, clock: Callable[[], datetime],
-                 sleep: Callable[[float], Awaitable[None]]) -> Pace:
-    """A :data:`poller.providers.listing.Pace` taking one token of ``gate`` per request."""
-    async def pace() -> None:
-        wait = gate.bucket.reserve(clock())
-        if wait:
-            await sleep(wait)
-    return pace
-
-
 class ListPlanner:
     """One account's list-polling decisions and its cached listings (see the module doc)."""
 
     def __init__(self, client: ProviderClient, engine: Engine, clock: Callable[[], datetime],
-                 pace: Pace, *, max_age_seconds: float) -> None:
+                 *, max_age_seconds: float) -> None:
         self.client = client
         self.engine = engine
         self.clock = clock
-        self.pace = pace
         self.max_age = timedelta(seconds=max_age_seconds)
         """How old a listing may be and still serve a target (half the poll interval)."""
         self._listings: dict[str | None, ConferenceListing] = {}
@@ -128,7 +116,7 @@ class ListPlanner:
             listing = self._listings.get(region)
             if listing is None or not all(self._serves(listing, t, stored, now) for t in group):
                 try:
-                    listing = await client.list_conferences(region=region, pace=self.pace)
+                    listing = await client.list_conferences(region=region)
                 except ProviderError as error:
                     log.info("telnyx account %r: list polling fell back to single polls "
                              "(%s: %s)", client.account, error.kind, error)
@@ -174,7 +162,7 @@ class ListPlanner:
         if listing is None or not covers or not all(
                 self._serves(listing, t, stored, now) for t, _ in completed.values()):
             try:
-                listing = await client.list_conferences(min_created_time=since, pace=self.pace)
+                listing = await client.list_conferences(min_created_time=since)
             except ProviderError as error:
                 log.info("bandwidth account %r: list polling fell back to single polls "
                          "(%s: %s)", client.account, error.kind, error)

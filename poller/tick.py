@@ -6,8 +6,12 @@ drive. A tick:
 
 1. leases the due targets (:func:`poller.targets.claim_due`), skipping paused accounts;
 2. fetches them concurrently, at most ``polling.concurrency`` at once overall, each account paced
-   by its token bucket (``requests_per_second``; a request that would wait longer than
-   ``max_rate_wait_seconds`` is handed back for a later tick instead);
+   by its token bucket (``requests_per_second``): every HTTP request of the account takes one
+   token, through the pacer the poller sets on its client (``AccountClient.set_pacer``). A poll
+   whose first request would wait longer than ``max_rate_wait_seconds`` is handed back for a
+   later tick instead; it waits for that first token before taking a concurrency slot, and
+   gives its slot back while it waits for the tokens of its later requests (participant
+   pages, an OAuth2 token), so a slow account never holds slots other accounts could use;
 3. turns each ``ProviderError`` into a ``PollFailure`` (logged at WARNING with provider,
    account and conference); any other exception of one fetch is logged with the same context
    and recorded as ``bad_response``: one bad response never kills the tick;
@@ -48,6 +52,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import ParamSpec, TypeVar
@@ -57,10 +62,11 @@ from sqlalchemy import Engine
 
 from poller.config import Config, build_account_client
 from poller.errors import ProviderError, StoreUnavailable
-from poller.listpoll import ListPlanner, Plan, account_pace
+from poller.listpoll import ListPlanner, Plan
 from poller.metrics import PollObserver
 from poller.model import Observation, PollFailure, PollResult, TargetKey, utc_now
 from poller.providers import Clock, Credentials, ProviderClient
+from poller.providers.http import AccountClient, Pacer
 from poller.providers.listing import ConferenceListing
 from poller.scheduling import AUTH_PAUSE_SECONDS, next_schedule, transient_backoff_seconds
 from poller.store.recorder import Recorder
@@ -96,6 +102,21 @@ async def off_loop(function: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.k
     except asyncio.CancelledError:
         await asyncio.wait([work])
         raise
+
+
+@dataclass(slots=True)
+class _PollSlot:
+    """What the poll running in this task holds, for the account's pacer."""
+
+    semaphore: asyncio.Semaphore
+    prepaid: bool = True
+    """The token of the poll's first request was taken before it got its slot."""
+    held: bool = False
+    """The poll holds one of ``semaphore``'s concurrency slots."""
+
+
+_poll_slot: ContextVar[_PollSlot | None] = ContextVar("poller_poll_slot", default=None)
+"""Set by ``Poller._poll`` for the requests of one poll (each poll runs in its own task)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,13 +251,15 @@ class Poller:
         self.gates = {account.name: AccountGate(TokenBucket(account.requests_per_second, now))
                       for account in config.accounts}
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
+        for name, client in self.clients.items():
+            if isinstance(client, AccountClient):
+                client.set_pacer(self._pacer(name))
         self.planners: dict[str, ListPlanner] = {}
         """``list_polling`` accounts' planners (``poller.listpoll``), by account name."""
         for account in config.accounts:
             if account.uses_list_polling and account.name in self.clients:
                 self.planners[account.name] = ListPlanner(
                     self.clients[account.name], engine, clock,
-                    account_pace(self.gates[account.name], clock, sleep),
                     max_age_seconds=self.settings.interval_seconds / 2)
 
     def offer_listing(self, listing: ConferenceListing) -> None:
@@ -399,10 +422,52 @@ class Poller:
             if self.observer is not None:
                 self.observer.observe_rate_limit_wait(target.key.provider.value, wait)
             await self.sleep(wait)
-        async with self._semaphore:
+        slot = _PollSlot(self._semaphore)
+        token = _poll_slot.set(slot)
+        try:
+            await self._semaphore.acquire()
+            slot.held = True
             if gate.is_paused(self.clock()) and gate.paused_until is not None:
                 return Deferred(gate.paused_until)
             return await self._fetch(client, gate, target, plan)
+        finally:
+            if slot.held:
+                self._semaphore.release()
+            _poll_slot.reset(token)
+
+    def _pacer(self, account: str) -> Pacer:
+        """The pacer of ``account``'s client: one token of its bucket per HTTP request.
+
+        The gate is looked up at each request (a reload may hand the account's gate over). A
+        poll's first request uses the token ``_poll`` took for it; a later one that must wait
+        gives the poll's concurrency slot back while it waits. Requests outside a poll
+        (discovery, list polling) just wait for their token.
+        """
+        async def pace() -> None:
+            slot = _poll_slot.get()
+            if slot is not None and slot.prepaid:
+                slot.prepaid = False
+                return
+            gate = self.gates.get(account)
+            if gate is None:
+                return
+            wait = gate.bucket.reserve(self.clock())
+            if not wait:
+                return
+            client = self.clients.get(account)
+            if self.observer is not None and client is not None:
+                self.observer.observe_rate_limit_wait(client.provider.value, wait)
+            if slot is None or not slot.held:
+                await self.sleep(wait)
+                return
+            slot.held = False
+            slot.semaphore.release()
+            try:
+                await self.sleep(wait)
+            finally:
+                await slot.semaphore.acquire()
+                slot.held = True
+        return pace
 
     async def _fetch(self, client: ProviderClient, gate: AccountGate, target: ClaimedTarget,
                      fetch: Callable[[], Awaitable[Observation]] | None = None) -> PollResult:

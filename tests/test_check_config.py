@@ -103,6 +103,7 @@ def test_good_file_exits_0_with_a_summary(good_config: Path) -> None:
     lines = result.stdout.splitlines()
     assert "config: config.toml" in lines
     assert any(line.startswith("database: sqlite:///history.db") for line in lines)
+    assert "daemon: identity host:pid (default), lease 60 s, heartbeat every 15 s" in lines
     telnyx = next(line for line in lines if "telnyx-main" in line)
     assert "telnyx" in telnyx
     assert "2 conferences" in telnyx
@@ -249,3 +250,49 @@ def test_missing_secret_exits_2_as_a_subprocess(good_config: Path) -> None:
     assert "accounts[1].client_id_env: environment variable BW_CLIENT_ID is not set" in (
         result.stderr)
     assert_no_secret(result)
+
+
+DISCOVERING = """
+[[accounts]]
+name = "telnyx-main"
+provider = "telnyx"
+api_key_env = "TELNYX_API_KEY"
+discover = true
+discover_regions = ["US", "Europe"]
+
+[[accounts]]
+name = "bandwidth-main"
+provider = "bandwidth"
+account_id = "9900000"
+client_id_env = "BW_CLIENT_ID"
+client_secret_env = "BW_CLIENT_SECRET"
+discover = true
+discover_name = "daily-standup"
+list_polling = false
+
+[[accounts]]
+name = "bandwidth-legacy"
+provider = "bandwidth"
+account_id = "9900001"
+username_env = "BW_USERNAME"
+password_env = "BW_PASSWORD"
+conferences = ["conf-fe23a767-a75a5b77-20c5-4cca-b581-cbbf0776eca9"]
+"""
+
+
+def test_summary_says_which_accounts_discover(
+    invoke: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path,
+) -> None:
+    """Accounts with no listed conferences but ``discover = true`` are not shown as idle."""
+    (tmp_path / "config.toml").write_text(DISCOVERING)
+    result = invoke("check-config", env=SECRET_ENV, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    telnyx = next(line for line in lines if "telnyx-main" in line)
+    assert telnyx.endswith("; discovers every 60 s (US, Europe), list polling")
+    bandwidth = next(line for line in lines if "bandwidth-main" in line)
+    assert bandwidth.endswith("; discovers every 60 s (name 'daily-standup')")
+    legacy = next(line for line in lines if "bandwidth-legacy" in line)
+    assert "discovers" not in legacy
+    assert "list polling" not in legacy
+    assert lines[-1] == "config OK: 1 conference in 3 accounts, 2 of them discovering more"

@@ -548,13 +548,14 @@ def _documented_example() -> str:
 
 
 def test_documented_full_example_loads() -> None:
-    """The full example in docs/configuration.md is valid and sets every polling key."""
+    """The full example in docs/configuration.md is valid and sets every key of the sections."""
     config = parse(_documented_example(), ENVIRON)
     assert [account.name for account in config.accounts] == [
         "telnyx-main", "bandwidth-main", "bandwidth-legacy"]
     assert len(resolve_all_credentials(config, ENVIRON)) == 3
     example = tomllib.loads(_documented_example())
-    assert set(example["polling"]) == set(type(config.polling).model_fields)
+    for section in ("database", "polling", "retention", "daemon"):
+        assert set(example[section]) == set(type(getattr(config, section)).model_fields), section
 
 
 def test_every_key_is_documented() -> None:
@@ -564,7 +565,8 @@ def test_every_key_is_documented() -> None:
         assert f"## `[{section}]`" in text or f"`[{section}]`" in text or (
             f"## `[[{section}]]`" in text), section
     models = [*[type(getattr(Config(), name)) for name in ("database", "polling",
-                                                                   "retention", "metrics")],
+                                                                   "retention", "metrics",
+                                                                   "daemon")],
               TelnyxAccount, BandwidthAccount]
     for model in models:
         for name in model.model_fields:

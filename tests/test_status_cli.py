@@ -1,4 +1,4 @@
-"""``poller status`` as a subprocess, on both databases, over daemons registered in real time."""
+"""``poller status`` as a subprocess, over daemons registered in real time."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from databases import copy_sqlite
 from factories import telnyx_target
 from sqlalchemy import update
 from test_cli_subprocess import poller
@@ -48,8 +49,11 @@ def populate(url: str) -> None:
         engine.dispose()
 
 
-def test_status_shows_live_daemons_and_overdue_targets(database_url: str,
+def test_status_shows_live_daemons_and_overdue_targets(sqlite_template: Path,
                                                        tmp_path: Path) -> None:
+    """On SQLite (the same queries run on PostgreSQL in ``tests/daemon/test_fleet.py``, and
+    this command over three live daemons in ``test_fleet_postgres.py``)."""
+    database_url = copy_sqlite(sqlite_template, tmp_path)
     populate(database_url)
     config = str(write_config(tmp_path, database_url))
 

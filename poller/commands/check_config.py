@@ -54,6 +54,21 @@ def _auth(account: TelnyxAccount | BandwidthAccount) -> str:
     return f"account_id {account.account_id}, {mode} from {names}"
 
 
+def _discovery(account: TelnyxAccount | BandwidthAccount, every: float) -> str:
+    """``"; discovers every 60 s (US), list polling"``, or ``""`` for a plain account."""
+    parts = []
+    if account.discover:
+        scope: list[str] = []
+        if isinstance(account, TelnyxAccount):
+            scope.extend(account.discover_regions)
+        if account.discover_name is not None:
+            scope.append(f"name {account.discover_name!r}")
+        parts.append(f"discovers every {every:g} s" + (f" ({', '.join(scope)})" if scope else ""))
+    if account.uses_list_polling:
+        parts.append("list polling")
+    return "; " + ", ".join(parts) if parts else ""
+
+
 def summary(loaded: Config, path: Path | None, *, url_from_env: bool) -> list[str]:
     """The lines ``check-config`` prints for a valid configuration (no secret in any)."""
     database = loaded.database
@@ -66,6 +81,9 @@ def summary(loaded: Config, path: Path | None, *, url_from_env: bool) -> list[st
         f"polling: every {polling.interval_seconds:g} s (idle {polling.idle_interval_seconds:g} "
         f"s), {polling.concurrency} at once",
         f"metrics: {loaded.metrics.listen or 'off'}; health: {loaded.health.listen or 'off'}",
+        f"daemon: identity {loaded.daemon.identity or 'host:pid (default)'}, lease "
+        f"{loaded.daemon.effective_lease_seconds(polling):g} s, heartbeat every "
+        f"{loaded.daemon.effective_heartbeat_seconds(polling):g} s",
     ]
     if not loaded.accounts:
         lines.append("accounts: none, so there is nothing to poll (add [[accounts]] tables)")
@@ -78,10 +96,13 @@ def summary(loaded: Config, path: Path | None, *, url_from_env: bool) -> list[st
             f"  {account.name:<{width}}  {account.provider:<9}  "
             f"{count:>5} conference{'' if count == 1 else 's'}  "
             f"{account.base_url}  {_auth(account)}"
+            f"{_discovery(account, polling.discovery_interval_seconds)}"
         )
     total = sum(len(account.conferences) for account in loaded.accounts)
+    discovering = sum(account.discover for account in loaded.accounts)
     lines.append(f"config OK: {total} conference{'' if total == 1 else 's'} in "
-                 f"{len(loaded.accounts)} account{'' if len(loaded.accounts) == 1 else 's'}")
+                 f"{len(loaded.accounts)} account{'' if len(loaded.accounts) == 1 else 's'}"
+                 + (f", {discovering} of them discovering more" if discovering else ""))
     return lines
 
 

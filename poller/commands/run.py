@@ -38,10 +38,11 @@ def load_all(config_path: Path | None) -> tuple[Config, Mapping[str, Credentials
 @click.command()
 @pass_state
 def run(state: CliState) -> None:
-    """Poll the configured conferences until stopped (SIGTERM / SIGINT; SIGHUP reloads).
+    """Poll the conferences of config.toml, `poller watch` and discovery until stopped.
 
-    Exits 0 after a graceful stop, 1 when the database is unusable or another poller already
-    runs on the same SQLite file, 2 on a configuration error.
+    SIGTERM / SIGINT stop it, SIGHUP reloads config.toml. Exits 0 after a graceful stop, 1 when
+    the database is unusable or another poller already runs on the same SQLite file, 2 on a
+    configuration error (including a [daemon] identity that a live daemon holds).
     """
     early = EarlySignals().install()
     try:

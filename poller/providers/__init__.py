@@ -6,10 +6,12 @@ parsers (``parse_telnyx_conference``, ``parse_telnyx_participants``,
 ``parse_bandwidth_conference``) turn provider JSON into the model without any I/O.
 
 Modules: ``client`` (the protocol and ``build_client``), ``telnyx`` / ``bandwidth`` (the clients),
-``telnyx_parser`` / ``bandwidth_parser`` (pure parsers), ``fields`` (tolerant reading of fields
-and timestamps), ``http`` (the shared client and error boundary: size cap, secret redaction,
-URL path segments), ``status`` (HTTP status ⇒ error, ``Retry-After``), ``auth`` (credentials;
-Bearer, Basic and OAuth2). The mapping is documented in ``docs/providers.md``.
+``telnyx_parser`` / ``bandwidth_parser`` (pure parsers), ``listing`` (what the clients'
+``list_conferences`` return, and the tolerant reading of list pages), ``fields`` (tolerant
+reading of fields and timestamps), ``http`` (the shared client and error boundary: size cap,
+secret redaction, URL path segments), ``status`` (HTTP status ⇒ error, ``Retry-After``),
+``auth`` (credentials; Bearer, Basic and OAuth2). The mapping is documented in
+``docs/providers.md``.
 """
 
 from poller.providers.auth import (

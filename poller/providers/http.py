@@ -17,7 +17,11 @@ Everything the provider clients send goes through ``ProviderHttp``:
   error statuses as in ``poller.providers.status``;
 * every message and excerpt redacted of the account's secrets (``Redactor``); the
   ``Authorization`` header is never logged (only method, path and status are, at DEBUG);
-* identifiers put into URL paths as exactly one segment (``path_segment``).
+* identifiers put into URL paths as exactly one segment (``path_segment``);
+* the account's request pacing: ``pacer`` (a :data:`Pacer`, set by the poller through
+  ``AccountClient.set_pacer``) is awaited before every request is sent, conference and
+  participant pages, list pages and OAuth2 token requests alike, so the account's token bucket
+  (``requests_per_second``) counts HTTP requests, not polls.
 
 Secrets: every text that leaves the provider layer in an error (provider error details, body
 excerpts, library error messages) passes through a ``Redactor`` that knows the account's
@@ -48,7 +52,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Self, TypeVar
@@ -168,6 +172,9 @@ _NOT_JSON = object()
 Clock = Callable[[], datetime]
 """Returns the current time as an aware UTC datetime (``poller.model.utc_now`` by default)."""
 
+Pacer = Callable[[], Awaitable[None]]
+"""Awaited before each request: returns when the account may send it (its token bucket)."""
+
 TransportName = Literal["aiohttp", "httpx"]
 """Which library sends the requests when no transport is injected (``HttpSettings.transport``)."""
 
@@ -242,6 +249,8 @@ class ProviderHttp:
         self.provider = provider
         self.observer = observer
         """Told the status code of every request (``None``: no response); optional."""
+        self.pacer: Pacer | None = None
+        """Awaited before every request (the account's token bucket); ``None``: unpaced."""
         self.account = account
         self.settings = settings
         self.clock = clock
@@ -291,7 +300,10 @@ class ProviderHttp:
         params: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
     ) -> RawResponse:
-        """Send one request and read its body within the cap; transport errors translated."""
+        """Send one request (once ``pacer`` allows it) and read its body within the cap;
+        transport errors translated."""
+        if self.pacer is not None:
+            await self.pacer()
         request = self._client.build_request(method, self._absolute(url, params),
                                              headers=headers, data=data)
         where = f"{method} {request.url.raw_path.decode('ascii', 'replace')}"
@@ -455,6 +467,10 @@ class AccountClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    def set_pacer(self, pacer: Pacer | None) -> None:
+        """Await ``pacer`` before every request of this account (``None``: unpaced)."""
+        self._http.pacer = pacer
 
     async def aclose(self) -> None:
         """Close the connection pool."""

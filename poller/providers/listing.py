@@ -6,8 +6,9 @@ The clients walk every page (``TelnyxClient.list_conferences``: ``GET /conferenc
 :class:`ConferenceListing`. This module holds what they share:
 
 * the value objects (:class:`ListedConference`, :class:`ConferenceListing`);
-* :data:`Pace`, the hook awaited before every page request, through which the poller's
-  per-account token bucket paces listings like any other request;
+* :data:`Pace`, an optional hook awaited before every page request (the poller needs none: its
+  per-account token bucket paces every request of the account's HTTP client, list pages
+  included, through ``AccountClient.set_pacer``);
 * :func:`parse_items`, which parses each list item with the provider's tolerant conference
   parser: an item that cannot be read at all (not an object, no ``id``) is left out with a
   warning that quotes a short redacted excerpt, never failing the listing; a page that is not a

@@ -21,7 +21,7 @@ from test_run import Sim, _wait_for, running_daemon, serving_simulator, write_co
 SPEED = 60
 DISCOVERY_SECONDS = 4.0
 """Real seconds between discovery runs (four simulated minutes at 60x)."""
-RUN_SECONDS = 25.0
+RUN_SECONDS = 18.0
 
 
 @pytest.fixture(scope="module")

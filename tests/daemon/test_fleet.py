@@ -262,9 +262,13 @@ async def test_daemon_heartbeat_renews_leases_of_stalled_polls_and_stop_marks_it
         leases = [t for t in fetch(engine, "poll_target") if t["lease_owner"] == "stalled"]
         return bool(leases) and all(t["lease_expires_at"] == renewed_to for t in leases)
 
+    def counted() -> bool:  # the metric moves just after the renewal is committed
+        value = daemon.metrics.registry.get_sample_value(
+            "poller_leases_total", {"event": "renewed"})
+        return value is not None and value >= len(first)
+
     await wait_until("the heartbeat to renew the leases", renewed)
-    assert daemon.metrics.registry.get_sample_value(
-        "poller_leases_total", {"event": "renewed"}) >= len(first)
+    await wait_until("the renewals to be counted in poller_leases_total", counted)
     [row] = daemons(engine)
     assert (row["identity"], row["stopped_at"], row["lease_seconds"]) == ("stalled", None, 10)
     daemon.request_stop("test")
@@ -295,3 +299,38 @@ async def test_daemon_claims_smaller_batches_while_others_are_live(engine: Engin
     daemon.request_stop("test")
     daemon.request_stop("test")
     await asyncio.wait_for(task, WAIT_SECONDS)
+
+
+def test_a_heartbeat_after_the_identity_was_taken_over_writes_nothing(engine: Engine) -> None:
+    sync_targets(engine, [telnyx_target("c0")], T0)
+    register(engine, "a", host="h1", pid=1, now=T0, lease_seconds=10)
+    register(engine, "a", host="h2", pid=2, now=at(11), lease_seconds=10)
+    claim_due(engine, at(11), 1, "a", 10)
+    beat = heartbeat(engine, "a", now=at(12), lease_seconds=10, polls_total=50,
+                     polls_last_minute=5, host="h1", pid=1)
+    assert (beat.owned, beat.renewed, beat.live) == (False, 0, 1)
+    [row] = daemons(engine)
+    assert (row["pid"], row["heartbeat_at"], row["polls_total"]) == (2, at(11), 0)
+    [target] = fetch(engine, "poll_target")
+    assert target["lease_expires_at"] == at(21), "the new holder's lease is left alone"
+    assert heartbeat(engine, "a", now=at(12), lease_seconds=10, polls_total=1,
+                     polls_last_minute=1, host="h2", pid=2).owned
+
+
+@pytest.mark.anyio
+async def test_daemon_stops_when_its_identity_is_taken_over(engine: Engine) -> None:
+    """A daemon whose identity another process registered (it missed heartbeats for longer
+    than its lease) stops by itself, leaving the row and the leases to the new holder."""
+    world = build_sim_world(conferences=2, polling={"shutdown_grace_seconds": 600})
+    config = world.config.model_copy(update={"daemon": DaemonSettings(
+        identity="twin", lease_seconds=10, heartbeat_seconds=0.05)})
+    stalling = StallingTransport()
+    daemon = make_daemon(world, engine, config=config, transport=stalling)
+    task = asyncio.ensure_future(daemon.run())
+    await asyncio.wait_for(stalling.requested.wait(), WAIT_SECONDS)
+    later = world.clock.now() + timedelta(seconds=100)
+    await asyncio.to_thread(register, engine, "twin", host="elsewhere", pid=99, now=later,
+                            lease_seconds=10)
+    await asyncio.wait_for(task, WAIT_SECONDS)
+    [row] = daemons(engine)
+    assert (row["host"], row["pid"], row["stopped_at"]) == ("elsewhere", 99, None)

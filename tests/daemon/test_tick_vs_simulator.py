@@ -8,17 +8,21 @@ the helpers of ``tests/test_history_vs_truth.py``.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from databases import fetch
-from sim_world import BANDWIDTH_HOST, build_sim_world, drive
+from sim_world import BANDWIDTH_HOST, TELNYX_HOST, build_sim_world, drive
 from sqlalchemy import Engine
 from test_history_vs_truth import BANDWIDTH, TELNYX, compare, parse_time
 
+from poller.config import resolve_all_credentials
 from poller.model import Observation, Provider, TargetKey
 from poller.simulator import FaultConfig, FaultKind, ground_truth
+from poller.tick import Poller, build_clients
 
 pytestmark = pytest.mark.anyio
 
@@ -189,16 +193,20 @@ async def test_unexpected_exception_is_one_bad_response(
 
 
 async def test_token_bucket_paces_requests(engine: Engine) -> None:
-    """Requests are paced by the account's bucket; long waits are handed back for later."""
+    """Requests are paced by the account's bucket (OAuth2 token requests included); polls
+    that would wait too long for their first token are handed back for later."""
     world = build_sim_world(accounts={BANDWIDTH: {"requests_per_second": 2}},
                             extra_bandwidth=tuple(f"conf-x{i}" for i in range(20)), only=())
     poller = world.poller(engine, max_rate_wait_seconds=3)
     poller.sync(world.clock.now())
     report = await poller.tick(world.clock.now())
     await poller.aclose()
-    # 2 tokens at once, then waits of 0.5, 1.0, … 3.0 s: 8 polled, 12 handed back.
-    assert report.polled == 8
-    assert report.deferred == 12
+    # Every request takes a token, the OAuth2 token request too: the first poll's token
+    # request and conference request take the 2 tokens at hand, then the next polls wait
+    # 0.5, 1.0, … 3.0 s: 7 polled (8 requests in 3 s), 13 handed back.
+    assert report.polled == 7
+    assert report.deferred == 13
+    assert (world.bandwidth.faults.requests, world.bandwidth.tokens.issued) == (7, 1)
     assert world.sleeps == pytest.approx([0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
     assert Provider.BANDWIDTH.value in {t["provider"] for t in targets_by_id(engine).values()}
 
@@ -223,3 +231,73 @@ async def test_run_due_ticks_while_batches_come_back_full(engine: Engine) -> Non
     rest = await poller.run_due(max_ticks=1)
     assert rest.claimed == 3
     await poller.aclose()
+
+
+class TimedRouter(httpx.AsyncBaseTransport):
+    """Passes requests on, noting the monotonic time each one was sent at, by host."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.sent: dict[str, list[float]] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.setdefault(request.url.host, []).append(time.monotonic())
+        return await self.inner.handle_async_request(request)
+
+
+def most_in_window(times: list[float], rate: float) -> float:
+    """The largest excess of requests over ``rate · span`` in any window of ``times``: a token
+    bucket of capacity ``c`` keeps it at most ``c`` (plus timing slack)."""
+    times = sorted(times)
+    return max(j - i + 1 - rate * (times[j] - times[i])
+               for i in range(len(times)) for j in range(i, len(times)))
+
+
+async def test_every_request_takes_a_token_in_real_time(engine: Engine) -> None:
+    """``requests_per_second`` bounds HTTP requests, not polls: a Telnyx poll's conference and
+    participant requests each take a token, so at 5 per second over any window of ``t``
+    seconds at most 5 + 5·t requests reach the provider (the real clock and real sleeps)."""
+    world = build_sim_world(accounts={TELNYX: {"requests_per_second": 5},
+                                      BANDWIDTH: {"conferences": []}})
+    world.clock.advance(300)  # most conferences under way
+    router = TimedRouter(world.router)
+    clients = build_clients(world.config, resolve_all_credentials(world.config, world.environ),
+                            transport=router)
+    poller = Poller(world.config, engine, clients, max_rate_wait_seconds=10)
+    poller.sync()
+    report = await poller.tick(poller.clock())
+    await poller.aclose()
+    sent = router.sent[TELNYX_HOST]
+    assert report.polled == len(world.config.account(TELNYX).conferences) >= 6
+    assert report.ok >= 4
+    assert len(sent) >= report.polled + report.ok  # participants of each conference found
+    assert most_in_window(sent, 5) <= 5 + 0.5
+    assert sent[-1] - sent[0] >= (len(sent) - 5) / 5 - 0.2
+
+
+async def test_waiting_for_a_later_token_frees_the_concurrency_slot(engine: Engine) -> None:
+    """Each request waits for its own token; a poll waiting for the token of a later request
+    (participants) does so without holding one of the ``concurrency`` slots."""
+    world = build_sim_world(polling={"concurrency": 1},
+                            accounts={TELNYX: {"requests_per_second": 1},
+                                      BANDWIDTH: {"conferences": []}})
+    world.clock.advance(300)  # most conferences under way
+    clients = build_clients(world.config, resolve_all_credentials(world.config, world.environ),
+                            transport=world.router, clock=world.clock.now)
+    slot_free_while_sleeping: list[bool] = []
+
+    async def sleep(seconds: float) -> None:
+        slot_free_while_sleeping.append(not poller._semaphore.locked())
+
+    poller = Poller(world.config, engine, clients, clock=world.clock.now, sleep=sleep,
+                    max_rate_wait_seconds=1000)
+    poller.sync(world.clock.now())
+    report = await poller.tick(world.clock.now())
+    await poller.aclose()
+    requests = world.telnyx.faults.requests
+    assert report.polled == 4  # a batch is 4 · concurrency
+    assert report.ok >= 1
+    assert requests >= report.polled + report.ok
+    # One token at hand (capacity 1), the clock stands still: every later request waits.
+    assert len(slot_free_while_sleeping) == requests - 1
+    assert all(slot_free_while_sleeping)
