@@ -23,6 +23,7 @@ from poller.config import parse_config
 from poller.errors import ConfigError
 from poller.fleet import (
     IdentityInUse,
+    IdentityLost,
     fleet_status,
     heartbeat,
     mark_stopped,
@@ -316,7 +317,8 @@ def test_a_heartbeat_after_the_identity_was_taken_over_writes_nothing(engine: En
 @pytest.mark.anyio
 async def test_daemon_stops_when_its_identity_is_taken_over(engine: Engine) -> None:
     """A daemon whose identity another process registered (it missed heartbeats for longer
-    than its lease) stops by itself, leaving the row and the leases to the new holder."""
+    than its lease) stops by itself, leaving the row and the leases to the new holder, and
+    ``run`` raises ``IdentityLost`` (exit 1) rather than returning as after a graceful stop."""
     world = build_sim_world(conferences=2, polling={"shutdown_grace_seconds": 600})
     config = world.config.model_copy(update={"daemon": DaemonSettings(
         identity="twin", lease_seconds=10, heartbeat_seconds=0.05)})
@@ -327,6 +329,7 @@ async def test_daemon_stops_when_its_identity_is_taken_over(engine: Engine) -> N
     later = world.clock.now() + timedelta(seconds=100)
     await asyncio.to_thread(register, engine, "twin", host="elsewhere", pid=99, now=later,
                             lease_seconds=10)
-    await asyncio.wait_for(task, WAIT_SECONDS)
+    with pytest.raises(IdentityLost, match="'twin' was taken over"):  # the CLI exits 1
+        await asyncio.wait_for(task, WAIT_SECONDS)
     [row] = daemons(engine)
     assert (row["host"], row["pid"], row["stopped_at"]) == ("elsewhere", 99, None)
