@@ -439,7 +439,8 @@ class Daemon:
         batch = self.config.polling.concurrency if live > 1 else 4 * (
             self.config.polling.concurrency)
         if batch != self.poller.batch_size:
-            log.info("%d daemons live: claiming up to %d targets at a time", live, batch)
+            log.info("%s: claiming up to %d targets at a time",
+                     f"{live} daemons live" if live > 1 else "no other daemon live", batch)
             self.poller.batch_size = batch
 
     async def _stop_heartbeats(self) -> None:

@@ -5,6 +5,7 @@ status queries and the jittered tick gap (both databases; the three-process runs
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import socket
@@ -277,9 +278,12 @@ async def test_daemon_heartbeat_renews_leases_of_stalled_polls_and_stop_marks_it
 
 
 @pytest.mark.anyio
-async def test_daemon_claims_smaller_batches_while_others_are_live(engine: Engine) -> None:
+async def test_daemon_claims_smaller_batches_while_others_are_live(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
     """Alone a daemon claims 4 × concurrency at a time; with another live daemon registered,
-    concurrency; once the other's heartbeat is older than its lease, 4 × again."""
+    concurrency; once the other's heartbeat is older than its lease, 4 × again (logged
+    without a "1 daemons live")."""
+    caplog.set_level(logging.INFO, logger="poller.daemon")
     world = build_sim_world(conferences=2, polling={"shutdown_grace_seconds": 600,
                                                     "concurrency": 8})
     config = world.config.model_copy(update={"daemon": DaemonSettings(
@@ -296,6 +300,9 @@ async def test_daemon_claims_smaller_batches_while_others_are_live(engine: Engin
     daemon.request_stop("test")
     daemon.request_stop("test")
     await asyncio.wait_for(task, WAIT_SECONDS)
+    assert "2 daemons live: claiming up to 8 targets at a time" in caplog.text
+    assert "no other daemon live: claiming up to 32 targets at a time" in caplog.text
+    assert "1 daemons" not in caplog.text
 
 
 def test_a_heartbeat_after_the_identity_was_taken_over_writes_nothing(engine: Engine) -> None:
