@@ -103,6 +103,7 @@ def test_good_file_exits_0_with_a_summary(good_config: Path) -> None:
     lines = result.stdout.splitlines()
     assert "config: config.toml" in lines
     assert any(line.startswith("database: sqlite:///history.db") for line in lines)
+    assert "daemon: identity host:pid (default), lease 60 s, heartbeat every 15 s" in lines
     telnyx = next(line for line in lines if "telnyx-main" in line)
     assert "telnyx" in telnyx
     assert "2 conferences" in telnyx

@@ -81,6 +81,9 @@ def summary(loaded: Config, path: Path | None, *, url_from_env: bool) -> list[st
         f"polling: every {polling.interval_seconds:g} s (idle {polling.idle_interval_seconds:g} "
         f"s), {polling.concurrency} at once",
         f"metrics: {loaded.metrics.listen or 'off'}; health: {loaded.health.listen or 'off'}",
+        f"daemon: identity {loaded.daemon.identity or 'host:pid (default)'}, lease "
+        f"{loaded.daemon.effective_lease_seconds(polling):g} s, heartbeat every "
+        f"{loaded.daemon.effective_heartbeat_seconds(polling):g} s",
     ]
     if not loaded.accounts:
         lines.append("accounts: none, so there is nothing to poll (add [[accounts]] tables)")

@@ -264,9 +264,13 @@ async def test_daemon_heartbeat_renews_leases_of_stalled_polls_and_stop_marks_it
         leases = [t for t in fetch(engine, "poll_target") if t["lease_owner"] == "stalled"]
         return bool(leases) and all(t["lease_expires_at"] == renewed_to for t in leases)
 
+    def counted() -> bool:  # the metric moves just after the renewal is committed
+        value = daemon.metrics.registry.get_sample_value(
+            "poller_leases_total", {"event": "renewed"})
+        return value is not None and value >= len(first)
+
     await wait_until("the heartbeat to renew the leases", renewed)
-    assert daemon.metrics.registry.get_sample_value(
-        "poller_leases_total", {"event": "renewed"}) >= len(first)
+    await wait_until("the renewals to be counted in poller_leases_total", counted)
     [row] = daemons(engine)
     assert (row["identity"], row["stopped_at"], row["lease_seconds"]) == ("stalled", None, 10)
     daemon.request_stop("test")
