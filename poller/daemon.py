@@ -48,7 +48,8 @@ TickScheduler` and owns the process life (DESIGN §4):
   on (:mod:`poller.fleet`), also during the stop's grace time. The stop releases its leases and
   marks the row stopped. ``[daemon]`` changes need a restart. A heartbeat that finds the
   identity registered by another process since (this one was frozen or cut off for longer
-  than its lease) stops the daemon at once, leaving the row and leases to the new holder.
+  than its lease) stops the daemon at once, leaving the row and leases to the new holder;
+  :meth:`Daemon.run` then raises :class:`poller.fleet.IdentityLost` (exit 1).
   While other daemons are live (as the last registration or heartbeat saw) a tick claims
   ``polling.concurrency`` targets at a time instead of four times that: targets fall due in
   clumps (those polled together), and smaller claims let the daemons share a clump instead of
@@ -78,7 +79,7 @@ from sqlalchemy.engine import make_url
 from poller.config import Config, build_account_client
 from poller.discovery import Discovery
 from poller.errors import ConfigError, PollerError, StoreUnavailable
-from poller.fleet import heartbeat, mark_stopped, register
+from poller.fleet import IdentityLost, heartbeat, mark_stopped, register
 from poller.health import (
     ObservabilityServer,
     Readiness,
@@ -281,6 +282,11 @@ class Daemon:
             await self._shutdown()
         finally:
             await self._stop_servers()
+        if self._identity_lost:
+            raise IdentityLost(
+                f"daemon identity {self.identity!r} was taken over by another process (this "
+                f"one missed its heartbeats for longer than its {self.lease_seconds:g} s lease); "
+                "stopped without touching its leases")
 
     def request_stop(self, why: str = "request") -> None:
         """Begin a graceful stop (the SIGTERM / SIGINT handler); a second one stops at once."""
@@ -433,7 +439,8 @@ class Daemon:
         batch = self.config.polling.concurrency if live > 1 else 4 * (
             self.config.polling.concurrency)
         if batch != self.poller.batch_size:
-            log.info("%d daemons live: claiming up to %d targets at a time", live, batch)
+            log.info("%s: claiming up to %d targets at a time",
+                     f"{live} daemons live" if live > 1 else "no other daemon live", batch)
             self.poller.batch_size = batch
 
     async def _stop_heartbeats(self) -> None:

@@ -28,7 +28,7 @@ from typing import Literal
 
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
 
-from poller.errors import ConfigError
+from poller.errors import ConfigError, PollerError
 from poller.model import require_utc
 from poller.store.database import store_errors
 from poller.store.reports import read_only
@@ -46,6 +46,11 @@ DaemonState = Literal["live", "stopped", "lost"]
 
 class IdentityInUse(ConfigError):
     """Another live daemon runs under this ``[daemon] identity`` (the CLI exits 2)."""
+
+
+class IdentityLost(PollerError):
+    """A running daemon found its identity registered by another process and stopped (the CLI
+    exits 1, so a supervisor's ``Restart=on-failure`` starts it again)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -460,13 +460,11 @@ class Poller:
             if slot is None or not slot.held:
                 await self.sleep(wait)
                 return
-            slot.held = False
+            slot.held = False  # cancelled while waiting: nothing to give back
             slot.semaphore.release()
-            try:
-                await self.sleep(wait)
-            finally:
-                await slot.semaphore.acquire()
-                slot.held = True
+            await self.sleep(wait)
+            await slot.semaphore.acquire()
+            slot.held = True
         return pace
 
     async def _fetch(self, client: ProviderClient, gate: AccountGate, target: ClaimedTarget,

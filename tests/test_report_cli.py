@@ -37,12 +37,12 @@ from sqlalchemy import text, update
 from sqlalchemy.engine import make_url
 
 from poller.commands import CliState
-from poller.commands.report import format_duration, parse_since, report
+from poller.commands.report import format_duration, parse_since, render_csv, render_json, report
 from poller.model import PollResult
 from poller.store import migrate
 from poller.store.database import make_engine
 from poller.store.recorder import Recorder
-from poller.store.reports import read_only
+from poller.store.reports import Report, read_only
 from poller.store.schema import PollTarget
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -714,3 +714,19 @@ def test_parse_since(value: str, expected: datetime) -> None:
 def test_format_duration(seconds: float, expected: str) -> None:
     """Durations read as 45s, 12m05s, 1h02m03s, 2d03h04m05s."""
     assert format_duration(seconds) == expected
+
+
+def test_json_and_csv_round_float_noise() -> None:
+    """An SQL ``AVG`` of whole seconds can be a float with noise (184 / 3): JSON and CSV show
+    it to the millisecond; whole numbers, counts and absent values are left as they are."""
+    report = Report(("name", "count", "avg_seconds", "max_seconds"), [
+        {"name": "stays", "count": 3, "avg_seconds": 184 / 3, "max_seconds": 120.0},
+        {"name": "members", "count": 3, "avg_seconds": None, "max_seconds": 0.1 + 0.2},
+    ])
+    assert json.loads(render_json(report)) == [
+        {"name": "stays", "count": 3, "avg_seconds": 61.333, "max_seconds": 120.0},
+        {"name": "members", "count": 3, "avg_seconds": None, "max_seconds": 0.3},
+    ]
+    assert "61.333333" not in render_json(report)
+    assert render_csv(report).splitlines() == [
+        "name,count,avg_seconds,max_seconds", "stays,3,61.333,120.0", "members,3,,0.3"]

@@ -202,12 +202,24 @@ def render_csv(report: Report) -> str:
 def _csv_value(value: Value) -> Value:
     if isinstance(value, bool):
         return "true" if value else "false"
+    return _report_value(value)
+
+
+REPORT_DECIMALS = 3
+"""Floats in CSV and JSON reports (averages of seconds and the like) are rounded to this many
+decimals: SQL ``AVG`` otherwise prints float noise (``61.333333333333336``)."""
+
+
+def _report_value(value: Value) -> Value:
+    if isinstance(value, float):
+        return round(value, REPORT_DECIMALS)
     return raw_value(value)
 
 
 def render_json(report: Report) -> str:
     """A JSON list of objects, one per row, keys in column order."""
-    objects = [{name: raw_value(row[name]) for name in report.columns} for row in report.rows]
+    objects = [{name: _report_value(row[name]) for name in report.columns}
+               for row in report.rows]
     return json.dumps(objects, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -10,8 +10,9 @@ Examples::
 It loads the config and credentials (a bad file or an unset variable: exit 2), refuses to start
 when another ``poller run`` holds the same SQLite file (exit 1; several may share a PostgreSQL
 database, DESIGN §8), opens the database like ``poller once`` (SQLite is migrated first by
-default), then ticks until SIGTERM / SIGINT. See :mod:`poller.daemon` for what happens on
-each signal.
+default), then ticks until SIGTERM / SIGINT (exit 0), or until another process takes over its
+``[daemon] identity`` (exit 1, so ``Restart=on-failure`` restarts it). See
+:mod:`poller.daemon` for what happens on each signal.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def run(state: CliState) -> None:
     """Poll the conferences of config.toml, `poller watch` and discovery until stopped.
 
     SIGTERM / SIGINT stop it, SIGHUP reloads config.toml. Exits 0 after a graceful stop, 1 when
-    the database is unusable or another poller already runs on the same SQLite file, 2 on a
-    configuration error (including a [daemon] identity that a live daemon holds).
+    the database is unusable, another poller already runs on the same SQLite file, or another
+    process took over its [daemon] identity while it ran, 2 on a configuration error (including
+    a [daemon] identity that a live daemon holds).
     """
     early = EarlySignals().install()
     try:

@@ -12,6 +12,12 @@ them at its next tick, with no reload and no restart, and config syncs never ret
 account must be one of the config's accounts, of that provider (the daemon polls only those).
 Exit codes: 0 done (or nothing to do), 1 the database refused or the target is not there,
 2 bad arguments.
+
+``watch add`` writes a target for the daemon, so like ``poller once`` and ``poller run`` it
+creates and migrates a missing SQLite file (``[database] auto_migrate``); ``watch list`` and
+``watch remove`` only read or retire what is there, so like ``poller report`` and ``poller
+status`` they refuse a SQLite file that does not exist (exit 1) instead of creating an empty
+one.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import json
 
 import click
+from sqlalchemy import Engine
 
 from poller.commands import CliState, pass_state
 from poller.commands.once import open_migrated
@@ -27,7 +34,8 @@ from poller.config import load_config
 from poller.errors import ConfigError, InvalidConferenceId, PollerError
 from poller.model import Provider, TargetKey, utc_now
 from poller.providers import path_segment
-from poller.settings import TELNYX_REGIONS, Config
+from poller.settings import TELNYX_REGIONS, Config, DatabaseSettings
+from poller.store.reports import refuse_missing_sqlite_file
 from poller.watchlist import WatchOutcome, unwatch, watch, watched
 
 SOURCES = ("config", "cli", "discovered")
@@ -39,6 +47,12 @@ class NotWatched(PollerError):
 
 def _config(state: CliState) -> Config:
     return load_config(state.config_path)
+
+
+def _open_existing(settings: DatabaseSettings) -> Engine:
+    """:func:`open_migrated`, refusing a SQLite file that does not exist (not created)."""
+    refuse_missing_sqlite_file(settings.url, "or point [database] url at the daemon's database")
+    return open_migrated(settings)
 
 
 def _check_account(config: Config, provider: Provider, account: str) -> None:
@@ -109,7 +123,7 @@ def add(state: CliState, provider: str, account: str, conference_id: str,
 def remove(state: CliState, account: str, conference_id: str) -> None:
     """Stop polling a conference added by `watch add` or by discovery (retired 'removed')."""
     config = _config(state)
-    engine = open_migrated(config.database)
+    engine = _open_existing(config.database)
     try:
         result = unwatch(engine, account, conference_id, utc_now())
     finally:
@@ -137,7 +151,7 @@ def list_targets(state: CliState, account: str | None, source: str | None,
                  include_retired: bool, output: str) -> None:
     """The poll targets (active ones unless --all), whatever their source."""
     config = _config(state)
-    engine = open_migrated(config.database)
+    engine = _open_existing(config.database)
     try:
         rows = watched(engine, account=account, source=source, include_retired=include_retired)
     finally:

@@ -327,7 +327,7 @@ def run_report(url: str, report: ReportQuery, filters: ReportFilter) -> Report:
     reached, a SQLite file does not exist (it is not created), or the schema has no reporting
     views yet (``poller db upgrade``).
     """
-    _refuse_missing_sqlite_file(url)
+    refuse_missing_sqlite_file(url)
     engine = make_engine(url, poolclass=pool.NullPool)
     try:
         with store_errors("reading the report"), read_only(engine) as conn:
@@ -351,16 +351,17 @@ def read_only(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
-def _refuse_missing_sqlite_file(url: str) -> None:
-    """Refuse a SQLite URL naming a file that does not exist (connecting would create it)."""
+def refuse_missing_sqlite_file(url: str, other: str = "or name another with --database-url"
+                               ) -> None:
+    """Refuse (``StoreUnavailable``) a SQLite URL naming a file that does not exist (connecting
+    would create it); ``other`` ends the message (how else to name a database)."""
     parsed = make_url(url)
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return
     if "uri" not in parsed.query and not Path(database).exists():
         raise StoreUnavailable(
-            f"no database at {database}: create it with `poller db upgrade`, or name another "
-            "with --database-url"
+            f"no database at {database}: create it with `poller db upgrade`, {other}"
         )
 
 

@@ -5,6 +5,7 @@ status queries and the jittered tick gap (both databases; the three-process runs
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import socket
@@ -23,6 +24,7 @@ from poller.config import parse_config
 from poller.errors import ConfigError
 from poller.fleet import (
     IdentityInUse,
+    IdentityLost,
     fleet_status,
     heartbeat,
     mark_stopped,
@@ -280,9 +282,12 @@ async def test_daemon_heartbeat_renews_leases_of_stalled_polls_and_stop_marks_it
 
 
 @pytest.mark.anyio
-async def test_daemon_claims_smaller_batches_while_others_are_live(engine: Engine) -> None:
+async def test_daemon_claims_smaller_batches_while_others_are_live(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
     """Alone a daemon claims 4 × concurrency at a time; with another live daemon registered,
-    concurrency; once the other's heartbeat is older than its lease, 4 × again."""
+    concurrency; once the other's heartbeat is older than its lease, 4 × again (logged
+    without a "1 daemons live")."""
+    caplog.set_level(logging.INFO, logger="poller.daemon")
     world = build_sim_world(conferences=2, polling={"shutdown_grace_seconds": 600,
                                                     "concurrency": 8})
     config = world.config.model_copy(update={"daemon": DaemonSettings(
@@ -299,6 +304,9 @@ async def test_daemon_claims_smaller_batches_while_others_are_live(engine: Engin
     daemon.request_stop("test")
     daemon.request_stop("test")
     await asyncio.wait_for(task, WAIT_SECONDS)
+    assert "2 daemons live: claiming up to 8 targets at a time" in caplog.text
+    assert "no other daemon live: claiming up to 32 targets at a time" in caplog.text
+    assert "1 daemons" not in caplog.text
 
 
 def test_a_heartbeat_after_the_identity_was_taken_over_writes_nothing(engine: Engine) -> None:
@@ -320,7 +328,8 @@ def test_a_heartbeat_after_the_identity_was_taken_over_writes_nothing(engine: En
 @pytest.mark.anyio
 async def test_daemon_stops_when_its_identity_is_taken_over(engine: Engine) -> None:
     """A daemon whose identity another process registered (it missed heartbeats for longer
-    than its lease) stops by itself, leaving the row and the leases to the new holder."""
+    than its lease) stops by itself, leaving the row and the leases to the new holder, and
+    ``run`` raises ``IdentityLost`` (exit 1) rather than returning as after a graceful stop."""
     world = build_sim_world(conferences=2, polling={"shutdown_grace_seconds": 600})
     config = world.config.model_copy(update={"daemon": DaemonSettings(
         identity="twin", lease_seconds=10, heartbeat_seconds=0.05)})
@@ -331,6 +340,7 @@ async def test_daemon_stops_when_its_identity_is_taken_over(engine: Engine) -> N
     later = world.clock.now() + timedelta(seconds=100)
     await asyncio.to_thread(register, engine, "twin", host="elsewhere", pid=99, now=later,
                             lease_seconds=10)
-    await asyncio.wait_for(task, WAIT_SECONDS)
+    with pytest.raises(IdentityLost, match="'twin' was taken over"):  # the CLI exits 1
+        await asyncio.wait_for(task, WAIT_SECONDS)
     [row] = daemons(engine)
     assert (row["host"], row["pid"], row["stopped_at"]) == ("elsewhere", 99, None)

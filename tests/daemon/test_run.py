@@ -21,7 +21,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine, inspect, select, text
 from test_history_vs_truth import BANDWIDTH, TELNYX, compare
 
+from poller.fleet import register
 from poller.store.database import make_engine
 from poller.store.schema import PollTarget
 
@@ -416,3 +417,29 @@ def test_run_exits_2_when_the_metrics_port_is_taken(sim: Sim, tmp_path: Path) ->
     assert result.returncode == 2, result.stderr.decode()
     assert b"metrics.listen" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+def test_run_exits_1_when_another_process_takes_over_its_identity(sim: Sim, tmp_path: Path
+                                                                  ) -> None:
+    """A daemon whose ``[daemon] identity`` another process registered (after it missed its
+    heartbeats past its lease) stops and exits 1, not 0, so ``Restart=on-failure`` restarts it;
+    the error says why."""
+    database, config = tmp_path / "run.db", tmp_path / "config.toml"
+    write_config(config, database, sim.accounts)
+    config.write_text(config.read_text() + '\n[daemon]\nidentity = "twin"\n'
+                      "lease_seconds = 60\nheartbeat_seconds = 0.2\n")
+    with running_daemon(sim, config, database) as daemon:
+        def registered() -> bool:
+            assert daemon.alive(), daemon.stderr()
+            return bool(daemon.query("select 1 from poller_daemon where identity = 'twin'"))
+
+        _wait_for("the daemon's registration", registered, STARTUP_SECONDS)
+        later = datetime.now(UTC) + timedelta(seconds=120)  # its heartbeat looks 120 s old
+        register(daemon.engine, "twin", host="elsewhere", pid=99, now=later, lease_seconds=60)
+        code = daemon.process.wait(timeout=STARTUP_SECONDS)
+        logged = daemon.stderr()
+        [row] = daemon.query("select host, pid from poller_daemon")
+    assert code == 1, logged
+    assert "'twin' was taken over by another process" in logged
+    assert "Traceback" not in logged
+    assert tuple(row) == ("elsewhere", 99)
