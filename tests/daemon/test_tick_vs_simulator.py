@@ -271,7 +271,9 @@ async def test_every_request_takes_a_token_in_real_time(engine: Engine) -> None:
     assert report.polled == len(world.config.account(TELNYX).conferences) >= 6
     assert report.ok >= 4
     assert len(sent) >= report.polled + report.ok  # participants of each conference found
-    assert most_in_window(sent, 5) <= 5 + 0.5
+    # Capacity 5 plus slack for a busy event loop bunching sends; sending every request
+    # through at a poll's token (the bug this guards against) gives about 10 here.
+    assert most_in_window(sent, 5) <= 5 + 1.5
     assert sent[-1] - sent[0] >= (len(sent) - 5) / 5 - 0.2
 
 
