@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -83,13 +83,6 @@ class BandwidthApi:
         """``GET /api/v2/accounts/{account_id}/conferences/{conference_id}``."""
         account_id = request.path_params["account_id"]
         conference_id = request.path_params["conference_id"]
-        outcome = check_bandwidth(request, account_id, self.sim.credentials, self.sim.tokens,
-                                  self.sim.now_ms())
-        if outcome is AuthOutcome.UNAUTHENTICATED:
-            return bandwidth_error(401, "authentication-error",
-                                   "The credentials provided were invalid")
-        if outcome is AuthOutcome.FORBIDDEN:
-            return bandwidth_error(403, "authorization-error", "Access is denied")
 
         def answer() -> Response:
             at_ms = self.sim.now_ms()
@@ -98,24 +91,11 @@ class BandwidthApi:
                 return not_found(conference_id)
             return JSONResponse(self.conference_json(found, at_ms, _base_url(request)))
 
-        config = self.sim.faults.config
-
-        def provider_error(fault: FaultKind) -> Response:
-            return fault_error(fault, config.retry_after_seconds)
-
-        return await answer_with_fault(self.sim.faults.draw(), request, config, answer,
-                                       provider_error)
+        return await self._serve(request, account_id, answer)
 
     async def list_conferences(self, request: Request) -> Response:
         """``GET /api/v2/accounts/{account_id}/conferences``: oldest first, ``Link`` paged."""
         account_id = request.path_params["account_id"]
-        outcome = check_bandwidth(request, account_id, self.sim.credentials, self.sim.tokens,
-                                  self.sim.now_ms())
-        if outcome is AuthOutcome.UNAUTHENTICATED:
-            return bandwidth_error(401, "authentication-error",
-                                   "The credentials provided were invalid")
-        if outcome is AuthOutcome.FORBIDDEN:
-            return bandwidth_error(403, "authorization-error", "Access is denied")
 
         def answer() -> Response:
             query = request.query_params
@@ -156,10 +136,26 @@ class BandwidthApi:
                 headers["Link"] = f'<{base}{request.url.path}?{urlencode(params)}>; rel="next"'
             return JSONResponse(body, headers=headers)
 
+        return await self._serve(request, account_id, answer)
+
+    async def _serve(self, request: Request, account_id: str,
+                     answer: Callable[[], Response]) -> Response:
+        """Check the credentials, then ``answer()`` unless a fault was drawn for the request."""
+        outcome = check_bandwidth(request, account_id, self.sim.credentials, self.sim.tokens,
+                                  self.sim.now_ms())
+        if outcome is AuthOutcome.UNAUTHENTICATED:
+            return bandwidth_error(401, "authentication-error",
+                                   "The credentials provided were invalid")
+        if outcome is AuthOutcome.FORBIDDEN:
+            return bandwidth_error(403, "authorization-error", "Access is denied")
+
         config = self.sim.faults.config
-        return await answer_with_fault(
-            self.sim.faults.draw(), request, config, answer,
-            lambda fault: fault_error(fault, config.retry_after_seconds))
+
+        def provider_error(fault: FaultKind) -> Response:
+            return fault_error(fault, config.retry_after_seconds)
+
+        return await answer_with_fault(self.sim.faults.draw(), request, config, answer,
+                                       provider_error)
 
     def conference_json(self, conference: ConferenceTimeline, at_ms: int, base_url: str,
                         *, members: bool = True) -> dict[str, Any]:
