@@ -66,7 +66,7 @@ from poller.listpoll import ListPlanner, Plan
 from poller.metrics import PollObserver
 from poller.model import Observation, PollFailure, PollResult, TargetKey, utc_now
 from poller.providers import Clock, Credentials, ProviderClient
-from poller.providers.http import AccountClient, Pacer
+from poller.providers.http import AccountClient, Pacer, under_shared_lock
 from poller.providers.listing import ConferenceListing
 from poller.scheduling import AUTH_PAUSE_SECONDS, next_schedule, transient_backoff_seconds
 from poller.store.recorder import Recorder
@@ -440,8 +440,9 @@ class Poller:
 
         The gate is looked up at each request (a reload may hand the account's gate over). A
         poll's first request uses the token ``_poll`` took for it; a later one that must wait
-        gives the poll's concurrency slot back while it waits. Requests outside a poll
-        (discovery, list polling) just wait for their token.
+        gives the poll's concurrency slot back while it waits, unless it is sent holding a lock
+        other polls may wait on (``under_shared_lock``: the OAuth2 token fetch). Requests
+        outside a poll (discovery, list polling) just wait for their token.
         """
         async def pace() -> None:
             slot = _poll_slot.get()
@@ -457,7 +458,9 @@ class Poller:
             client = self.clients.get(account)
             if self.observer is not None and client is not None:
                 self.observer.observe_rate_limit_wait(client.provider.value, wait)
-            if slot is None or not slot.held:
+            if slot is None or not slot.held or under_shared_lock.get():
+                # Under the OAuth2 token lock the slot is kept: polls taking it meanwhile
+                # would wait on that lock, and this one for the slot (a deadlock).
                 await self.sleep(wait)
                 return
             slot.held = False  # cancelled while waiting: nothing to give back

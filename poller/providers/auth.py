@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from poller.errors import AuthFailed, BadResponse
-from poller.providers.http import Clock, ProviderHttp, RawResponse, json_or
+from poller.providers.http import Clock, ProviderHttp, RawResponse, json_or, under_shared_lock
 from poller.providers.status import ErrorContext
 
 DEFAULT_TOKEN_URL = "https://api.bandwidth.com/api/v1/oauth2/token"  # noqa: S105 (a URL)
@@ -136,14 +136,18 @@ class OAuth2ClientCredentials:
         return token
 
     async def _token_response(self, context: ErrorContext) -> RawResponse:
-        with contextlib.suppress(BadResponse):
-            return await self._http.request(
-                "POST",
-                self._token_url,
-                context=context,
-                headers={"Authorization": self._basic},
-                data={"grant_type": "client_credentials"},
-            )
+        shared = under_shared_lock.set(True)  # sent holding self._lock: see the pacer
+        try:
+            with contextlib.suppress(BadResponse):
+                return await self._http.request(
+                    "POST",
+                    self._token_url,
+                    context=context,
+                    headers={"Authorization": self._basic},
+                    data={"grant_type": "client_credentials"},
+                )
+        finally:
+            under_shared_lock.reset(shared)
         # The BadResponse excerpt could hold a token (not yet known to the redactor): it is
         # dropped, and since this is raised after the handler, it is not chained either.
         raise AuthFailed(f"{TOKEN_ENDPOINT}: response unreadable", provider=context.provider,

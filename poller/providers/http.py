@@ -53,6 +53,7 @@ import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Self, TypeVar
@@ -174,6 +175,11 @@ Clock = Callable[[], datetime]
 
 Pacer = Callable[[], Awaitable[None]]
 """Awaited before each request: returns when the account may send it (its token bucket)."""
+
+under_shared_lock: ContextVar[bool] = ContextVar("poller_under_shared_lock", default=False)
+"""True while the current task sends a request holding a lock other polls may wait on (the
+OAuth2 token fetch): a pacer must then keep whatever it holds (the poll's concurrency slot)
+while it waits, or the polls that take it meanwhile wait on that lock for ever."""
 
 TransportName = Literal["aiohttp", "httpx"]
 """Which library sends the requests when no transport is injected (``HttpSettings.transport``)."""

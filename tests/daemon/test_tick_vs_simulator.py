@@ -7,6 +7,7 @@ the helpers of ``tests/test_history_vs_truth.py``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -303,3 +304,46 @@ async def test_waiting_for_a_later_token_frees_the_concurrency_slot(engine: Engi
     # One token at hand (capacity 1), the clock stands still: every later request waits.
     assert len(slot_free_while_sleeping) == requests - 1
     assert all(slot_free_while_sleeping)
+
+
+class SlowRouter(httpx.AsyncBaseTransport):
+    """Passes requests on after a short real pause (network latency: other polls run)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.01)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_token_renewal_waiting_for_a_token_does_not_deadlock(engine: Engine) -> None:
+    """A poll renewing the OAuth2 token after a 401 holds the token lock while its token
+    request waits for the bucket; polls that take the concurrency slot meanwhile wait on that
+    lock, so the renewing poll must keep its slot while it waits (or nobody moves again)."""
+    world = build_sim_world(polling={"concurrency": 1},
+                            accounts={BANDWIDTH: {"requests_per_second": 1},
+                                      TELNYX: {"conferences": []}})
+    world.clock.advance(300)  # most conferences under way
+    clients = build_clients(world.config, resolve_all_credentials(world.config, world.environ),
+                            transport=SlowRouter(world.router), clock=world.clock.now)
+
+    async def sleep(seconds: float) -> None:  # virtual time, but other tasks get to run
+        await asyncio.sleep(0)
+
+    poller = Poller(world.config, engine, clients, clock=world.clock.now, sleep=sleep,
+                    max_rate_wait_seconds=1000)
+    poller.sync(world.clock.now())
+    first = await poller.tick(world.clock.now())
+    assert first.ok >= 2
+    assert world.bandwidth.tokens.issued == 1
+    # The provider revokes every token issued so far (as a credential rotation would): the
+    # client's cached token, still valid by its own clock, now meets a 401.
+    world.bandwidth.tokens._key = b"rotated"
+    try:
+        second = await asyncio.wait_for(poller.tick(world.clock.now()), timeout=10)
+    finally:
+        await poller.aclose()
+    assert second.polled == 4
+    assert world.bandwidth.tokens.issued == 2
+    assert second.failed.get("auth", 0) == 0
