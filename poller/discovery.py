@@ -14,7 +14,9 @@ Nothing is lost between two runs while the provider still lists a conference:
 * Bandwidth is listed with ``minCreatedTime`` = the start of the last complete run minus
   :data:`SAFETY_MARGIN_SECONDS` (clock skew, and the provider's own indexing delay). A process
   that has not run yet starts from the newest ``created_at`` of the account's discovered
-  conferences minus the margin, or lists everything when there is none.
+  conferences minus the margin, or lists everything when there is none. A listing cut short
+  (page cap) moves the cursor to its newest ``createdTime`` minus the margin: the list is
+  oldest first, so the next run goes on from there.
 
 Every page request takes a token of the account's bucket (the pacer the poller sets on the
 account's HTTP client, ``Poller._pacer``); an account that is paused (429, auth) is skipped until
@@ -142,11 +144,28 @@ class Discovery:
                       "run): %s", account.name, error)
             return
         report.added += added
-        if isinstance(account, BandwidthAccount) and all(x.complete for x in listings):
-            self._since[account.name] = started - self.margin
+        if isinstance(account, BandwidthAccount):
+            self._advance_cursor(account.name, listings, started)
         for target in added:
             log.info("discovered %s conference %s of account %r", account.provider,
                      target.conference_id, account.name)
+
+    def _advance_cursor(self, account: str, listings: list[ConferenceListing],
+                        started: datetime) -> None:
+        """Where the account's next Bandwidth listing starts. A complete one covered
+        everything up to ``started``; one cut short (page cap, odd paging) still covered,
+        oldest first, everything up to the newest conference it got: without moving on from
+        there, every run would list the same oldest pages and never reach the newer ones."""
+        if all(listing.complete for listing in listings):
+            self._since[account] = started - self.margin
+            return
+        created = [c.conference.created_at for listing in listings
+                   for c in listing.conferences if c.conference.created_at is not None]
+        if not created:
+            return
+        since, held = max(created) - self.margin, self._since.get(account)
+        if held is None or since > held:
+            self._since[account] = since
 
     async def _list(self, poller: Poller, account: Account, client: object
                     ) -> list[ConferenceListing]:

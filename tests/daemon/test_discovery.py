@@ -17,6 +17,7 @@ from test_history_vs_truth import compare, parse_time
 
 from poller.discovery import Discovery
 from poller.model import Provider
+from poller.providers import BandwidthClient
 from poller.store.schema import Conference, PollTarget
 from poller.tick import Poller
 
@@ -274,3 +275,51 @@ async def test_once_discovers_first_then_polls_what_it_found(engine: Engine) -> 
     assert len(found) >= 4
     assert report.polled == len(found)
     assert {(t.account, t.conference_id) for t in found} <= recorded_ids(engine)
+
+
+class SmallPagesRouter(httpx.AsyncBaseTransport):
+    """Asks Bandwidth for one conference per page (the next links keep ``pageSize``), so a
+    few dozen conferences exceed the 40-page cap of a listing."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.path.startswith("/api") and url.path.endswith("/conferences") and (
+                "pageSize" not in url.params):
+            request.url = url.copy_merge_params({"pageSize": "1"})
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.anyio
+async def test_bandwidth_listing_cut_at_the_page_cap_still_moves_on(engine: Engine) -> None:
+    """Bandwidth lists oldest first: a listing cut at the page cap has seen every conference
+    up to the newest it got, so the next run starts from there (minus the margin) instead of
+    listing the same oldest pages again and never reaching the newer conferences."""
+    world = build_sim_world(conferences=150, only=(), accounts={
+        "telnyx-sim": {"conferences": []}, "bandwidth-sim": {"discover": True}})
+    world.clock.advance(1800)  # more than 40 conferences listed
+    poller = Poller(world.config, engine, _clients(world, SmallPagesRouter(world.router)),
+                    clock=world.clock.now, sleep=world.sleep)
+    discovery = Discovery()
+    client = poller.clients["bandwidth-sim"]
+    try:
+        first = await discovery.run(poller)
+        assert first.incomplete == ["bandwidth-sim"], first.summary()
+        for _ in range(3):
+            world.clock.advance(30)
+            await discovery.run(poller)
+        assert isinstance(client, BandwidthClient)
+        everything = await client.list_conferences(max_pages=1000)
+    finally:
+        await poller.aclose()
+    assert everything.complete
+    assert len(everything.conferences) > 40
+    found = {cid for account, cid in recorded_targets(engine) if account == "bandwidth-sim"}
+    assert {c.conference_id for c in everything.conferences} <= found
+
+
+def recorded_targets(engine: Engine) -> set[tuple[str, str]]:
+    with engine.connect() as conn:
+        return {(t.account, t.conference_id) for t in conn.execute(select(PollTarget))}
