@@ -12,10 +12,10 @@
   plain deferred ``BEGIN`` with ``conn.execution_options(sqlite_begin="DEFERRED")``.
 * **PostgreSQL** goes through psycopg 3 with ``pool_pre_ping`` so a restarted server costs one
   failed ping, not a failed poll batch. Unless the URL sets them, libpq's ``connect_timeout``
-  (``POSTGRES_CONNECT_TIMEOUT_SECONDS``) and TCP keepalives (``POSTGRES_KEEPALIVES``) are
-  set, so a server that vanishes without closing its connections (a network partition, a
-  black-holed port) fails the statement or the connection attempt within about a minute
-  instead of hanging the tick for the kernel's two hours.
+  (``POSTGRES_CONNECT_TIMEOUT_SECONDS``), TCP keepalives and a TCP user timeout
+  (``POSTGRES_KEEPALIVES``) are set, so a server that vanishes without closing its
+  connections (a network partition, a black-holed port) fails the statement or the
+  connection attempt within about a minute instead of hanging the tick for minutes or hours.
 
 ``store_errors()`` translates the driver's "cannot reach / cannot write" errors into
 :class:`poller.errors.StoreUnavailable` once, at the store boundary.
@@ -46,9 +46,11 @@ POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
 """libpq ``connect_timeout`` unless the URL names one."""
 
 POSTGRES_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-                       "keepalives_count": 3}
-"""libpq TCP keepalive settings unless the URL names them: a dead peer is noticed after about
-30 + 3 × 10 seconds of silence."""
+                       "keepalives_count": 3, "tcp_user_timeout": 60_000}
+"""libpq TCP settings unless the URL names them: an idle dead peer is noticed after about
+30 + 3 × 10 seconds of silence (keepalives), and data sent that stays unacknowledged for 60 s
+(a peer gone while a statement was on its way: keepalives do not probe then, and the kernel
+would retransmit for about 15 minutes) drops the connection (``tcp_user_timeout``, in ms)."""
 
 
 def normalise_url(url: str) -> str:

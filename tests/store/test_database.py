@@ -110,6 +110,7 @@ def test_postgresql_connections_time_out_and_keep_alive() -> None:
     params = _connect_params(engine)
     assert params["connect_timeout"] == 10
     assert params["keepalives_idle"] == 30
+    assert params["tcp_user_timeout"] == 60_000
     engine.dispose()
     engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=3")
     params = _connect_params(engine)
