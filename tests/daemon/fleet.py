@@ -13,10 +13,12 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+import waiting
 from sqlalchemy import Engine, create_engine, text
 from test_run import _poller_command, _toml_value
 
@@ -140,11 +142,4 @@ class Watch:
         self.engine.dispose()
 
 
-def wait_for(what: str, condition: Callable[[], bool], seconds: float = STARTUP_SECONDS,
-             every: float = 0.1) -> float:
-    """Poll ``condition`` until true; the seconds it took (fails after ``seconds``)."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < seconds, f"timed out waiting for {what}"
-        time.sleep(every)
-    return time.monotonic() - started
+wait_for = partial(waiting.wait_for, seconds=STARTUP_SECONDS)

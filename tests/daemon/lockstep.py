@@ -37,11 +37,13 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 import uvicorn
+import waiting
 from sqlalchemy import Engine, create_engine, pool, select
 from test_history_vs_truth import (
     BANDWIDTH,
@@ -133,7 +135,8 @@ class ServedSimulator:
 
     def __enter__(self) -> ServedSimulator:
         self._thread.start()
-        wait_for("the simulator to serve", lambda: self._server.started, STARTUP_SECONDS)
+        wait_for("the simulator to serve", lambda: self._server.started,
+                 seconds=STARTUP_SECONDS)
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -253,13 +256,7 @@ def run_once(config: Path, environ: dict[str, str]) -> subprocess.CompletedProce
 
 # --- waiting ----------------------------------------------------------------------------------
 
-def wait_for(what: str, condition: Callable[[], bool], seconds: float = STEP_DEADLINE_SECONDS,
-             every: float = 0.05) -> None:
-    """Poll ``condition`` until true; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
+wait_for = partial(waiting.wait_for, seconds=STEP_DEADLINE_SECONDS, every=0.05)
 
 
 def reader(database_url: str) -> Engine:

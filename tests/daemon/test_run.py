@@ -18,10 +18,11 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +31,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine, inspect, select, text
 from test_history_vs_truth import BANDWIDTH, TELNYX, compare
+from waiting import wait_for
 
 from poller.fleet import register
 from poller.store.database import make_engine
@@ -65,12 +67,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
-def _wait_for(what: str, condition: Callable[[], bool], seconds: float = PROGRESS_SECONDS,
-              every: float = 0.2) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
+_wait_for = partial(wait_for, seconds=PROGRESS_SECONDS, every=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +370,7 @@ def test_run_serves_metrics_and_health(sim: Sim, tmp_path: Path) -> None:
                     urls[key] = url
             return len(urls) == 2
 
-        _wait_for("both servers to listen", listening, STARTUP_SECONDS)
+        _wait_for("both servers to listen", listening, seconds=STARTUP_SECONDS)
         metrics_url, health_url = urls["metrics.listen"], urls["health.listen"]
         assert http.get(f"{health_url}/healthz").status_code == 200
         assert http.get(f"{metrics_url}/healthz").status_code == 200
@@ -433,7 +430,7 @@ def test_run_exits_1_when_another_process_takes_over_its_identity(sim: Sim, tmp_
             assert daemon.alive(), daemon.stderr()
             return bool(daemon.query("select 1 from poller_daemon where identity = 'twin'"))
 
-        _wait_for("the daemon's registration", registered, STARTUP_SECONDS)
+        _wait_for("the daemon's registration", registered, seconds=STARTUP_SECONDS)
         later = datetime.now(UTC) + timedelta(seconds=120)  # its heartbeat looks 120 s old
         register(daemon.engine, "twin", host="elsewhere", pid=99, now=later, lease_seconds=60)
         code = daemon.process.wait(timeout=STARTUP_SECONDS)
