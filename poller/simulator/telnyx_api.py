@@ -151,12 +151,7 @@ class TelnyxApi:
                 return not_found()
             rows = [self.participant_json(found, m, at_ms)
                     for m in found.listed_members_at(at_ms)]
-            rows = _filtered(rows, request)
-            start = (page_number - 1) * page_size
-            meta = {"page_number": page_number, "page_size": page_size,
-                    "total_pages": math.ceil(len(rows) / page_size),
-                    "total_results": len(rows)}
-            return JSONResponse({"data": rows[start:start + page_size], "meta": meta})
+            return JSONResponse(_paged(_filtered(rows, request), page_number, page_size))
         return await self._serve(request, answer)
 
     async def list_conferences(self, request: Request) -> Response:
@@ -181,12 +176,9 @@ class TelnyxApi:
                      and (status is None or c.status_at(at_ms).value == status)]
             # Descending expires_at (created_at + the fixed limit), as the spec lists them.
             found.sort(key=lambda c: (c.created_ms, c.conference_id), reverse=True)
-            start = (page_number - 1) * page_size
-            meta = {"page_number": page_number, "page_size": page_size,
-                    "total_pages": math.ceil(len(found) / page_size),
-                    "total_results": len(found)}
-            rows = [self.conference_json(c, at_ms) for c in found[start:start + page_size]]
-            return JSONResponse({"data": rows, "meta": meta})
+            body = _paged(found, page_number, page_size)
+            body["data"] = [self.conference_json(c, at_ms) for c in body["data"]]
+            return JSONResponse(body)
         return await self._serve(request, answer)
 
     def conference_json(self, conference: ConferenceTimeline, at_ms: int) -> dict[str, Any]:
@@ -236,6 +228,15 @@ class TelnyxApi:
     def connection_id(self) -> str:
         """The Call Control application all simulated conferences belong to."""
         return f"{1_000_000_000_000_000_000 + self.sim.seed % 10**9}"
+
+
+def _paged(items: list[Any], page_number: int, page_size: int) -> dict[str, Any]:
+    """``{"data": <page page_number of items>, "meta": …}`` as Telnyx pages its lists."""
+    start = (page_number - 1) * page_size
+    return {"data": items[start:start + page_size],
+            "meta": {"page_number": page_number, "page_size": page_size,
+                     "total_pages": math.ceil(len(items) / page_size),
+                     "total_results": len(items)}}
 
 
 def _page_params(request: Request) -> tuple[int, int] | Response:
