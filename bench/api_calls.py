@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
+from poller.app import build_clients
 from poller.config import parse_config, resolve_all_credentials
 from poller.model import Observation, PollResult, Provider, TargetKey
 from poller.simulator import ScenarioConfig, Simulator, VirtualClock, create_app
@@ -45,7 +46,7 @@ from poller.store import migrate
 from poller.store.database import make_engine
 from poller.store.recorder import Recorder, RecordStats
 from poller.store.views import ScheduleUpdate
-from poller.tick import Poller, build_clients
+from poller.tick import Poller
 
 CLASSES = ("idle", "active", "completed", "changed", "404")
 

@@ -76,7 +76,8 @@ import httpx
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from poller.config import Config, build_account_client
+from poller.app import build_account_client
+from poller.config import Config, Credentials, DatabaseSettings
 from poller.discovery import Discovery
 from poller.errors import ConfigError, PollerError, StoreUnavailable
 from poller.fleet import IdentityLost, heartbeat, mark_stopped, register
@@ -89,9 +90,8 @@ from poller.health import (
 )
 from poller.metrics import PollerMetrics, observe_tick
 from poller.model import utc_now
-from poller.providers import Clock, Credentials, ProviderClient
+from poller.providers import Clock, ProviderClient
 from poller.scheduler import TickScheduler, tick_seconds
-from poller.settings import DatabaseSettings
 from poller.store.retention import prune
 from poller.tick import Poller, TickReport, off_loop
 

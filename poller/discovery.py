@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from poller.config import Account, BandwidthAccount, TelnyxAccount
 from poller.errors import ProviderError, RateLimited, StoreUnavailable
 from poller.model import TargetKey
 from poller.providers import BandwidthClient, TelnyxClient
 from poller.providers.listing import ConferenceListing
-from poller.settings import Account, BandwidthAccount, TelnyxAccount
 from poller.watchlist import add_discovered, newest_discovered_created_at
 
 if TYPE_CHECKING:

@@ -34,10 +34,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from poller.config import PollingSettings
 from poller.errors import ConfigError, StoreUnavailable
 from poller.metrics import PollerMetrics
 from poller.model import utc_now
-from poller.settings import PollingSettings
 from poller.store import migrate
 from poller.store.database import store_errors
 from poller.store.reports import read_only

@@ -36,8 +36,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from poller.config import PollingSettings
 from poller.model import utc_now
-from poller.settings import PollingSettings
 
 MAX_TICK_SECONDS = 0.25
 """The longest pause between two ticks (the most a due target waits; see the module doc)."""

@@ -33,8 +33,8 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from poller.config import PollingSettings
 from poller.model import ConferenceStatus, Observation, PollFailure, PollResult, require_utc
-from poller.settings import PollingSettings
 from poller.store.views import ScheduleUpdate
 
 AUTH_PAUSE_SECONDS = 600.0

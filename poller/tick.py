@@ -57,15 +57,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import ParamSpec, TypeVar
 
-import httpx
 from sqlalchemy import Engine
 
-from poller.config import Config, build_account_client
+from poller.config import Config
 from poller.errors import ProviderError, StoreUnavailable
 from poller.listpoll import ListPlanner, Plan
 from poller.metrics import PollObserver
 from poller.model import Observation, PollFailure, PollResult, TargetKey, utc_now
-from poller.providers import Clock, Credentials, ProviderClient
+from poller.providers import Clock, ProviderClient
 from poller.providers.http import AccountClient, Pacer, under_shared_lock
 from poller.providers.listing import ConferenceListing
 from poller.scheduling import AUTH_PAUSE_SECONDS, next_schedule, transient_backoff_seconds
@@ -198,16 +197,6 @@ class TickReport:
         if self.store_error:
             parts.append(f"NOT RECORDED: {self.store_error}")
         return ", ".join(parts)
-
-
-def build_clients(config: Config, credentials: Mapping[str, Credentials], *,
-                  transport: httpx.AsyncBaseTransport | None = None, clock: Clock = utc_now
-                  ) -> dict[str, ProviderClient]:
-    """One provider client per configured account (all sharing ``transport`` if given)."""
-    return {account.name: build_account_client(account, config.polling,
-                                               credentials[account.name],
-                                               transport=transport, clock=clock)
-            for account in config.accounts}
 
 
 def default_owner() -> str:

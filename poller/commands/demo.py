@@ -42,11 +42,16 @@ from poller.commands import CliState
 from poller.commands.once import open_database
 from poller.commands.report import SUMMARY, render_table
 from poller.commands.simulate import _listening_socket
-from poller.config import Config, parse_config
+from poller.config import (
+    ApiKeyCredentials,
+    Config,
+    Credentials,
+    OAuth2Credentials,
+    parse_config,
+)
 from poller.daemon import Daemon, SqliteLock
 from poller.logs import configure_logging
 from poller.model import Provider
-from poller.providers import ApiKeyCredentials, Credentials, OAuth2Credentials
 from poller.simulator import FaultConfig, ScenarioConfig, Simulator, WallClock, create_app
 from poller.store import reports
 

@@ -27,18 +27,24 @@ import click
 import httpx
 from sqlalchemy import Engine
 
+from poller.app import build_clients
 from poller.commands import CliState, pass_state
-from poller.config import Config, load_config, resolve_all_credentials
+from poller.config import (
+    Config,
+    Credentials,
+    DatabaseSettings,
+    load_config,
+    resolve_all_credentials,
+)
 from poller.daemon import SqliteLock
 from poller.discovery import Discovery
 from poller.errors import StoreUnavailable
 from poller.model import utc_now
-from poller.providers import Clock, Credentials
-from poller.settings import DatabaseSettings
+from poller.providers import Clock
 from poller.store import migrate
 from poller.store.database import make_engine
 from poller.targets import release_all
-from poller.tick import Poller, Sleep, TickReport, build_clients
+from poller.tick import Poller, Sleep, TickReport
 
 log = logging.getLogger(__name__)
 

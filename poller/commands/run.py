@@ -25,9 +25,8 @@ import click
 
 from poller.commands import CliState, pass_state
 from poller.commands.once import exclusive_sqlite, open_database
-from poller.config import Config, load_config, resolve_all_credentials
+from poller.config import Config, Credentials, load_config, resolve_all_credentials
 from poller.daemon import Daemon, EarlySignals
-from poller.providers import Credentials
 
 
 def load_all(config_path: Path | None) -> tuple[Config, Mapping[str, Credentials]]:

@@ -30,11 +30,9 @@ from sqlalchemy import Engine
 from poller.commands import CliState, pass_state
 from poller.commands.once import open_migrated
 from poller.commands.report import raw_value, render_table, text_column, time_column
-from poller.config import load_config
+from poller.config import TELNYX_REGIONS, Config, DatabaseSettings, load_config
 from poller.errors import ConfigError, InvalidConferenceId, PollerError
-from poller.model import Provider, TargetKey, utc_now
-from poller.providers import path_segment
-from poller.settings import TELNYX_REGIONS, Config, DatabaseSettings
+from poller.model import Provider, TargetKey, path_segment, utc_now
 from poller.store.reports import refuse_missing_sqlite_file
 from poller.watchlist import WatchOutcome, unwatch, watch, watched
 

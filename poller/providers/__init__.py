@@ -14,17 +14,11 @@ secret redaction, URL path segments), ``status`` (HTTP status ⇒ error, ``Retry
 ``docs/providers.md``.
 """
 
-from poller.providers.auth import (
-    ApiKeyCredentials,
-    BasicCredentials,
-    Credentials,
-    OAuth2Credentials,
-)
 from poller.providers.bandwidth import BandwidthClient
 from poller.providers.bandwidth_parser import parse_bandwidth_conference
 from poller.providers.client import ProviderClient, build_client
 from poller.providers.fields import parse_timestamp
-from poller.providers.http import MAX_ID_LENGTH, Clock, HttpSettings, path_segment
+from poller.providers.http import Clock, HttpSettings
 from poller.providers.telnyx import TelnyxClient
 from poller.providers.telnyx_parser import (
     ParticipantPage,
@@ -33,14 +27,9 @@ from poller.providers.telnyx_parser import (
 )
 
 __all__ = [
-    "MAX_ID_LENGTH",
-    "ApiKeyCredentials",
     "BandwidthClient",
-    "BasicCredentials",
     "Clock",
-    "Credentials",
     "HttpSettings",
-    "OAuth2Credentials",
     "ParticipantPage",
     "ProviderClient",
     "TelnyxClient",
@@ -49,5 +38,4 @@ __all__ = [
     "parse_telnyx_conference",
     "parse_telnyx_participants",
     "parse_timestamp",
-    "path_segment",
 ]

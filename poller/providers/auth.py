@@ -1,8 +1,8 @@
-"""Credentials, and how requests are authorised: a fixed header or OAuth2 tokens.
+"""How requests are authorised: a fixed header, or OAuth2 tokens fetched and renewed.
 
-Credentials are plain values (``ApiKeyCredentials``, ``BasicCredentials``,
-``OAuth2Credentials``) whose secret parts are kept out of ``repr``; configuration loading builds
-them, the provider layer only takes them as arguments.
+The credentials themselves are plain values of ``poller.config.credentials``
+(``ApiKeyCredentials``, ``BasicCredentials``, ``OAuth2Credentials``); this module turns them
+into ``Authorization`` headers.
 
 * Telnyx: ``Authorization: Bearer <api key>`` (``StaticAuthorization``).
 * Bandwidth, legacy API user: HTTP Basic ``username:password`` (``StaticAuthorization``).
@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from poller.config.accounts import BANDWIDTH_TOKEN_URL
+from poller.config.credentials import DEFAULT_REFRESH_MARGIN_SECONDS
 from poller.errors import AuthFailed, BadResponse
 from poller.providers.http import Clock, ProviderHttp, RawResponse, json_or, under_shared_lock
 from poller.providers.status import ErrorContext
 
-DEFAULT_TOKEN_URL = "https://api.bandwidth.com/api/v1/oauth2/token"  # noqa: S105 (a URL)
-DEFAULT_REFRESH_MARGIN_SECONDS = 60.0
 TOKEN_ENDPOINT = "token endpoint"  # noqa: S105 (what error messages call it)
 """How error messages name the token endpoint, so its failures are not taken for the API's."""
 
@@ -78,7 +77,7 @@ class OAuth2ClientCredentials:
         http: ProviderHttp,
         client_id: str,
         client_secret: str,
-        token_url: str = DEFAULT_TOKEN_URL,
+        token_url: str = BANDWIDTH_TOKEN_URL,
         clock: Clock,
         refresh_margin_seconds: float = DEFAULT_REFRESH_MARGIN_SECONDS,
     ) -> None:
@@ -186,32 +185,3 @@ class OAuth2ClientCredentials:
             http_status=status,
             provider_code=self._http.redact(code)[:100] if isinstance(code, str) else None,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKeyCredentials:
-    """Telnyx: an API key sent as ``Authorization: Bearer <api key>``."""
-
-    api_key: str = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class BasicCredentials:
-    """Bandwidth legacy API user: HTTP Basic ``username:password``."""
-
-    username: str
-    password: str = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class OAuth2Credentials:
-    """Bandwidth OAuth2 client credentials and where to exchange them for tokens."""
-
-    client_id: str
-    client_secret: str = field(repr=False)
-    token_url: str = DEFAULT_TOKEN_URL
-    refresh_margin_seconds: float = DEFAULT_REFRESH_MARGIN_SECONDS
-
-
-Credentials = ApiKeyCredentials | BasicCredentials | OAuth2Credentials
-"""Any one account's credentials."""

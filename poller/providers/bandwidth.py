@@ -21,15 +21,19 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from poller.config.accounts import BANDWIDTH_BASE_URL
+from poller.config.credentials import BasicCredentials, OAuth2Credentials
 from poller.errors import ConfigError, InvalidConferenceId
-from poller.model import JSON, ConferenceState, Observation, Provider, TargetKey, utc_now
-from poller.providers.auth import (
-    Authorizer,
-    BasicCredentials,
-    OAuth2ClientCredentials,
-    OAuth2Credentials,
-    StaticAuthorization,
+from poller.model import (
+    JSON,
+    ConferenceState,
+    Observation,
+    Provider,
+    TargetKey,
+    path_segment,
+    utc_now,
 )
+from poller.providers.auth import Authorizer, OAuth2ClientCredentials, StaticAuthorization
 from poller.providers.bandwidth_parser import parse_bandwidth_conference
 from poller.providers.http import (
     AccountClient,
@@ -41,7 +45,6 @@ from poller.providers.http import (
     check_target,
     context_of,
     parsed,
-    path_segment,
 )
 from poller.providers.listing import (
     DEFAULT_MAX_LIST_PAGES,
@@ -56,7 +59,7 @@ from poller.providers.status import ErrorContext
 if TYPE_CHECKING:
     from poller.metrics import PollObserver
 
-DEFAULT_BASE_URL = "https://voice.bandwidth.com/api/v2"
+DEFAULT_BASE_URL = BANDWIDTH_BASE_URL
 
 
 def read_bandwidth_error(body: JSON) -> tuple[str | None, str | None]:

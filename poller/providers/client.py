@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import httpx
 
-from poller.errors import ConfigError
-from poller.model import Observation, Provider, TargetKey, utc_now
-from poller.providers import bandwidth, telnyx
-from poller.providers.auth import (
+from poller.config.credentials import (
     ApiKeyCredentials,
     BasicCredentials,
     Credentials,
     OAuth2Credentials,
 )
+from poller.errors import ConfigError
+from poller.model import Observation, Provider, TargetKey, utc_now
+from poller.providers import bandwidth, telnyx
 from poller.providers.http import Clock, HttpSettings
 
 if TYPE_CHECKING:

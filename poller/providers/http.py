@@ -32,19 +32,6 @@ the original. An httpx error keeps the request (``Authorization`` header include
 unredacted message, a ``JSONDecodeError`` the whole body, a parser's ``BadResponse`` an
 unredacted excerpt; the translated error says what it needs (the library error's type and
 redacted message) itself.
-
-Path segments: a conference ID comes from configuration or discovery and is put into a URL
-path. It must never reach another endpoint: ``../calls`` must not climb out of
-``/conferences/``, ``a/b`` must not add a segment, ``a?b=c`` and ``#`` must not start a query or
-fragment. The rules:
-
-* refused with ``InvalidConferenceId``: the empty string, ``.`` and ``..`` (dot segments that
-  URL libraries and servers normalise away even when percent-encoded), anything longer than
-  ``MAX_ID_LENGTH`` characters, anything with a control or other non-printable character
-  (including line and paragraph separators and lone surrogates);
-* everything else is percent-encoded as UTF-8 with no character left "safe" but the RFC 3986
-  unreserved ones (``A-Z a-z 0-9 - . _ ~``), so ``/``, ``?``, ``#``, ``%`` and spaces all
-  become ``%XX`` and the result is one opaque segment.
 """
 
 from __future__ import annotations
@@ -63,9 +50,9 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from poller.config.settings import PollingSettings
 from poller.errors import (
     BadResponse,
-    InvalidConferenceId,
     NetworkError,
     ProviderError,
     Timeout,
@@ -80,32 +67,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("poller.providers")
 
 T = TypeVar("T")
-
-MAX_ID_LENGTH = 256
-"""The longest conference ID accepted, in characters.
-
-Telnyx IDs are 36-character UUIDs and Bandwidth's ``conf-…`` IDs about 50 characters, so this
-leaves ample room while keeping URLs well inside every server's limit.
-"""
-
-
-def path_segment(value: str, what: str = "conference ID") -> str:
-    """``value`` percent-encoded as exactly one path segment, or ``InvalidConferenceId``."""
-    if not isinstance(value, str):
-        raise InvalidConferenceId(f"{what} must be a string, got {type(value).__name__}")
-    if not value:
-        raise InvalidConferenceId(f"{what} is empty")
-    if value in (".", ".."):
-        raise InvalidConferenceId(f"{what} {value!r} is a dot segment and cannot be used in a URL")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidConferenceId(
-            f"{what} is {len(value)} characters long; at most {MAX_ID_LENGTH} are accepted"
-        )
-    if not value.isprintable():
-        # Also catches lone surrogates (category Cs), which could not be UTF-8 encoded.
-        raise InvalidConferenceId(f"{what} {value[:40]!r} contains a control character")
-    return quote(value.encode("utf-8"), safe="")
-
 
 MASK = "[redacted]"
 _MIN_PARTIAL = 3
@@ -185,14 +146,18 @@ TransportName = Literal["aiohttp", "httpx"]
 """Which library sends the requests when no transport is injected (``HttpSettings.transport``)."""
 
 
+_POLLING = PollingSettings()
+"""``[polling]``'s defaults, which are this module's defaults too."""
+
+
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     """Timeouts, connection limits and the response size cap for one account's client."""
 
-    connect_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 15.0
-    write_timeout_seconds: float = 10.0
-    pool_timeout_seconds: float = 10.0
+    connect_timeout_seconds: float = _POLLING.connect_timeout_seconds
+    read_timeout_seconds: float = _POLLING.read_timeout_seconds
+    write_timeout_seconds: float = _POLLING.write_timeout_seconds
+    pool_timeout_seconds: float = _POLLING.pool_timeout_seconds
     max_connections: int = 20
     max_keepalive_connections: int = 10
     keepalive_expiry_seconds: float = 30.0
@@ -201,6 +166,17 @@ class HttpSettings:
     user_agent: str = "poller/0.1"
     transport: TransportName = "aiohttp"
     """``aiohttp`` (httpx-aiohttp's transport, the default) or ``httpx`` (httpx's own)."""
+
+    @classmethod
+    def for_polling(cls, polling: PollingSettings) -> HttpSettings:
+        """The settings ``[polling]`` gives (timeouts and transport; the rest defaults)."""
+        return cls(
+            connect_timeout_seconds=polling.connect_timeout_seconds,
+            read_timeout_seconds=polling.read_timeout_seconds,
+            write_timeout_seconds=polling.write_timeout_seconds,
+            pool_timeout_seconds=polling.pool_timeout_seconds,
+            transport=polling.http_transport,
+        )
 
     def timeout(self) -> httpx.Timeout:
         """The httpx timeout configuration."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from poller.config.accounts import TELNYX_BASE_URL
 from poller.model import (
     JSON,
     ConferenceState,
@@ -33,6 +34,7 @@ from poller.model import (
     Observation,
     Provider,
     TargetKey,
+    path_segment,
     utc_now,
 )
 from poller.providers.auth import StaticAuthorization
@@ -45,7 +47,6 @@ from poller.providers.http import (
     check_target,
     context_of,
     parsed,
-    path_segment,
 )
 from poller.providers.listing import (
     DEFAULT_MAX_LIST_PAGES,
@@ -64,7 +65,7 @@ from poller.providers.telnyx_parser import (
 if TYPE_CHECKING:
     from poller.metrics import PollObserver
 
-DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
+DEFAULT_BASE_URL = TELNYX_BASE_URL
 PAGE_SIZE = 250
 """The largest ``page[size]`` Telnyx accepts."""
 DEFAULT_MAX_PAGES = 40

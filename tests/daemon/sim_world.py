@@ -15,11 +15,11 @@ import httpx
 from sqlalchemy import Engine
 from test_history_vs_truth import BANDWIDTH, TELNYX
 
-from poller.config import parse_config, resolve_all_credentials
+from poller.app import build_clients
+from poller.config import Config, parse_config, resolve_all_credentials
 from poller.model import Provider
-from poller.settings import Config
 from poller.simulator import FaultConfig, ScenarioConfig, Simulator, VirtualClock, create_app
-from poller.tick import Poller, TickReport, build_clients
+from poller.tick import Poller, TickReport
 
 TELNYX_HOST = "telnyx-sim"
 BANDWIDTH_HOST = "bandwidth-sim"

@@ -90,8 +90,8 @@ async def drive_with_discovery(world: SimWorld, engine: Engine, seconds: float) 
 
 
 def _clients(world: SimWorld, transport: httpx.AsyncBaseTransport) -> Any:
+    from poller.app import build_clients
     from poller.config import resolve_all_credentials
-    from poller.tick import build_clients
 
     return build_clients(world.config, resolve_all_credentials(world.config, world.environ),
                          transport=transport, clock=world.clock.now)

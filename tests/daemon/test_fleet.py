@@ -20,7 +20,7 @@ from sim_world import build_sim_world
 from sqlalchemy import Engine, select, update
 from test_process_life import WAIT_SECONDS, StallingTransport, make_daemon, wait_until
 
-from poller.config import parse_config
+from poller.config import DaemonSettings, parse_config
 from poller.errors import ConfigError
 from poller.fleet import (
     IdentityInUse,
@@ -31,7 +31,6 @@ from poller.fleet import (
     register,
 )
 from poller.scheduler import JitteredInterval
-from poller.settings import DaemonSettings
 from poller.store.schema import PollerDaemon, PollTarget
 from poller.targets import claim_due, sync_targets
 

@@ -11,11 +11,12 @@ from sim_world import SimWorld, build_sim_world
 from sqlalchemy import Engine, select
 from test_discovery import CountingRouter
 
+from poller.app import build_clients
 from poller.config import resolve_all_credentials
 from poller.model import Provider
 from poller.simulator.timeline import ConferenceTimeline
 from poller.store.schema import PollTarget
-from poller.tick import Poller, build_clients
+from poller.tick import Poller
 
 
 class FailingLists(httpx.AsyncBaseTransport):

@@ -13,10 +13,9 @@ from sqlalchemy import Engine
 
 from poller.commands import CliState
 from poller.commands.once import once, open_database, run_once
-from poller.config import resolve_all_credentials
+from poller.config import DatabaseSettings, resolve_all_credentials
 from poller.errors import ConfigError, StoreUnavailable
 from poller.model import PollResult, TargetKey
-from poller.settings import DatabaseSettings
 from poller.store.recorder import Recorder, RecordStats
 from poller.store.views import ScheduleUpdate
 

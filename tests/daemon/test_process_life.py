@@ -21,9 +21,8 @@ from sqlalchemy import Engine, insert, update
 from poller.commands import CliState
 from poller.commands.once import once as once_command
 from poller.commands.once import open_database
-from poller.config import Config, resolve_all_credentials
+from poller.config import Config, DatabaseSettings, RetentionSettings, resolve_all_credentials
 from poller.daemon import AlreadyRunning, Daemon, EarlySignals, SqliteLock
-from poller.settings import DatabaseSettings, RetentionSettings
 from poller.store.schema import PollError, PollTarget
 
 WAIT_SECONDS = 30.0

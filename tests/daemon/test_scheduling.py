@@ -11,6 +11,7 @@ from factories import T0, at, failure, telnyx_observation
 from hypothesis import given
 from hypothesis import strategies as st
 
+from poller.config import PollingSettings
 from poller.model import PollFailure, PollResult
 from poller.scheduling import (
     AUTH_PAUSE_SECONDS,
@@ -20,7 +21,6 @@ from poller.scheduling import (
     next_schedule,
     transient_backoff_seconds,
 )
-from poller.settings import PollingSettings
 from poller.store.views import ScheduleUpdate
 
 SETTINGS = PollingSettings(interval_seconds=10, idle_interval_seconds=60,

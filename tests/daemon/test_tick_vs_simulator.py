@@ -20,10 +20,11 @@ from sim_world import BANDWIDTH_HOST, TELNYX_HOST, build_sim_world, drive
 from sqlalchemy import Engine
 from test_history_vs_truth import BANDWIDTH, TELNYX, compare, parse_time
 
+from poller.app import build_clients
 from poller.config import resolve_all_credentials
 from poller.model import Observation, Provider, TargetKey
 from poller.simulator import FaultConfig, FaultKind, ground_truth
-from poller.tick import Poller, build_clients
+from poller.tick import Poller
 
 pytestmark = pytest.mark.anyio
 
