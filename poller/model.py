@@ -283,7 +283,7 @@ class PollFailure:
     """When the failure was noticed (the poller's clock)."""
     kind: str
     """``poll_error.kind``: not_found, rate_limited, server_error, timeout, network, bad_response,
-    auth (see ``poller.errors``)."""
+    auth, or internal (our own bug; see ``poller.errors``)."""
     message: str
     """Short, secret-free description."""
     http_status: int | None = None

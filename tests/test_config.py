@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from poller.app import build_account_client
+from poller.app import App
 from poller.commands.simulate import config_snippet
 from poller.config import BANDWIDTH_TOKEN_URL as DEFAULT_TOKEN_URL
 from poller.config import (
@@ -431,12 +431,12 @@ def test_credentials_hide_their_secrets_in_repr() -> None:
 
 
 @pytest.mark.anyio
-async def test_build_account_client() -> None:
+async def test_app_builds_a_client_per_account() -> None:
     """An account plus its credentials make a provider client for that account."""
     config = parse(TELNYX + OAUTH2)
-    credentials = resolve_all_credentials(config, ENVIRON)
+    app = App(config, resolve_all_credentials(config, ENVIRON))
     for account in config.accounts:
-        client = build_account_client(account, config.polling, credentials[account.name])
+        client = app.client(account)
         try:
             assert (client.provider, client.account) == (account.kind, account.name)
         finally:

@@ -31,7 +31,7 @@ from typing import Protocol
 from poller.config.accounts import BANDWIDTH_TOKEN_URL
 from poller.config.credentials import DEFAULT_REFRESH_MARGIN_SECONDS
 from poller.errors import AuthFailed, BadResponse
-from poller.providers.http import Clock, ProviderHttp, RawResponse, json_or, under_shared_lock
+from poller.providers.http import Clock, Pace, ProviderHttp, RawResponse, json_or
 from poller.providers.status import ErrorContext
 
 TOKEN_ENDPOINT = "token endpoint"  # noqa: S105 (what error messages call it)
@@ -41,11 +41,12 @@ TOKEN_ENDPOINT = "token endpoint"  # noqa: S105 (what error messages call it)
 class Authorizer(Protocol):
     """Supplies the ``Authorization`` header value for API requests."""
 
-    async def header(self, context: ErrorContext) -> str:
-        """The header value to send now."""
+    async def header(self, context: ErrorContext, pace: Pace | None = None) -> str:
+        """The header value to send now (a token request, if one is needed, takes ``pace``)."""
         ...
 
-    async def renew(self, rejected: str, context: ErrorContext) -> str | None:
+    async def renew(self, rejected: str, context: ErrorContext, pace: Pace | None = None
+                    ) -> str | None:
         """A fresh header after ``rejected`` drew a 401, or ``None`` if there is none to get."""
         ...
 
@@ -59,11 +60,12 @@ class StaticAuthorization:
     def __repr__(self) -> str:
         return "StaticAuthorization([redacted])"
 
-    async def header(self, context: ErrorContext) -> str:
+    async def header(self, context: ErrorContext, pace: Pace | None = None) -> str:
         """The fixed header value."""
         return self._value
 
-    async def renew(self, rejected: str, context: ErrorContext) -> str | None:
+    async def renew(self, rejected: str, context: ErrorContext, pace: Pace | None = None
+                    ) -> str | None:
         """Nothing: a rejected fixed credential stays rejected."""
         return None
 
@@ -100,27 +102,28 @@ class OAuth2ClientCredentials:
             return None
         return self._token
 
-    async def header(self, context: ErrorContext) -> str:
+    async def header(self, context: ErrorContext, pace: Pace | None = None) -> str:
         """``Bearer <token>``, fetching a token only when none is cached or it is due."""
         token = self._cached()
         if token is None:
             async with self._lock:
                 token = self._cached()  # another task may have fetched while we waited
                 if token is None:
-                    token = await self._fetch(context)
+                    token = await self._fetch(context, pace)
         return f"Bearer {token}"
 
-    async def renew(self, rejected: str, context: ErrorContext) -> str | None:
+    async def renew(self, rejected: str, context: ErrorContext, pace: Pace | None = None
+                    ) -> str | None:
         """A new token after a 401, unless another task already replaced the rejected one."""
         async with self._lock:
             token = self._cached()
             if token is None or f"Bearer {token}" == rejected:
-                token = await self._fetch(context)
+                token = await self._fetch(context, pace)
         return f"Bearer {token}"
 
-    async def _fetch(self, context: ErrorContext) -> str:
+    async def _fetch(self, context: ErrorContext, pace: Pace | None) -> str:
         self._token = self._renew_at = None
-        response = await self._token_response(context)
+        response = await self._token_response(context, pace)
         if not 200 <= response.status <= 299:
             if response.status == 429 or 500 <= response.status <= 599:
                 raise self._http.status_error(response, context, source=TOKEN_ENDPOINT)
@@ -134,19 +137,17 @@ class OAuth2ClientCredentials:
         self._renew_at = self._renewal_time(document.get("expires_in"))
         return token
 
-    async def _token_response(self, context: ErrorContext) -> RawResponse:
-        shared = under_shared_lock.set(True)  # sent holding self._lock: see the pacer
-        try:
-            with contextlib.suppress(BadResponse):
-                return await self._http.request(
-                    "POST",
-                    self._token_url,
-                    context=context,
-                    headers={"Authorization": self._basic},
-                    data={"grant_type": "client_credentials"},
-                )
-        finally:
-            under_shared_lock.reset(shared)
+    async def _token_response(self, context: ErrorContext, pace: Pace | None) -> RawResponse:
+        if pace is not None:
+            await pace(holding_lock=True)  # sent holding self._lock: see ``Pace``
+        with contextlib.suppress(BadResponse):
+            return await self._http.request(
+                "POST",
+                self._token_url,
+                context=context,
+                headers={"Authorization": self._basic},
+                data={"grant_type": "client_credentials"},
+            )
         # The BadResponse excerpt could hold a token (not yet known to the redactor): it is
         # dropped, and since this is raised after the handler, it is not chained either.
         raise AuthFailed(f"{TOKEN_ENDPOINT}: response unreadable", provider=context.provider,

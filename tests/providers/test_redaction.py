@@ -15,7 +15,7 @@ from poller.model import PollFailure
 from poller.providers import (
     build_client,
 )
-from poller.providers.http import MASK, Redactor
+from poller.providers.redaction import MASK, Redactor
 
 from .fakes import (
     ACCESS_TOKEN,
