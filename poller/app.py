@@ -30,6 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine
 
 from poller.config import Account, BandwidthAccount, Config, Credentials
 from poller.daemon.metrics import PollerMetrics
@@ -85,7 +86,7 @@ class App:
             finally:
                 engine.dispose()
 
-    def store(self, engine: Any, *, recorder: Recorder | None = None) -> Store:
+    def store(self, engine: Engine, *, recorder: Recorder | None = None) -> Store:
         """A :class:`Store` over an open ``engine`` (tests open their own databases)."""
         return Store(engine, recorder=recorder, clock=self.clock)
 
@@ -151,7 +152,10 @@ class App:
                       sleep=self.sleep, rng=rng, observer=self.metrics)
 
     def daemon(self, store: Store, load: ConfigLoader) -> Daemon:
-        """The ``poller run`` daemon on ``store``; ``load`` reads the config again on SIGHUP."""
+        """The ``poller run`` daemon on ``store``; ``load`` reads the config again on SIGHUP.
+
+        A daemon always measures: an app made without ``metrics`` gets its own now, before the
+        daemon builds its poller and accounts."""
         if self.metrics is None:
             self.metrics = PollerMetrics(clock=self.clock)
         return Daemon(self, store, load)
