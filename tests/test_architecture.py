@@ -81,3 +81,46 @@ def test_no_sql_outside_the_store(path: Path) -> None:
               and node.func.attr in SQL_CALLS):
             problems.append(f".{node.func.attr}() on line {node.lineno}")
     assert not problems, f"{_name(path)}: {problems}"
+
+
+STAGES = ("errors", "model", "config", "providers", "store", "polling", "daemon", "app",
+          "commands", "cli")
+"""The stages of the flow, each allowed to import only those before it (and itself)."""
+SIDE_PACKAGES = {"simulator": {"errors", "model", "simulator"}}
+"""Packages off the flow, and what they may import."""
+
+
+def _stage(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _runtime_imports(tree: ast.Module) -> list[ast.ImportFrom]:
+    """``from poller… import`` statements outside ``if TYPE_CHECKING:`` blocks."""
+    typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and getattr(block.test, "id", None) == "TYPE_CHECKING"
+                   for node in ast.walk(block)}
+    return [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            and node.module is not None and node.module.split(".")[0] == "poller"
+            and id(node) not in typing_only]
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_each_stage_imports_only_earlier_stages(path: Path) -> None:
+    """No module imports a later stage of the flow at run time (config never loads the
+    providers, providers never the store, the store never the poller, …); the simulator is
+    a side package that knows only the model."""
+    me = _stage(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
+    if me == "__init__":
+        return
+    if me in SIDE_PACKAGES:
+        allowed = SIDE_PACKAGES[me]
+    else:  # the command line also serves and demonstrates the simulator
+        allowed = set(STAGES[:STAGES.index(me) + 1]) | (
+            {"simulator"} if me in ("commands", "cli") else set())
+    later = [f"{node.module} (line {node.lineno})"
+             for node in _runtime_imports(ast.parse(path.read_text()))
+             if node.module is not None and (
+                 _stage(node.module) if node.module != "poller"
+                 else node.names[0].name) not in allowed]
+    assert not later, f"{_name(path)} imports a later stage: {later}"
