@@ -96,7 +96,6 @@ class Daemon:
                                      on_lost=self._identity_lost)
         self.identity = self.membership.identity
         self.lease_seconds = self.membership.lease_seconds
-        self.heartbeat_seconds = self.membership.heartbeat_seconds
         self.poller = app.poller(store, owner=self.identity, lease_seconds=self.lease_seconds)
         self.scheduler = TickScheduler(self._job, tick_seconds(self.config.polling))
         self._lock = asyncio.Lock()
@@ -357,8 +356,8 @@ class Daemon:
                 log.error("configuration not reloaded, the running one carries on: %s", error)
                 return
             self.app, self.config = app, app.config
-            self.poller = app.poller(self.store, accounts, owner=old.owner,
-                                     lease_seconds=old.lease_seconds)
+            self.poller = app.poller(self.store, accounts, owner=self.identity,
+                                     lease_seconds=self.lease_seconds)
             self.poller.leases_stranded = old.leases_stranded  # handed back at the next tick
             self._fleet_size(self.membership.live)
             await old.accounts.aclose(keep=accounts)

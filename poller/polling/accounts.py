@@ -65,9 +65,6 @@ class Accounts:
     def __len__(self) -> int:
         return len(self._by_name)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._by_name
-
     def get(self, name: str) -> PolledAccount | None:
         """The account called ``name``, or ``None``."""
         return self._by_name.get(name)

@@ -99,8 +99,6 @@ class Poller:
         self.store = store
         self.settings = settings
         self.polling = settings.polling
-        self.owner = settings.owner
-        self.lease_seconds = settings.lease_seconds
         self.batch_size = settings.batch_size or 4 * self.polling.concurrency
         """Targets claimed per tick; the daemon lowers it while other daemons are live."""
         self.clock = clock
@@ -123,7 +121,7 @@ class Poller:
 
     async def release_leases(self) -> int:
         """Drop every lease this poller holds (its targets stay due); how many were held."""
-        return await self.store.release_owned(self.owner)
+        return await self.store.release_owned(self.settings.owner)
 
     async def aclose(self) -> None:
         """Close every account's client."""
@@ -176,8 +174,8 @@ class Poller:
         try:
             if self.leases_stranded:
                 await self._hand_back_stranded()
-            claimed = await self.store.claim_due(now, self.batch_size, self.owner,
-                                                 self.lease_seconds, due_by=due_by,
+            claimed = await self.store.claim_due(now, self.batch_size, self.settings.owner,
+                                                 self.settings.lease_seconds, due_by=due_by,
                                                  exclude_accounts=self.accounts.paused(now))
         except StoreUnavailable as error:
             # A claim whose commit was lost with the connection may still have leased targets.
@@ -243,7 +241,7 @@ class Poller:
         Called between polls only (ticks of one poller never overlap), when a tick could not
         record or hand back what it claimed; raises ``StoreUnavailable`` while still down."""
         self.leases_stranded = True
-        released = await self.store.release_owned(self.owner)
+        released = await self.store.release_owned(self.settings.owner)
         self.leases_stranded = False
         if released:
             log.warning("handed back %d targets whose results could not be recorded; they "

@@ -22,7 +22,7 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy import Engine
 
 from poller.model import PollResult, TargetKey, utc_now
-from poller.store import fleet, migrate, retention, snapshots, targets, watchlist
+from poller.store import fleet, retention, snapshots, targets, watchlist
 from poller.store.recorder import Recorder, RecordStats
 from poller.store.rows import ScheduleUpdate
 
@@ -72,10 +72,6 @@ class Store:
         """:func:`poller.store.targets.release_owned`."""
         return await off_loop(targets.release_owned, self.engine, owner)
 
-    async def count_targets(self) -> dict[tuple[str, str], int]:
-        """:func:`poller.store.targets.count_targets`."""
-        return await off_loop(targets.count_targets, self.engine)
-
     async def add_discovered(self, found: Iterable[TargetKey], now: datetime
                              ) -> list[TargetKey]:
         """:func:`poller.store.watchlist.add_discovered`."""
@@ -102,10 +98,6 @@ class Store:
         """:func:`poller.store.retention.prune`."""
         return await off_loop(retention.prune, self.engine, poll_error_days=poll_error_days,
                               raw_payload_days=raw_payload_days, now=now)
-
-    async def revision(self) -> str | None:
-        """:func:`poller.store.migrate.revision_of`."""
-        return await off_loop(migrate.revision_of, self.engine)
 
     # -- daemons -----------------------------------------------------------------------------
 
