@@ -38,14 +38,15 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
+from poller.app import App
 from poller.config import parse_config, resolve_all_credentials
 from poller.model import Observation, PollResult, Provider, TargetKey
+from poller.polling.poller import Poller
 from poller.simulator import ScenarioConfig, Simulator, VirtualClock, create_app
 from poller.store import migrate
 from poller.store.database import make_engine
 from poller.store.recorder import Recorder, RecordStats
-from poller.store.views import ScheduleUpdate
-from poller.tick import Poller, build_clients
+from poller.store.rows import ScheduleUpdate
 
 CLASSES = ("idle", "active", "completed", "changed", "404")
 
@@ -126,13 +127,13 @@ def build(seed: int, conferences: int, interval: float, list_polling: bool, data
     migrate.upgrade(url)
     engine = make_engine(url)
     recorder = ClassifyingRecorder(engine, clock.now)
-    clients = build_clients(config, resolve_all_credentials(config, environ),
-                            transport=counting, clock=clock.now)
 
     async def no_sleep(_seconds: float) -> None:
         return None
 
-    poller = Poller(config, engine, clients, clock=clock.now, sleep=no_sleep, recorder=recorder)
+    app = App(config, resolve_all_credentials(config, environ), transport=counting,
+              clock=clock.now, sleep=no_sleep)
+    poller = app.poller(app.store(engine, recorder=recorder))
     return poller, clock, counting, recorder, engine
 
 
@@ -145,7 +146,7 @@ async def measure(seed: int, conferences: int, minutes: float, interval: float,
     polls: Counter[tuple[str, str]] = Counter()
     calls: defaultdict[tuple[str, str], float] = defaultdict(float)
     try:
-        poller.sync(clock.now())
+        await poller.sync(clock.now())
         end = clock.now() + timedelta(minutes=minutes)
         while clock.now() < end:
             counting.per_conference.clear()

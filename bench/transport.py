@@ -20,8 +20,9 @@ from typing import get_args
 
 from harness import CREDENTIALS, SimulatorProcess, simulator
 
+from poller.config import ApiKeyCredentials, BasicCredentials
 from poller.model import Provider, TargetKey
-from poller.providers import ApiKeyCredentials, BasicCredentials, HttpSettings, build_client
+from poller.providers import HttpSettings, build_client
 from poller.providers.http import TransportName
 
 

@@ -25,8 +25,8 @@ from poller.commands.run import run
 from poller.commands.simulate import simulate
 from poller.commands.status import status
 from poller.commands.watch import watch_group
+from poller.daemon.logs import LOG_FORMATS, LOG_LEVELS, LogFormat
 from poller.errors import ConfigError, PollerError
-from poller.logs import LOG_FORMATS, LOG_LEVELS, LogFormat
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2

@@ -4,6 +4,7 @@
 
     PollerError
     ├── ConfigError                 bad config file or missing secret (CLI exits 2)
+    │   └── IdentityInUse           a live daemon runs under this [daemon] identity
     ├── InvalidConferenceId         an ID that cannot be sent as one URL path segment
     ├── ProviderError               a poll failed; carries provider, account, conference, status
     │   ├── NotFound                404 (keeps the provider code, e.g. Telnyx "90058")
@@ -14,14 +15,20 @@
     │   │   ├── Timeout             connect / read / pool timeouts
     │   │   └── NetworkError        connection refused / reset, protocol errors
     │   └── BadResponse             not JSON, wrong shape, too large (``excerpt`` kept)
-    └── StoreUnavailable            the database could not be reached or written
+    ├── Internal                    a bug of poller's own met while polling (never the provider's)
+    ├── StoreUnavailable            the database could not be reached or written
+    ├── AlreadyRunning              another poller holds the SQLite file (CLI exits 1)
+    ├── IdentityLost                another process took over this daemon's identity (exits 1)
+    └── NotWatched                  ``poller watch remove`` of something it cannot remove
 
 Library errors (httpx, SQLAlchemy) are translated into this tree once, at the boundary that
 calls the library. A ``ProviderError`` is raised *unchained* (no ``__cause__``, no
 ``__context__``): an httpx error holds the request, ``Authorization`` header included, and a
 parser's or JSON decoder's error the unredacted body, so the translated error names the library
 error in its redacted message instead. Every ``ProviderError`` has a ``kind`` matching the
-``poll_error.kind`` column.
+``poll_error.kind`` column; so does :class:`Internal` (``internal``), which the tick records
+when a poll raises something no one expected: our own bug, kept apart from the provider's
+``bad_response`` in ``poll_error``, the metrics and the logs.
 """
 
 from __future__ import annotations
@@ -47,6 +54,33 @@ class InvalidConferenceId(PollerError, ValueError):
 
 class StoreUnavailable(PollerError):
     """The database could not be reached or a transaction could not be committed."""
+
+
+class AlreadyRunning(PollerError):
+    """Another poller process holds the SQLite database (the CLI exits 1)."""
+
+
+class IdentityInUse(ConfigError):
+    """Another live daemon runs under this ``[daemon] identity`` (the CLI exits 2)."""
+
+
+class IdentityLost(PollerError):
+    """A running daemon found its identity registered by another process and stopped (the CLI
+    exits 1, so a supervisor's ``Restart=on-failure`` starts it again)."""
+
+
+class NotWatched(PollerError):
+    """``poller watch remove`` of a target that is not there or cannot be removed (exit 1)."""
+
+
+class Internal(PollerError):
+    """An unexpected exception while polling: a bug of poller's own, not the provider's fault.
+
+    The tick records it as a failed poll of ``kind`` ``internal`` (retried with backoff like a
+    transient failure) and logs the traceback; one bug never stops the tick.
+    """
+
+    kind: ClassVar[str] = "internal"
 
 
 class ProviderError(PollerError):

@@ -11,6 +11,19 @@ Conventions:
   provider's raw value as seen when it is one poller does not know; ``provider_status`` is the
   provider's own value (``None`` for Bandwidth, which reports no status);
 * anything a provider sends that is not mapped stays in the ``raw`` JSON payloads.
+
+Identifiers in URLs (:func:`path_segment`): a conference ID comes from configuration or
+discovery and is put into a URL path. It must never reach another endpoint: ``../calls`` must
+not climb out of ``/conferences/``, ``a/b`` must not add a segment, ``a?b=c`` and ``#`` must
+not start a query or fragment. The rules:
+
+* refused with ``InvalidConferenceId``: the empty string, ``.`` and ``..`` (dot segments that
+  URL libraries and servers normalise away even when percent-encoded), anything longer than
+  ``MAX_ID_LENGTH`` characters, anything with a control or other non-printable character
+  (including line and paragraph separators and lone surrogates);
+* everything else is percent-encoded as UTF-8 with no character left "safe" but the RFC 3986
+  unreserved ones (``A-Z a-z 0-9 - . _ ~``), so ``/``, ``?``, ``#``, ``%`` and spaces all
+  become ``%XX`` and the result is one opaque segment.
 """
 
 from __future__ import annotations
@@ -22,8 +35,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeAlias
+from urllib.parse import quote
 
-from poller.errors import ProviderError
+from poller.errors import InvalidConferenceId, ProviderError
 
 JSON: TypeAlias = Any
 """A decoded JSON value (dict, list, str, int, float, bool or None)."""
@@ -86,6 +100,34 @@ class TargetKey:
 
     def __str__(self) -> str:
         return f"{self.provider.value}:{self.account}:{self.conference_id}"
+
+
+# -- identifiers in URLs ---------------------------------------------------------------------------
+
+MAX_ID_LENGTH = 256
+"""The longest conference ID accepted, in characters.
+
+Telnyx IDs are 36-character UUIDs and Bandwidth's ``conf-…`` IDs about 50 characters, so this
+leaves ample room while keeping URLs well inside every server's limit.
+"""
+
+
+def path_segment(value: str, what: str = "conference ID") -> str:
+    """``value`` percent-encoded as exactly one path segment, or ``InvalidConferenceId``."""
+    if not isinstance(value, str):
+        raise InvalidConferenceId(f"{what} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidConferenceId(f"{what} is empty")
+    if value in (".", ".."):
+        raise InvalidConferenceId(f"{what} {value!r} is a dot segment and cannot be used in a URL")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidConferenceId(
+            f"{what} is {len(value)} characters long; at most {MAX_ID_LENGTH} are accepted"
+        )
+    if not value.isprintable():
+        # Also catches lone surrogates (category Cs), which could not be UTF-8 encoded.
+        raise InvalidConferenceId(f"{what} {value[:40]!r} contains a control character")
+    return quote(value.encode("utf-8"), safe="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +283,7 @@ class PollFailure:
     """When the failure was noticed (the poller's clock)."""
     kind: str
     """``poll_error.kind``: not_found, rate_limited, server_error, timeout, network, bad_response,
-    auth (see ``poller.errors``)."""
+    auth, or internal (our own bug; see ``poller.errors``)."""
     message: str
     """Short, secret-free description."""
     http_status: int | None = None

@@ -9,9 +9,17 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from poller.app import App
 from poller.commands.simulate import config_snippet
+from poller.config import BANDWIDTH_TOKEN_URL as DEFAULT_TOKEN_URL
 from poller.config import (
-    build_account_client,
+    TELNYX_REGIONS,
+    ApiKeyCredentials,
+    BandwidthAccount,
+    BasicCredentials,
+    Config,
+    OAuth2Credentials,
+    TelnyxAccount,
     config_path,
     database_url,
     format_key,
@@ -22,9 +30,7 @@ from poller.config import (
 )
 from poller.errors import ConfigError
 from poller.model import Provider, TargetKey
-from poller.providers import ApiKeyCredentials, BasicCredentials, OAuth2Credentials
-from poller.providers.auth import DEFAULT_TOKEN_URL
-from poller.settings import TELNYX_REGIONS, BandwidthAccount, Config, TelnyxAccount
+from poller.providers.http import HttpSettings
 from poller.simulator import Credentials, ScenarioConfig, Simulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +143,7 @@ def test_settings_are_frozen() -> None:
 def test_timeouts_become_http_settings() -> None:
     """The [polling] request timeouts are handed to the provider clients' HttpSettings."""
     polling = parse("[polling]\nconnect_timeout_seconds = 2\nread_timeout_seconds = 7").polling
-    settings = polling.http_settings()
+    settings = HttpSettings.for_polling(polling)
     assert (settings.connect_timeout_seconds, settings.read_timeout_seconds) == (2, 7)
 
 
@@ -425,12 +431,12 @@ def test_credentials_hide_their_secrets_in_repr() -> None:
 
 
 @pytest.mark.anyio
-async def test_build_account_client() -> None:
+async def test_app_builds_a_client_per_account() -> None:
     """An account plus its credentials make a provider client for that account."""
     config = parse(TELNYX + OAUTH2)
-    credentials = resolve_all_credentials(config, ENVIRON)
+    app = App(config, resolve_all_credentials(config, ENVIRON))
     for account in config.accounts:
-        client = build_account_client(account, config.polling, credentials[account.name])
+        client = app.client(account)
         try:
             assert (client.provider, client.account) == (account.kind, account.name)
         finally:

@@ -26,11 +26,10 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
+from poller.config import ApiKeyCredentials, OAuth2Credentials
 from poller.errors import ProviderError
 from poller.model import PollFailure, PollResult, Provider, TargetKey
 from poller.providers import (
-    ApiKeyCredentials,
-    OAuth2Credentials,
     ProviderClient,
     build_client,
 )

@@ -19,13 +19,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 
+from poller.config import PollingSettings
+from poller.daemon.endpoints import (
+    Readiness,
+    build_server,
+    create_observability_app,
+    max_tick_age_seconds,
+)
+from poller.daemon.metrics import PollerMetrics, observe_tick, status_class
 from poller.errors import ConfigError
-from poller.health import Readiness, build_server, create_observability_app, max_tick_age_seconds
-from poller.metrics import PollerMetrics, count_targets, observe_tick, status_class
-from poller.settings import PollingSettings
+from poller.polling.report import TickReport
 from poller.store.database import make_engine
-from poller.targets import sync_targets
-from poller.tick import TickReport
+from poller.store.targets import count_targets, sync_targets
 
 
 def report(**fields: object) -> TickReport:

@@ -13,12 +13,12 @@ from factories import telnyx_target
 from sqlalchemy import update
 from test_cli_subprocess import poller
 
-from poller.fleet import heartbeat, mark_stopped, register
 from poller.model import utc_now
 from poller.store import migrate
 from poller.store.database import make_engine
+from poller.store.fleet import heartbeat, mark_stopped, register
 from poller.store.schema import PollTarget
-from poller.targets import claim_due, sync_targets
+from poller.store.targets import claim_due, sync_targets
 
 
 def write_config(tmp_path: Path, url: str) -> Path:

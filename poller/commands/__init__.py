@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from poller import config
-from poller.logs import LogFormat, configure_logging
+from poller.daemon.logs import LogFormat, configure_logging
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,8 @@ from sqlalchemy.exc import NoSuchModuleError
 
 from poller import config
 from poller.commands import CliState, pass_state
+from poller.config import BandwidthAccount, Config, DatabaseSettings, TelnyxAccount
 from poller.errors import ConfigError
-from poller.settings import BandwidthAccount, Config, DatabaseSettings, TelnyxAccount
 
 
 def check_database(database: DatabaseSettings) -> None:

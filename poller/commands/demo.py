@@ -10,7 +10,7 @@ It serves the simulator (a lively scenario on a wall clock running ``--speed`` t
 with ``--fault-rate`` of requests failing) with uvicorn on a free ``127.0.0.1`` port in a
 background thread, builds a config with one Telnyx (API key) and one Bandwidth (OAuth2)
 account pointing at it and the simulator's fake credentials passed in directly, migrates the
-SQLite ``--database`` and runs the daemon (:class:`poller.daemon.Daemon`) on it. Every few
+SQLite ``--database`` and runs the daemon (:class:`poller.daemon.service.Daemon`) on it. Every few
 seconds it prints what has been recorded so far, counted on a read-only connection. After
 ``--duration`` seconds, or on Ctrl-C / SIGTERM, the daemon stops gracefully, the summary report
 is printed, and the SQL to try next.
@@ -27,28 +27,35 @@ import logging
 import os
 import shlex
 import shutil
-import sqlite3
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 import uvicorn
 
+from poller.app import App
 from poller.commands import CliState
-from poller.commands.once import open_database
 from poller.commands.report import SUMMARY, render_table
 from poller.commands.simulate import _listening_socket
-from poller.config import Config, parse_config
-from poller.daemon import Daemon, SqliteLock
-from poller.logs import configure_logging
+from poller.config import (
+    ApiKeyCredentials,
+    Config,
+    Credentials,
+    DatabaseSettings,
+    OAuth2Credentials,
+    parse_config,
+)
+from poller.daemon.logs import configure_logging
+from poller.daemon.service import Daemon
+from poller.errors import StoreUnavailable
 from poller.model import Provider
-from poller.providers import ApiKeyCredentials, Credentials, OAuth2Credentials
 from poller.simulator import FaultConfig, ScenarioConfig, Simulator, WallClock, create_app
 from poller.store import reports
+from poller.store.bootstrap import exclusive_sqlite, open_database
+from poller.store.demo import read_progress, recorded_accounts
 
 TELNYX_ACCOUNT = "telnyx-demo"
 BANDWIDTH_ACCOUNT = "bandwidth-demo"
@@ -75,60 +82,6 @@ DEMO_POLLING: dict[str, Any] = {
     "shutdown_grace_seconds": 3.0,
     "read_timeout_seconds": 2.0,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """Rows recorded so far."""
-
-    conferences: int
-    telnyx: int
-    bandwidth: int
-    transitions: int
-    members: int
-    member_events: int
-    poll_errors: int
-    not_found: int
-
-    def line(self, elapsed: float) -> str:
-        """One progress line."""
-        return (f"[{elapsed:4.0f}s] conferences {self.conferences} (telnyx {self.telnyx}, "
-                f"bandwidth {self.bandwidth}), transitions {self.transitions}, "
-                f"members {self.members}, member events {self.member_events}, "
-                f"poll errors {self.poll_errors} ({self.not_found} not found: not created yet "
-                f"or gone)")
-
-
-_PROGRESS_SQL = f"""
-SELECT
-    (SELECT count(*) FROM conference),
-    (SELECT count(*) FROM conference WHERE provider = '{Provider.TELNYX.value}'),
-    (SELECT count(*) FROM conference WHERE provider = '{Provider.BANDWIDTH.value}'),
-    (SELECT count(*) FROM status_transition),
-    (SELECT count(*) FROM member),
-    (SELECT count(*) FROM member_event),
-    (SELECT count(*) FROM poll_error),
-    (SELECT count(*) FROM poll_error WHERE kind = 'not_found')
-"""  # noqa: S608 (constants only)
-
-
-def _read_only(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-
-
-def read_progress(path: Path) -> Progress | None:
-    """Counts of what is recorded, on a read-only connection (``None`` if it cannot be read)."""
-    try:
-        conn = _read_only(path)
-    except sqlite3.Error:
-        return None
-    try:
-        row = conn.execute(_PROGRESS_SQL).fetchone()
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()
-    return Progress(*(int(value) for value in row))
 
 
 def demo_config(server_url: str, simulator: Simulator, database: Path
@@ -184,19 +137,11 @@ def start_afresh(path: Path) -> None:
         return
     if path.stat().st_size:
         try:
-            conn = _read_only(path)
-            try:
-                tables = {row[0] for row in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
-                accounts = ({row[0] for row in conn.execute(
-                    "SELECT DISTINCT account FROM poll_target")}
-                    if "poll_target" in tables else set())
-            finally:
-                conn.close()
-        except sqlite3.Error as error:
-            raise click.BadParameter(f"{path} is not a SQLite database ({error}); name another "
-                                     "file", param_hint="--database") from None
-        if (tables and "poll_target" not in tables) or not accounts <= DEMO_ACCOUNTS:
+            accounts = recorded_accounts(path)
+        except StoreUnavailable as error:
+            raise click.BadParameter(f"{error}; name another file",
+                                     param_hint="--database") from None
+        if accounts is None or not accounts <= DEMO_ACCOUNTS:
             raise click.BadParameter(
                 f"{path} holds more than a previous demo; it is left alone: name another file",
                 param_hint="--database")
@@ -300,9 +245,7 @@ def demo(ctx: click.Context, duration: float, speed: float, seed: int,
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     path = database if database.is_absolute() else Path.cwd() / database
-    lock = SqliteLock(Path(f"{path}.lock"))
-    lock.acquire()
-    try:
+    with exclusive_sqlite(DatabaseSettings(url=f"sqlite:///{path}")):
         start_afresh(path)
         simulator = Simulator(
             seed=seed, clock=WallClock(speed=speed),
@@ -311,6 +254,7 @@ def demo(ctx: click.Context, duration: float, speed: float, seed: int,
                                       slow_delay_seconds=SLOW_FAULT_SECONDS))
         server = SimulatorThread(simulator)
         config, credentials = demo_config(server.url, simulator, path)
+        app = App(config, credentials)
         engine = open_database(config.database)
         server.start()
         try:
@@ -320,13 +264,11 @@ def demo(ctx: click.Context, duration: float, speed: float, seed: int,
                 f"{speed:g}x real time, fault rate {fault_rate:g})\n"
                 f"recording into {path} (SQLite, migrated)\n"
                 f"polling for {duration:g} s; Ctrl-C stops earlier")
-            daemon = Daemon(config, credentials, engine, lambda: (config, credentials))
+            daemon = app.daemon(app.store(engine), lambda: (config, credentials))
             asyncio.run(_drive(daemon, path, duration, progress_every))
         finally:
             engine.dispose()
             server.stop()
-    finally:
-        lock.release()
 
     final = read_progress(path)
     if final is not None:

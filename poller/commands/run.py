@@ -12,7 +12,7 @@ when another ``poller run`` holds the same SQLite file (exit 1; several may shar
 database, DESIGN §8), opens the database like ``poller once`` (SQLite is migrated first by
 default), then ticks until SIGTERM / SIGINT (exit 0), or until another process takes over its
 ``[daemon] identity`` (exit 1, so ``Restart=on-failure`` restarts it). See
-:mod:`poller.daemon` for what happens on each signal.
+:mod:`poller.daemon.service` for what happens on each signal.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from pathlib import Path
 
 import click
 
+from poller.app import App
 from poller.commands import CliState, pass_state
-from poller.commands.once import exclusive_sqlite, open_database
-from poller.config import Config, load_config, resolve_all_credentials
-from poller.daemon import Daemon, EarlySignals
-from poller.providers import Credentials
+from poller.config import Config, Credentials, load_config, resolve_all_credentials
+from poller.daemon.signals import EarlySignals
 
 
 def load_all(config_path: Path | None) -> tuple[Config, Mapping[str, Credentials]]:
@@ -49,14 +48,9 @@ def run(state: CliState) -> None:
     early = EarlySignals().install()
     try:
         state.configure_logging()
-        config, credentials = load_all(state.config_path)
-        with exclusive_sqlite(config.database) as lock:
-            engine = open_database(config.database, exclusive=lock is not None)
-            try:
-                daemon = Daemon(config, credentials, engine,
-                                lambda: load_all(state.config_path))
-                asyncio.run(daemon.run(early.received))
-            finally:
-                engine.dispose()
+        app = App(*load_all(state.config_path))
+        with app.open_store() as store:
+            daemon = app.daemon(store, lambda: load_all(state.config_path))
+            asyncio.run(daemon.run(early.received))
     finally:
         early.restore()

@@ -27,14 +27,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import cast
 
 import click
-from sqlalchemy import pool
-from sqlalchemy.engine import make_url
 
-from poller import fleet
 from poller.commands import CliState, pass_state
 from poller.commands.report import (
     duration_column,
@@ -48,8 +44,8 @@ from poller.commands.report import (
 from poller.config import load_config
 from poller.errors import StoreUnavailable
 from poller.model import utc_now
-from poller.store import migrate
-from poller.store.database import make_engine
+from poller.store import fleet
+from poller.store.bootstrap import open_at_head
 from poller.store.reports import Report, Value
 
 DAEMON_COLUMNS = ("identity", "host", "pid", "state", "started_at", "heartbeat_at",
@@ -149,19 +145,9 @@ def status(state: CliState, output_format: str, include_gone: bool, list_overdue
 
 def read_status(url: str, *, overdue_after_seconds: float, include_gone: bool,
                 limit: int) -> fleet.FleetStatus:
-    """:func:`poller.fleet.fleet_status` on the database at ``url``, which must exist and be
-    at the newest schema (``StoreUnavailable`` saying what to do otherwise)."""
-    parsed = make_url(url)
-    if (parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
-            and not Path(parsed.database).exists()):
-        raise StoreUnavailable(f"SQLite database {parsed.database} does not exist (no "
-                               "daemon has run on it yet)")
-    revision = migrate.current(url)
-    if revision != migrate.head():
-        raise StoreUnavailable(
-            f"the database is at schema {revision or 'empty'}, not the newest "
-            f"({migrate.head()}): run `poller db upgrade` first")
-    engine = make_engine(url, poolclass=pool.NullPool)
+    """:func:`poller.store.fleet.fleet_status` on the database at ``url``, which must exist and
+    be at the newest schema (``StoreUnavailable`` saying what to do otherwise)."""
+    engine = open_at_head(url)
     try:
         return fleet.fleet_status(engine, utc_now(), overdue_after_seconds=overdue_after_seconds,
                                   include_gone=include_gone, limit=limit)

@@ -25,34 +25,20 @@ from __future__ import annotations
 import json
 
 import click
-from sqlalchemy import Engine
 
 from poller.commands import CliState, pass_state
-from poller.commands.once import open_migrated
 from poller.commands.report import raw_value, render_table, text_column, time_column
-from poller.config import load_config
-from poller.errors import ConfigError, InvalidConferenceId, PollerError
-from poller.model import Provider, TargetKey, utc_now
-from poller.providers import path_segment
-from poller.settings import TELNYX_REGIONS, Config, DatabaseSettings
-from poller.store.reports import refuse_missing_sqlite_file
-from poller.watchlist import WatchOutcome, unwatch, watch, watched
+from poller.config import TELNYX_REGIONS, Config, load_config
+from poller.errors import ConfigError, InvalidConferenceId, NotWatched
+from poller.model import Provider, TargetKey, path_segment, utc_now
+from poller.store.bootstrap import open_existing, open_migrated
+from poller.store.watchlist import WatchOutcome, unwatch, watch, watched
 
 SOURCES = ("config", "cli", "discovered")
 
 
-class NotWatched(PollerError):
-    """``poller watch remove`` of a target that is not there or cannot be removed (exit 1)."""
-
-
 def _config(state: CliState) -> Config:
     return load_config(state.config_path)
-
-
-def _open_existing(settings: DatabaseSettings) -> Engine:
-    """:func:`open_migrated`, refusing a SQLite file that does not exist (not created)."""
-    refuse_missing_sqlite_file(settings.url, "or point [database] url at the daemon's database")
-    return open_migrated(settings)
 
 
 def _check_account(config: Config, provider: Provider, account: str) -> None:
@@ -123,7 +109,7 @@ def add(state: CliState, provider: str, account: str, conference_id: str,
 def remove(state: CliState, account: str, conference_id: str) -> None:
     """Stop polling a conference added by `watch add` or by discovery (retired 'removed')."""
     config = _config(state)
-    engine = _open_existing(config.database)
+    engine = open_existing(config.database)
     try:
         result = unwatch(engine, account, conference_id, utc_now())
     finally:
@@ -151,7 +137,7 @@ def list_targets(state: CliState, account: str | None, source: str | None,
                  include_retired: bool, output: str) -> None:
     """The poll targets (active ones unless --all), whatever their source."""
     config = _config(state)
-    engine = _open_existing(config.database)
+    engine = open_existing(config.database)
     try:
         rows = watched(engine, account=account, source=source, include_retired=include_retired)
     finally:

@@ -1,30 +1,26 @@
 """The provider layer: Telnyx and Bandwidth conference clients over httpx.
 
-``build_client(...)`` gives a ``ProviderClient`` for one account; ``await client.fetch(target)``
-returns an ``Observation`` or raises a ``ProviderError`` (see ``poller.errors``). The pure
-parsers (``parse_telnyx_conference``, ``parse_telnyx_participants``,
+``build_client(...)`` gives a ``ProviderClient`` for one account; ``await client.fetch(target,
+pace)`` returns an ``Observation`` or raises a ``ProviderError`` (see ``poller.errors``). The
+pure parsers (``parse_telnyx_conference``, ``parse_telnyx_participants``,
 ``parse_bandwidth_conference``) turn provider JSON into the model without any I/O.
 
-Modules: ``client`` (the protocol and ``build_client``), ``telnyx`` / ``bandwidth`` (the clients),
-``telnyx_parser`` / ``bandwidth_parser`` (pure parsers), ``listing`` (what the clients'
-``list_conferences`` return, and the tolerant reading of list pages), ``fields`` (tolerant
-reading of fields and timestamps), ``http`` (the shared client and error boundary: size cap,
-secret redaction, URL path segments), ``status`` (HTTP status ⇒ error, ``Retry-After``),
-``auth`` (credentials; Bearer, Basic and OAuth2). The mapping is documented in
-``docs/providers.md``.
+Modules: ``base`` (the ``ProviderClient`` protocol and what both clients share), ``factory``
+(``build_client``), ``telnyx`` / ``bandwidth`` (the clients), ``telnyx_parser`` /
+``bandwidth_parser`` (pure parsers), ``listing`` (what the clients' ``list_conferences``
+return, and the tolerant reading of list pages), ``fields`` (tolerant reading of fields and
+timestamps), ``http`` (the shared client and error boundary: size cap, pacing hook,
+``HttpSettings``), ``redaction`` (secrets kept out of every error), ``status`` (HTTP status ⇒
+error, ``Retry-After``), ``auth`` (Bearer, Basic and OAuth2 headers). The mapping is documented
+in ``docs/providers.md``.
 """
 
-from poller.providers.auth import (
-    ApiKeyCredentials,
-    BasicCredentials,
-    Credentials,
-    OAuth2Credentials,
-)
 from poller.providers.bandwidth import BandwidthClient
 from poller.providers.bandwidth_parser import parse_bandwidth_conference
-from poller.providers.client import ProviderClient, build_client
+from poller.providers.base import ProviderClient
+from poller.providers.factory import build_client
 from poller.providers.fields import parse_timestamp
-from poller.providers.http import MAX_ID_LENGTH, Clock, HttpSettings, path_segment
+from poller.providers.http import Clock, HttpSettings, Pace
 from poller.providers.telnyx import TelnyxClient
 from poller.providers.telnyx_parser import (
     ParticipantPage,
@@ -33,14 +29,10 @@ from poller.providers.telnyx_parser import (
 )
 
 __all__ = [
-    "MAX_ID_LENGTH",
-    "ApiKeyCredentials",
     "BandwidthClient",
-    "BasicCredentials",
     "Clock",
-    "Credentials",
     "HttpSettings",
-    "OAuth2Credentials",
+    "Pace",
     "ParticipantPage",
     "ProviderClient",
     "TelnyxClient",
@@ -49,5 +41,4 @@ __all__ = [
     "parse_telnyx_conference",
     "parse_telnyx_participants",
     "parse_timestamp",
-    "path_segment",
 ]

@@ -1,8 +1,8 @@
-"""Credentials, and how requests are authorised: a fixed header or OAuth2 tokens.
+"""How requests are authorised: a fixed header, or OAuth2 tokens fetched and renewed.
 
-Credentials are plain values (``ApiKeyCredentials``, ``BasicCredentials``,
-``OAuth2Credentials``) whose secret parts are kept out of ``repr``; configuration loading builds
-them, the provider layer only takes them as arguments.
+The credentials themselves are plain values of ``poller.config.credentials``
+(``ApiKeyCredentials``, ``BasicCredentials``, ``OAuth2Credentials``); this module turns them
+into ``Authorization`` headers.
 
 * Telnyx: ``Authorization: Bearer <api key>`` (``StaticAuthorization``).
 * Bandwidth, legacy API user: HTTP Basic ``username:password`` (``StaticAuthorization``).
@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from poller.config.accounts import BANDWIDTH_TOKEN_URL
+from poller.config.credentials import DEFAULT_REFRESH_MARGIN_SECONDS
 from poller.errors import AuthFailed, BadResponse
-from poller.providers.http import Clock, ProviderHttp, RawResponse, json_or, under_shared_lock
+from poller.providers.http import Clock, Pace, ProviderHttp, RawResponse, json_or
 from poller.providers.status import ErrorContext
 
-DEFAULT_TOKEN_URL = "https://api.bandwidth.com/api/v1/oauth2/token"  # noqa: S105 (a URL)
-DEFAULT_REFRESH_MARGIN_SECONDS = 60.0
 TOKEN_ENDPOINT = "token endpoint"  # noqa: S105 (what error messages call it)
 """How error messages name the token endpoint, so its failures are not taken for the API's."""
 
@@ -42,11 +41,12 @@ TOKEN_ENDPOINT = "token endpoint"  # noqa: S105 (what error messages call it)
 class Authorizer(Protocol):
     """Supplies the ``Authorization`` header value for API requests."""
 
-    async def header(self, context: ErrorContext) -> str:
-        """The header value to send now."""
+    async def header(self, context: ErrorContext, pace: Pace | None = None) -> str:
+        """The header value to send now (a token request, if one is needed, takes ``pace``)."""
         ...
 
-    async def renew(self, rejected: str, context: ErrorContext) -> str | None:
+    async def renew(self, rejected: str, context: ErrorContext, pace: Pace | None = None
+                    ) -> str | None:
         """A fresh header after ``rejected`` drew a 401, or ``None`` if there is none to get."""
         ...
 
@@ -60,11 +60,12 @@ class StaticAuthorization:
     def __repr__(self) -> str:
         return "StaticAuthorization([redacted])"
 
-    async def header(self, context: ErrorContext) -> str:
+    async def header(self, context: ErrorContext, pace: Pace | None = None) -> str:
         """The fixed header value."""
         return self._value
 
-    async def renew(self, rejected: str, context: ErrorContext) -> str | None:
+    async def renew(self, rejected: str, context: ErrorContext, pace: Pace | None = None
+                    ) -> str | None:
         """Nothing: a rejected fixed credential stays rejected."""
         return None
 
@@ -78,7 +79,7 @@ class OAuth2ClientCredentials:
         http: ProviderHttp,
         client_id: str,
         client_secret: str,
-        token_url: str = DEFAULT_TOKEN_URL,
+        token_url: str = BANDWIDTH_TOKEN_URL,
         clock: Clock,
         refresh_margin_seconds: float = DEFAULT_REFRESH_MARGIN_SECONDS,
     ) -> None:
@@ -101,27 +102,28 @@ class OAuth2ClientCredentials:
             return None
         return self._token
 
-    async def header(self, context: ErrorContext) -> str:
+    async def header(self, context: ErrorContext, pace: Pace | None = None) -> str:
         """``Bearer <token>``, fetching a token only when none is cached or it is due."""
         token = self._cached()
         if token is None:
             async with self._lock:
                 token = self._cached()  # another task may have fetched while we waited
                 if token is None:
-                    token = await self._fetch(context)
+                    token = await self._fetch(context, pace)
         return f"Bearer {token}"
 
-    async def renew(self, rejected: str, context: ErrorContext) -> str | None:
+    async def renew(self, rejected: str, context: ErrorContext, pace: Pace | None = None
+                    ) -> str | None:
         """A new token after a 401, unless another task already replaced the rejected one."""
         async with self._lock:
             token = self._cached()
             if token is None or f"Bearer {token}" == rejected:
-                token = await self._fetch(context)
+                token = await self._fetch(context, pace)
         return f"Bearer {token}"
 
-    async def _fetch(self, context: ErrorContext) -> str:
+    async def _fetch(self, context: ErrorContext, pace: Pace | None) -> str:
         self._token = self._renew_at = None
-        response = await self._token_response(context)
+        response = await self._token_response(context, pace)
         if not 200 <= response.status <= 299:
             if response.status == 429 or 500 <= response.status <= 599:
                 raise self._http.status_error(response, context, source=TOKEN_ENDPOINT)
@@ -135,19 +137,17 @@ class OAuth2ClientCredentials:
         self._renew_at = self._renewal_time(document.get("expires_in"))
         return token
 
-    async def _token_response(self, context: ErrorContext) -> RawResponse:
-        shared = under_shared_lock.set(True)  # sent holding self._lock: see the pacer
-        try:
-            with contextlib.suppress(BadResponse):
-                return await self._http.request(
-                    "POST",
-                    self._token_url,
-                    context=context,
-                    headers={"Authorization": self._basic},
-                    data={"grant_type": "client_credentials"},
-                )
-        finally:
-            under_shared_lock.reset(shared)
+    async def _token_response(self, context: ErrorContext, pace: Pace | None) -> RawResponse:
+        if pace is not None:
+            await pace(holding_lock=True)  # sent holding self._lock: see ``Pace``
+        with contextlib.suppress(BadResponse):
+            return await self._http.request(
+                "POST",
+                self._token_url,
+                context=context,
+                headers={"Authorization": self._basic},
+                data={"grant_type": "client_credentials"},
+            )
         # The BadResponse excerpt could hold a token (not yet known to the redactor): it is
         # dropped, and since this is raised after the handler, it is not chained either.
         raise AuthFailed(f"{TOKEN_ENDPOINT}: response unreadable", provider=context.provider,
@@ -186,32 +186,3 @@ class OAuth2ClientCredentials:
             http_status=status,
             provider_code=self._http.redact(code)[:100] if isinstance(code, str) else None,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKeyCredentials:
-    """Telnyx: an API key sent as ``Authorization: Bearer <api key>``."""
-
-    api_key: str = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class BasicCredentials:
-    """Bandwidth legacy API user: HTTP Basic ``username:password``."""
-
-    username: str
-    password: str = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class OAuth2Credentials:
-    """Bandwidth OAuth2 client credentials and where to exchange them for tokens."""
-
-    client_id: str
-    client_secret: str = field(repr=False)
-    token_url: str = DEFAULT_TOKEN_URL
-    refresh_margin_seconds: float = DEFAULT_REFRESH_MARGIN_SECONDS
-
-
-Credentials = ApiKeyCredentials | BasicCredentials | OAuth2Credentials
-"""Any one account's credentials."""

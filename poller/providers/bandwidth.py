@@ -16,47 +16,44 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 
+from poller.config.accounts import BANDWIDTH_BASE_URL
+from poller.config.credentials import BasicCredentials, OAuth2Credentials
 from poller.errors import ConfigError, InvalidConferenceId
-from poller.model import JSON, ConferenceState, Observation, Provider, TargetKey, utc_now
-from poller.providers.auth import (
-    Authorizer,
-    BasicCredentials,
-    OAuth2ClientCredentials,
-    OAuth2Credentials,
-    StaticAuthorization,
+from poller.model import (
+    JSON,
+    ConferenceState,
+    Observation,
+    Provider,
+    TargetKey,
+    path_segment,
+    utc_now,
 )
+from poller.providers.auth import Authorizer, OAuth2ClientCredentials, StaticAuthorization
 from poller.providers.bandwidth_parser import parse_bandwidth_conference
+from poller.providers.base import AccountClient, check_target, context_of
 from poller.providers.http import (
-    AccountClient,
     Clock,
     HttpSettings,
+    Pace,
     ProviderHttp,
     RawResponse,
-    Redactor,
-    check_target,
-    context_of,
-    parsed,
-    path_segment,
+    ResponseObserver,
 )
 from poller.providers.listing import (
     DEFAULT_MAX_LIST_PAGES,
     ConferenceListing,
     ListedConference,
-    Pace,
     next_link,
     parse_items,
 )
+from poller.providers.redaction import Redactor, parsed
 from poller.providers.status import ErrorContext
 
-if TYPE_CHECKING:
-    from poller.metrics import PollObserver
-
-DEFAULT_BASE_URL = "https://voice.bandwidth.com/api/v2"
+DEFAULT_BASE_URL = BANDWIDTH_BASE_URL
 
 
 def read_bandwidth_error(body: JSON) -> tuple[str | None, str | None]:
@@ -83,7 +80,7 @@ class BandwidthClient(AccountClient):
         settings: HttpSettings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = utc_now,
-        observer: PollObserver | None = None,
+        observer: ResponseObserver | None = None,
     ) -> None:
         try:
             self._account_segment = path_segment(account_id, "Bandwidth account ID")
@@ -117,12 +114,13 @@ class BandwidthClient(AccountClient):
                 refresh_margin_seconds=credentials.refresh_margin_seconds,
             )
 
-    async def fetch(self, target: TargetKey) -> Observation:
-        """Observe one Bandwidth conference and its active members."""
+    async def fetch(self, target: TargetKey, pace: Pace | None = None) -> Observation:
+        """Observe one Bandwidth conference and its active members (``pace`` awaited before
+        each request)."""
         check_target(target, self.provider, self.account)
         path = f"/accounts/{self._account_segment}/conferences/{path_segment(target.conference_id)}"
         context = context_of(target)
-        document = await self._get(path, context)
+        document = await self._get(path, context, pace)
         warnings: list[str] = []
         conference, members = parsed(
             partial(parse_bandwidth_conference, document, warnings=warnings),
@@ -145,7 +143,7 @@ class BandwidthClient(AccountClient):
         """Every page of the account's conference list (see the module docstring).
 
         ``min_created_time`` (aware) becomes ``minCreatedTime``; ``pace`` is awaited before
-        each page. Unreadable items are left out with a warning.
+        each request. Unreadable items are left out with a warning.
         """
         context = ErrorContext(self.provider.value, self.account)
         path = f"/accounts/{self._account_segment}/conferences"
@@ -164,9 +162,7 @@ class BandwidthClient(AccountClient):
         query: dict[str, str] | None = params
         requests, complete = 0, True
         while True:
-            if pace is not None:
-                await pace()
-            response = await self._send(url, context, query)
+            response = await self._send(url, context, query, pace)
             requests += 1
             observed_at = observed_at or self._clock()
             document = self._http.decode_json(response, context)
@@ -201,23 +197,23 @@ class BandwidthClient(AccountClient):
                                  observed_at=observed_at, conferences=tuple(listed.values()),
                                  complete=complete, requests=requests, warnings=tuple(warnings))
 
-    async def _get(self, path: str, context: ErrorContext) -> JSON:
-        return self._http.decode_json(await self._send(path, context), context)
+    async def _get(self, path: str, context: ErrorContext, pace: Pace | None) -> JSON:
+        return self._http.decode_json(await self._send(path, context, None, pace), context)
 
-    async def _send(self, url: str, context: ErrorContext,
-                    params: dict[str, str] | None = None) -> RawResponse:
+    async def _send(self, url: str, context: ErrorContext, params: dict[str, str] | None,
+                    pace: Pace | None) -> RawResponse:
         """GET ``url``; a 2xx response, else the translated error (OAuth2: renew once on 401)."""
-        header = await self._auth.header(context)
+        header = await self._auth.header(context, pace)
         response = await self._http.request("GET", url, context=context, params=params,
-                                            headers={"Authorization": header})
+                                            headers={"Authorization": header}, pace=pace)
         if response.status == 401:
             error = self._http.status_error(response, context)
-            renewed = await self._auth.renew(header, context)
+            renewed = await self._auth.renew(header, context, pace)
             if renewed is None:
                 raise error
             # One retry with the renewed token; a second 401 is final.
             response = await self._http.request("GET", url, context=context, params=params,
-                                                headers={"Authorization": renewed})
+                                                headers={"Authorization": renewed}, pace=pace)
         if 200 <= response.status <= 299:
             return response
         raise self._http.status_error(response, context)

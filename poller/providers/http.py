@@ -15,145 +15,45 @@ Everything the provider clients send goes through ``ProviderHttp``:
   connection error as ``httpx.ConnectTimeout``: its cause tells a real timeout from a refused or
   dropped connection); an undecodable body ⇒ ``BadResponse``; HTTP
   error statuses as in ``poller.providers.status``;
-* every message and excerpt redacted of the account's secrets (``Redactor``); the
-  ``Authorization`` header is never logged (only method, path and status are, at DEBUG);
-* identifiers put into URL paths as exactly one segment (``path_segment``);
-* the account's request pacing: ``pacer`` (a :data:`Pacer`, set by the poller through
-  ``AccountClient.set_pacer``) is awaited before every request is sent, conference and
-  participant pages, list pages and OAuth2 token requests alike, so the account's token bucket
-  (``requests_per_second``) counts HTTP requests, not polls.
+* every message and excerpt redacted of the account's secrets (``poller.providers.redaction``);
+  the ``Authorization`` header is never logged (only method, path and status are, at DEBUG);
+* identifiers put into URL paths as exactly one segment (``poller.model.path_segment``);
+* pacing: every request takes the caller's :class:`Pace` (``pace=``), awaited before it is
+  sent (conference and participant pages, list pages and OAuth2 token requests alike), so the
+  account's token bucket (``requests_per_second``) counts HTTP requests, not polls. The
+  clients pass it down explicitly from ``fetch`` / ``list_conferences``; ``None`` is unpaced.
 
-Secrets: every text that leaves the provider layer in an error (provider error details, body
-excerpts, library error messages) passes through a ``Redactor`` that knows the account's
-secrets: the API key, the Basic password, the OAuth2 client secret, every access token fetched,
-and the Basic ``Authorization`` value built from them. The error raised is also *unchained*:
-it is raised outside the ``except`` block, so neither ``__cause__`` nor ``__context__`` holds
-the original. An httpx error keeps the request (``Authorization`` header included) and an
-unredacted message, a ``JSONDecodeError`` the whole body, a parser's ``BadResponse`` an
-unredacted excerpt; the translated error says what it needs (the library error's type and
-redacted message) itself.
-
-Path segments: a conference ID comes from configuration or discovery and is put into a URL
-path. It must never reach another endpoint: ``../calls`` must not climb out of
-``/conferences/``, ``a/b`` must not add a segment, ``a?b=c`` and ``#`` must not start a query or
-fragment. The rules:
-
-* refused with ``InvalidConferenceId``: the empty string, ``.`` and ``..`` (dot segments that
-  URL libraries and servers normalise away even when percent-encoded), anything longer than
-  ``MAX_ID_LENGTH`` characters, anything with a control or other non-printable character
-  (including line and paragraph separators and lone surrogates);
-* everything else is percent-encoded as UTF-8 with no character left "safe" but the RFC 3986
-  unreserved ones (``A-Z a-z 0-9 - . _ ~``), so ``/``, ``?``, ``#``, ``%`` and spaces all
-  become ``%XX`` and the result is one opaque segment.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Self, TypeVar
+from typing import Literal, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from poller.config.settings import PollingSettings
 from poller.errors import (
     BadResponse,
-    InvalidConferenceId,
     NetworkError,
     ProviderError,
     Timeout,
 )
-from poller.model import JSON, Provider, TargetKey
+from poller.model import JSON
 from poller.providers.fields import EXCERPT_CHARS
+from poller.providers.redaction import Redactor
 from poller.providers.status import ErrorContext, ErrorDetailReader, error_for_status
-
-if TYPE_CHECKING:
-    from poller.metrics import PollObserver
 
 logger = logging.getLogger("poller.providers")
 
 T = TypeVar("T")
-
-MAX_ID_LENGTH = 256
-"""The longest conference ID accepted, in characters.
-
-Telnyx IDs are 36-character UUIDs and Bandwidth's ``conf-…`` IDs about 50 characters, so this
-leaves ample room while keeping URLs well inside every server's limit.
-"""
-
-
-def path_segment(value: str, what: str = "conference ID") -> str:
-    """``value`` percent-encoded as exactly one path segment, or ``InvalidConferenceId``."""
-    if not isinstance(value, str):
-        raise InvalidConferenceId(f"{what} must be a string, got {type(value).__name__}")
-    if not value:
-        raise InvalidConferenceId(f"{what} is empty")
-    if value in (".", ".."):
-        raise InvalidConferenceId(f"{what} {value!r} is a dot segment and cannot be used in a URL")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidConferenceId(
-            f"{what} is {len(value)} characters long; at most {MAX_ID_LENGTH} are accepted"
-        )
-    if not value.isprintable():
-        # Also catches lone surrogates (category Cs), which could not be UTF-8 encoded.
-        raise InvalidConferenceId(f"{what} {value[:40]!r} contains a control character")
-    return quote(value.encode("utf-8"), safe="")
-
-
-MASK = "[redacted]"
-_MIN_PARTIAL = 3
-"""Shorter tails are not masked: they would match by chance and say nothing of the secret."""
-
-
-class Redactor:
-    """Replaces every known secret in a text by ``[redacted]``."""
-
-    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
-        self._secrets: set[str] = set()
-        for secret in secrets:
-            self.add(secret)
-
-    def add(self, secret: str) -> None:
-        """Remember one more secret (empty strings are ignored: they would mask everything)."""
-        if secret:
-            self._secrets.add(secret)
-
-    def add_basic(self, username: str, password: str) -> str:
-        """Remember a Basic credential pair and return its ``Authorization`` header value."""
-        self.add(password)
-        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        self.add(token)
-        return f"Basic {token}"
-
-    def __call__(self, text: str) -> str:
-        """``text`` with every known secret masked, longest secrets first."""
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
-
-    def cut(self, text: str, limit: int) -> str:
-        """Redact, then cut to ``limit`` characters, never leaving part of a secret visible.
-
-        Redaction comes first (so a secret straddling the cut is masked whole); then a tail
-        that is the start of a secret (the text was already cut before it reached us) is
-        masked too.
-        """
-        longest = max((len(s) for s in self._secrets), default=0)
-        text = self(text[: limit + longest])[:limit]
-        for secret in self._secrets:
-            for length in range(min(len(secret) - 1, len(text)), _MIN_PARTIAL - 1, -1):
-                if text.endswith(secret[:length]):
-                    return text[:-length] + MASK
-        return text
-
 
 def json_or(body: bytes, fallback: T) -> JSON | T:
     """``body`` decoded as JSON, or ``fallback`` when it is empty, not JSON, or nested too
@@ -173,26 +73,40 @@ _NOT_JSON = object()
 Clock = Callable[[], datetime]
 """Returns the current time as an aware UTC datetime (``poller.model.utc_now`` by default)."""
 
-Pacer = Callable[[], Awaitable[None]]
-"""Awaited before each request: returns when the account may send it (its token bucket)."""
+class ResponseObserver(Protocol):
+    """Told the outcome of every request (``poller.daemon.metrics.PollerMetrics`` is one)."""
 
-under_shared_lock: ContextVar[bool] = ContextVar("poller_under_shared_lock", default=False)
-"""True while the current task sends a request holding a lock other polls may wait on (the
-OAuth2 token fetch): a pacer must then keep whatever it holds (the poll's concurrency slot)
-while it waits, or the polls that take it meanwhile wait on that lock for ever."""
+    def observe_http_response(self, provider: str, status_code: int | None) -> None:
+        """One request to ``provider`` got ``status_code`` (``None``: no response)."""
+
+
+class Pace(Protocol):
+    """Awaited before each request of a poll or a listing: returns when the account may send it
+    (``poller.polling.pacing``: its token bucket, and the poll's slot).
+
+    ``holding_lock=True`` says the request is sent holding a lock other requests of the account
+    may wait on (the OAuth2 token fetch): the pace must then keep what the poll holds while it
+    waits, or the polls waiting on that lock would wait for ever.
+    """
+
+    async def __call__(self, *, holding_lock: bool = False) -> None: ...
 
 TransportName = Literal["aiohttp", "httpx"]
 """Which library sends the requests when no transport is injected (``HttpSettings.transport``)."""
+
+
+_POLLING = PollingSettings()
+"""``[polling]``'s defaults, which are this module's defaults too."""
 
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     """Timeouts, connection limits and the response size cap for one account's client."""
 
-    connect_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 15.0
-    write_timeout_seconds: float = 10.0
-    pool_timeout_seconds: float = 10.0
+    connect_timeout_seconds: float = _POLLING.connect_timeout_seconds
+    read_timeout_seconds: float = _POLLING.read_timeout_seconds
+    write_timeout_seconds: float = _POLLING.write_timeout_seconds
+    pool_timeout_seconds: float = _POLLING.pool_timeout_seconds
     max_connections: int = 20
     max_keepalive_connections: int = 10
     keepalive_expiry_seconds: float = 30.0
@@ -201,6 +115,17 @@ class HttpSettings:
     user_agent: str = "poller/0.1"
     transport: TransportName = "aiohttp"
     """``aiohttp`` (httpx-aiohttp's transport, the default) or ``httpx`` (httpx's own)."""
+
+    @classmethod
+    def for_polling(cls, polling: PollingSettings) -> HttpSettings:
+        """The settings ``[polling]`` gives (timeouts and transport; the rest defaults)."""
+        return cls(
+            connect_timeout_seconds=polling.connect_timeout_seconds,
+            read_timeout_seconds=polling.read_timeout_seconds,
+            write_timeout_seconds=polling.write_timeout_seconds,
+            pool_timeout_seconds=polling.pool_timeout_seconds,
+            transport=polling.http_transport,
+        )
 
     def timeout(self) -> httpx.Timeout:
         """The httpx timeout configuration."""
@@ -250,13 +175,11 @@ class ProviderHttp:
         read_error_detail: ErrorDetailReader,
         redactor: Redactor,
         transport: httpx.AsyncBaseTransport | None = None,
-        observer: PollObserver | None = None,
+        observer: ResponseObserver | None = None,
     ) -> None:
         self.provider = provider
         self.observer = observer
         """Told the status code of every request (``None``: no response); optional."""
-        self.pacer: Pacer | None = None
-        """Awaited before every request (the account's token bucket); ``None``: unpaced."""
         self.account = account
         self.settings = settings
         self.clock = clock
@@ -305,11 +228,12 @@ class ProviderHttp:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
+        pace: Pace | None = None,
     ) -> RawResponse:
-        """Send one request (once ``pacer`` allows it) and read its body within the cap;
+        """Send one request (once ``pace`` allows it) and read its body within the cap;
         transport errors translated."""
-        if self.pacer is not None:
-            await self.pacer()
+        if pace is not None:
+            await pace()
         request = self._client.build_request(method, self._absolute(url, params),
                                              headers=headers, data=data)
         where = f"{method} {request.url.raw_path.decode('ascii', 'replace')}"
@@ -353,10 +277,11 @@ class ProviderHttp:
         context: ErrorContext,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
+        pace: Pace | None = None,
     ) -> JSON:
         """GET ``url`` and return the decoded JSON body of a 2xx answer; errors translated."""
         response = await self.request("GET", url, context=context, headers=headers,
-                                      params=params)
+                                      params=params, pace=pace)
         if 200 <= response.status <= 299:
             return self.decode_json(response, context)
         raise self.status_error(response, context)
@@ -422,63 +347,4 @@ def _connection_failed(exc: httpx.TimeoutException) -> bool:
 def _cause_name(exc: BaseException) -> str:
     return type(exc.__cause__ or exc).__name__
 
-
-def check_target(target: TargetKey, provider: Provider, account: str) -> None:
-    """Refuse (``ValueError``) a target meant for another provider or account: a caller bug."""
-    if target.provider != provider or target.account != account:
-        raise ValueError(
-            f"target {target} does not belong to this client ({provider.value}:{account})"
-        )
-
-
-def parsed(parse: Callable[[], T], context: ErrorContext, redactor: Redactor) -> T:
-    """What ``parse()`` returns; its context-free ``BadResponse`` is raised again with context
-    and a redacted excerpt, unchained (the parser's own error holds the unredacted excerpt)."""
-    try:
-        return parse()
-    except BadResponse as exc:
-        error = in_context(exc, context, redactor)
-    raise error
-
-
-def in_context(error: BadResponse, context: ErrorContext, redactor: Redactor) -> BadResponse:
-    """A parser's context-free ``BadResponse`` again, with context and a redacted excerpt."""
-    return BadResponse(
-        redactor(error.message),
-        provider=context.provider,
-        account=context.account,
-        conference_id=context.conference_id,
-        http_status=200,
-        excerpt=redactor.cut(error.excerpt, EXCERPT_CHARS) if error.excerpt else None,
-    )
-
-
-def context_of(target: TargetKey) -> ErrorContext:
-    """The error context for polling ``target``."""
-    return ErrorContext(target.provider.value, target.account, target.conference_id)
-
-
-class AccountClient:
-    """What the provider clients share: one account, its ``ProviderHttp`` and their lifetime
-    (``async with client:`` closes the connection pool)."""
-
-    account: str
-    _http: ProviderHttp
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(account={self.account!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    def set_pacer(self, pacer: Pacer | None) -> None:
-        """Await ``pacer`` before every request of this account (``None``: unpaced)."""
-        self._http.pacer = pacer
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
 

@@ -6,9 +6,6 @@ The clients walk every page (``TelnyxClient.list_conferences``: ``GET /conferenc
 :class:`ConferenceListing`. This module holds what they share:
 
 * the value objects (:class:`ListedConference`, :class:`ConferenceListing`);
-* :data:`Pace`, an optional hook awaited before every page request (the poller needs none: its
-  per-account token bucket paces every request of the account's HTTP client, list pages
-  included, through ``AccountClient.set_pacer``);
 * :func:`parse_items`, which parses each list item with the provider's tolerant conference
   parser: an item that cannot be read at all (not an object, no ``id``) is left out with a
   warning that quotes a short redacted excerpt, never failing the listing; a page that is not a
@@ -24,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,9 +30,6 @@ from poller.errors import BadResponse
 from poller.model import JSON, ConferenceState, Provider
 
 log = logging.getLogger(__name__)
-
-Pace = Callable[[], Awaitable[None]]
-"""Awaited before each page request (the poller's token bucket; ``None``: no pacing)."""
 
 DEFAULT_MAX_LIST_PAGES = 40
 """At most this many page requests per listing (10,000 Telnyx conferences at 250 a page)."""

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
+from poller.config.accounts import TELNYX_BASE_URL
 from poller.model import (
     JSON,
     ConferenceState,
@@ -33,27 +34,19 @@ from poller.model import (
     Observation,
     Provider,
     TargetKey,
+    path_segment,
     utc_now,
 )
 from poller.providers.auth import StaticAuthorization
-from poller.providers.http import (
-    AccountClient,
-    Clock,
-    HttpSettings,
-    ProviderHttp,
-    Redactor,
-    check_target,
-    context_of,
-    parsed,
-    path_segment,
-)
+from poller.providers.base import AccountClient, check_target, context_of
+from poller.providers.http import Clock, HttpSettings, Pace, ProviderHttp, ResponseObserver
 from poller.providers.listing import (
     DEFAULT_MAX_LIST_PAGES,
     ConferenceListing,
     ListedConference,
-    Pace,
     parse_items,
 )
+from poller.providers.redaction import Redactor, parsed
 from poller.providers.status import ErrorContext
 from poller.providers.telnyx_parser import (
     ParticipantPage,
@@ -61,10 +54,7 @@ from poller.providers.telnyx_parser import (
     parse_telnyx_participants,
 )
 
-if TYPE_CHECKING:
-    from poller.metrics import PollObserver
-
-DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
+DEFAULT_BASE_URL = TELNYX_BASE_URL
 PAGE_SIZE = 250
 """The largest ``page[size]`` Telnyx accepts."""
 DEFAULT_MAX_PAGES = 40
@@ -96,7 +86,7 @@ class TelnyxClient(AccountClient):
         settings: HttpSettings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = utc_now,
-        observer: PollObserver | None = None,
+        observer: ResponseObserver | None = None,
         max_pages: int = DEFAULT_MAX_PAGES,
         page_size: int = PAGE_SIZE,
     ) -> None:
@@ -120,21 +110,22 @@ class TelnyxClient(AccountClient):
             observer=observer,
         )
 
-    async def fetch(self, target: TargetKey) -> Observation:
-        """Observe one Telnyx conference: the conference, then every page of participants."""
+    async def fetch(self, target: TargetKey, pace: Pace | None = None) -> Observation:
+        """Observe one Telnyx conference: the conference, then every page of participants
+        (``pace`` awaited before each request)."""
         check_target(target, self.provider, self.account)
         segment = path_segment(target.conference_id)
         context = context_of(target)
         region = {"region": target.region} if target.region else {}
         warnings: list[str] = []
 
-        document = await self._get(f"/conferences/{segment}", context, region)
+        document = await self._get(f"/conferences/{segment}", context, region, pace)
         conference = parsed(partial(parse_telnyx_conference, document, warnings=warnings),
                             context, self._redactor)
         if conference.conference_id != target.conference_id:
             warnings.append("conference.id differs from the ID polled")
 
-        members, complete = await self._participants(segment, context, region, warnings)
+        members, complete = await self._participants(segment, context, region, warnings, pace)
         return Observation(
             target=target,
             observed_at=self._clock(),
@@ -144,18 +135,18 @@ class TelnyxClient(AccountClient):
             warnings=tuple(warnings),
         )
 
-    async def participants(self, target: TargetKey) -> tuple[tuple[MemberState, ...], bool,
-                                                             tuple[str, ...]]:
+    async def participants(self, target: TargetKey, pace: Pace | None = None
+                           ) -> tuple[tuple[MemberState, ...], bool, tuple[str, ...]]:
         """Every page of one conference's participants: ``(members, complete, warnings)``.
 
-        The list-polling path (``poller.listpoll``) pairs them with the conference state a
+        The list-polling path (``poller.polling.lists``) pairs them with the conference state a
         listing already gave, instead of a ``GET /conferences/{id}``.
         """
         check_target(target, self.provider, self.account)
         warnings: list[str] = []
         region = {"region": target.region} if target.region else {}
         members, complete = await self._participants(
-            path_segment(target.conference_id), context_of(target), region, warnings)
+            path_segment(target.conference_id), context_of(target), region, warnings, pace)
         return members, complete, tuple(warnings)
 
     async def list_conferences(self, *, region: str | None = None, name: str | None = None,
@@ -164,7 +155,7 @@ class TelnyxClient(AccountClient):
         """Every page of ``GET /conferences`` for one data region (``None``: ``US``).
 
         ``name`` and ``status`` become ``filter[name]`` / ``filter[status]``; ``pace`` is
-        awaited before each page. Unreadable items are left out with a warning.
+        awaited before each page request. Unreadable items are left out with a warning.
         """
         context = ErrorContext(self.provider.value, self.account)
         query = {"region": region} if region else {}
@@ -178,10 +169,8 @@ class TelnyxClient(AccountClient):
         observed_at: datetime | None = None
         number = 1
         while True:
-            if pace is not None:
-                await pace()
             params = {**query, "page[size]": str(self._page_size), "page[number]": str(number)}
-            document = await self._get("/conferences", context, params)
+            document = await self._get("/conferences", context, params, pace)
             observed_at = observed_at or self._clock()
             envelope = document if isinstance(document, dict) else None
             data = envelope.get("data") if envelope is not None else None
@@ -222,14 +211,15 @@ class TelnyxClient(AccountClient):
             warnings=tuple(warnings), region=None if region in (None, "US") else region)
 
     async def _participants(self, segment: str, context: ErrorContext,
-                            region: dict[str, str], warnings: list[str]
+                            region: dict[str, str], warnings: list[str], pace: Pace | None
                             ) -> tuple[tuple[MemberState, ...], bool]:
         members: dict[str, MemberState] = {}
         pages_seen: set[int] = set()
         number = 1
         while True:
             params = {**region, "page[size]": str(self._page_size), "page[number]": str(number)}
-            document = await self._get(f"/conferences/{segment}/participants", context, params)
+            document = await self._get(f"/conferences/{segment}/participants", context, params,
+                                       pace)
             page = parsed(partial(parse_telnyx_participants, document, warnings=warnings),
                           context, self._redactor)
 
@@ -261,12 +251,14 @@ class TelnyxClient(AccountClient):
         # No total_pages: a full page may have a successor, a short one is the last.
         return len(page.members) >= (page.page_size or self._page_size)
 
-    async def _get(self, path: str, context: ErrorContext, params: dict[str, str]) -> JSON:
+    async def _get(self, path: str, context: ErrorContext, params: dict[str, str],
+                   pace: Pace | None) -> JSON:
         return await self._http.get_json(
             path,
             context=context,
             params=params,
             headers={"Authorization": await self._auth.header(context)},
+            pace=pace,
         )
 
 

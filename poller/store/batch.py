@@ -35,8 +35,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from poller.model import Observation, PollResult, TargetKey
 from poller.store.diff import is_newer_poll, plan_failure, plan_observation, plan_target
+from poller.store.rows import ConferenceView, MemberView, Outcome, ScheduleUpdate, TargetView
 from poller.store.schema import Base
-from poller.store.views import ConferenceView, MemberView, Outcome, ScheduleUpdate, TargetView
 
 TARGET: Table = Base.metadata.tables["poll_target"]
 CONFERENCE: Table = Base.metadata.tables["conference"]

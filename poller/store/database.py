@@ -18,17 +18,20 @@
   connection attempt within about a minute instead of hanging the tick for minutes or hours.
 
 ``store_errors()`` translates the driver's "cannot reach / cannot write" errors into
-:class:`poller.errors.StoreUnavailable` once, at the store boundary.
+:class:`poller.errors.StoreUnavailable` once, at the store boundary, and
+``insert_ignoring_duplicates()`` is ``INSERT … ON CONFLICT DO NOTHING`` in either dialect.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, Table, create_engine, event, exc, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -111,6 +114,15 @@ def _configure_sqlite(engine: Engine, *, foreign_keys: bool) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def insert_ignoring_duplicates(conn: Connection, table: Table, unique: tuple[str, ...]) -> Any:
+    """``INSERT … ON CONFLICT (unique) DO NOTHING`` for the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(unique))
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(unique))
+    return insert(table)
+
+
 def is_unavailable(error: BaseException) -> bool:
     """True for errors meaning the database cannot be reached or written right now."""
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
@@ -142,3 +154,33 @@ def _short(error: exc.DBAPIError) -> str:
     original = error.orig if error.orig is not None else error
     message = str(original).strip()
     return message.splitlines()[0] if message else type(original).__name__
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a read-only transaction: a deferred ``BEGIN`` on SQLite (never the
+    write lock a daemon may need; WAL lets it read meanwhile), ``READ ONLY, REPEATABLE READ`` on
+    PostgreSQL (every query of the transaction sees one snapshot)."""
+    options: Mapping[str, Any]
+    if engine.dialect.name == "sqlite":
+        options = {SQLITE_BEGIN_OPTION: "DEFERRED"}
+    else:
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    with engine.connect() as conn:
+        conn.execution_options(**options)
+        with conn.begin():
+            yield conn
+
+
+def refuse_missing_sqlite_file(url: str, other: str = "or name another with --database-url"
+                               ) -> None:
+    """Refuse (``StoreUnavailable``) a SQLite URL naming a file that does not exist (connecting
+    would create it); ``other`` ends the message (how else to name a database)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return
+    if "uri" not in parsed.query and not Path(database).exists():
+        raise StoreUnavailable(
+            f"no database at {database}: create it with `poller db upgrade`, {other}"
+        )

@@ -2,7 +2,8 @@
 
 ``plan_observation(conference, members, observation, last_seen=…)`` compares the stored view of a
 conference (``None`` on first sight) and its members with a new observation, and returns a
-:class:`Plan`: the new views, and the snapshot, status transitions and member events to insert.
+:class:`HistoryPlan`: the new views, and the snapshot, status transitions and member events to
+insert.
 ``last_seen`` is the target's ``poll_target.last_success_at``: the ``observed_at`` of the newest
 observation recorded for it (``plan_target`` keeps it so). The rules (DESIGN §2, §3):
 
@@ -47,11 +48,11 @@ from poller.model import (
     PollFailure,
     PollResult,
 )
-from poller.store.views import (
+from poller.store.rows import (
     ConferenceView,
+    HistoryPlan,
     MemberView,
     Outcome,
-    Plan,
     PlannedMemberEvent,
     PlannedSnapshot,
     PlannedTransition,
@@ -65,7 +66,7 @@ MAX_ERROR_CHARS = 500
 
 def plan_observation(conference: ConferenceView | None, members: Mapping[str, MemberView],
                      observation: Observation, *, last_seen: datetime | None,
-                     content_hash: str | None = None) -> Plan:
+                     content_hash: str | None = None) -> HistoryPlan:
     """What ``observation`` changes, given the stored ``conference`` and its ``members``.
 
     ``last_seen`` is the ``observed_at`` of the newest observation recorded for the target
@@ -74,14 +75,14 @@ def plan_observation(conference: ConferenceView | None, members: Mapping[str, Me
     """
     at = observation.observed_at
     if conference is not None and last_seen is not None and at <= last_seen:
-        return Plan(Outcome.STALE, conference, members)
+        return HistoryPlan(Outcome.STALE, conference, members)
     digest = content_hash or observation.content_hash()
     if conference is not None and digest == conference.content_hash:
         gone_at = _gone_at_after(conference, at)
         if gone_at != conference.gone_at:  # seen again after a 404: the row changes
             conference = replace(conference, gone_at=gone_at,
                                  last_changed_at=max(conference.last_changed_at, at))
-        return Plan(Outcome.UNCHANGED, conference, members)
+        return HistoryPlan(Outcome.UNCHANGED, conference, members)
 
     view = _conference_view(conference, observation, digest)
     previous_at = last_seen if conference is not None else None
@@ -99,7 +100,7 @@ def plan_observation(conference: ConferenceView | None, members: Mapping[str, Me
         state=snapshot_state(observation),
         raw=observation.raw_payload(),
     )
-    return Plan(Outcome.CHANGED, view, new_members, changed, snapshot, transitions, events)
+    return HistoryPlan(Outcome.CHANGED, view, new_members, changed, snapshot, transitions, events)
 
 
 def _conference_view(previous: ConferenceView | None, observation: Observation, digest: str

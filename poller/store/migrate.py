@@ -13,10 +13,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, pool
+from sqlalchemy import Connection, Engine, pool
 
 from poller.errors import StoreUnavailable
-from poller.store.database import make_engine, store_errors
+from poller.store.database import make_engine, read_only, store_errors
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 """Where the migration scripts are (``migrations/`` beside ``alembic.ini``)."""
@@ -83,6 +83,14 @@ def current(url: str) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
+
+
+def revision_of(engine: Engine, action: str = "reading the schema revision") -> str | None:
+    """The schema revision of the database behind ``engine`` (``None``: never migrated), read
+    in a read-only transaction; ``StoreUnavailable`` (its message starting with ``action``)
+    when the database does not answer."""
+    with store_errors(action), read_only(engine) as connection:
+        return MigrationContext.configure(connection).get_current_revision()
 
 
 def is_at_head(url: str) -> bool:

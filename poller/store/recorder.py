@@ -39,7 +39,7 @@ from poller.errors import StoreUnavailable
 from poller.model import PollResult, TargetKey, utc_now
 from poller.store.batch import BatchWriter, InsertConflict
 from poller.store.database import store_errors
-from poller.store.views import ScheduleUpdate
+from poller.store.rows import ScheduleUpdate
 
 RETRYABLE_SQLSTATES = frozenset({
     "23505",  # unique_violation: a racing transaction inserted the same row first

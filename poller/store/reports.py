@@ -26,22 +26,19 @@ so a report never takes the write lock from a running daemon (WAL lets it read m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Boolean, Connection, Engine, Float, Integer, bindparam, inspect, pool, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Boolean, Connection, Float, Integer, bindparam, inspect, pool, text
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import TypeEngine
 
 from poller.errors import StoreUnavailable
 from poller.model import require_utc
-from poller.store.database import SQLITE_BEGIN_OPTION, make_engine, store_errors
+from poller.store.database import make_engine, read_only, refuse_missing_sqlite_file, store_errors
 from poller.store.schema import UTCDateTime
 
 Value = str | int | float | bool | datetime | None
@@ -335,34 +332,6 @@ def run_report(url: str, report: ReportQuery, filters: ReportFilter) -> Report:
             return report(conn, filters)
     finally:
         engine.dispose()
-
-
-@contextmanager
-def read_only(engine: Engine) -> Iterator[Connection]:
-    """A connection inside a read-only transaction (see the module docstring)."""
-    options: Mapping[str, Any]
-    if engine.dialect.name == "sqlite":
-        options = {SQLITE_BEGIN_OPTION: "DEFERRED"}
-    else:
-        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
-    with engine.connect() as conn:
-        conn.execution_options(**options)
-        with conn.begin():
-            yield conn
-
-
-def refuse_missing_sqlite_file(url: str, other: str = "or name another with --database-url"
-                               ) -> None:
-    """Refuse (``StoreUnavailable``) a SQLite URL naming a file that does not exist (connecting
-    would create it); ``other`` ends the message (how else to name a database)."""
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return
-    if "uri" not in parsed.query and not Path(database).exists():
-        raise StoreUnavailable(
-            f"no database at {database}: create it with `poller db upgrade`, {other}"
-        )
 
 
 def _require_views(conn: Connection) -> None:

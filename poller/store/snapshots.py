@@ -3,7 +3,7 @@
 :func:`current_snapshots` returns, per ``(account, conference_id)``, the stored status, the
 provider's ``created_at``, when it was last observed (``poll_target.last_success_at``), and the
 raw provider payload of the current ``conference_snapshot`` row (``valid_to IS NULL``) with its
-``members_complete`` flag. ``poller.listpoll`` rebuilds an
+``members_complete`` flag. ``poller.polling.lists`` rebuilds an
 unchanged observation from it instead of asking the provider again.
 """
 

@@ -15,11 +15,14 @@ import httpx
 from sqlalchemy import Engine
 from test_history_vs_truth import BANDWIDTH, TELNYX
 
-from poller.config import parse_config, resolve_all_credentials
+from poller.app import App
+from poller.config import Config, Credentials, parse_config, resolve_all_credentials
 from poller.model import Provider
-from poller.settings import Config
+from poller.polling.pacing import Sleep
+from poller.polling.poller import Poller
+from poller.polling.report import TickReport
 from poller.simulator import FaultConfig, ScenarioConfig, Simulator, VirtualClock, create_app
-from poller.tick import Poller, TickReport, build_clients
+from poller.store.recorder import Recorder
 
 TELNYX_HOST = "telnyx-sim"
 BANDWIDTH_HOST = "bandwidth-sim"
@@ -51,11 +54,24 @@ class SimWorld:
     environ: dict[str, str]
     sleeps: list[float] = field(default_factory=list)
 
-    def poller(self, engine: Engine, **kwargs: Any) -> Poller:
-        clients = build_clients(self.config, resolve_all_credentials(self.config, self.environ),
-                                transport=self.router, clock=self.clock.now)
-        return Poller(self.config, engine, clients, clock=self.clock.now, sleep=self.sleep,
-                      **kwargs)
+    def credentials(self, config: Config | None = None) -> dict[str, Credentials]:
+        """The credentials of ``config`` (default: the world's) from the world's environment."""
+        return resolve_all_credentials(config or self.config, self.environ)
+
+    def app(self, *, transport: httpx.AsyncBaseTransport | None = None,
+            config: Config | None = None, sleep: Sleep | None = None) -> App:
+        """An app on the virtual clock, its clients sending through ``transport`` (default:
+        the router)."""
+        config = config or self.config
+        return App(config, self.credentials(config), transport=transport or self.router,
+                   clock=self.clock.now, sleep=sleep or self.sleep)
+
+    def poller(self, engine: Engine, *, transport: httpx.AsyncBaseTransport | None = None,
+               sleep: Sleep | None = None, recorder: Recorder | None = None,
+               **settings: Any) -> Poller:
+        """A poller of the world's config on ``engine`` (``settings``: ``TickSettings``)."""
+        app = self.app(transport=transport, sleep=sleep)
+        return app.poller(app.store(engine, recorder=recorder), **settings)
 
     async def sleep(self, seconds: float) -> None:
         """Virtual sleep: remembered, takes no time."""

@@ -15,11 +15,10 @@ from sim_world import SimWorld, build_sim_world
 from sqlalchemy import Engine, select
 from test_history_vs_truth import compare, parse_time
 
-from poller.discovery import Discovery
 from poller.model import Provider
+from poller.polling.discovery import Discovery
 from poller.providers import BandwidthClient
 from poller.store.schema import Conference, PollTarget
-from poller.tick import Poller
 
 DISCOVERY_SECONDS = 240.0
 STEP_SECONDS = 5.0
@@ -69,8 +68,7 @@ def discovering_world(*, list_polling: bool | None = None, conferences: int = 12
 async def drive_with_discovery(world: SimWorld, engine: Engine, seconds: float) -> Run:
     """Tick every step and discover every interval for ``seconds`` of virtual time."""
     counting = CountingRouter(world.router)
-    poller = Poller(world.config, engine, _clients(world, counting), clock=world.clock.now,
-                    sleep=world.sleep)
+    poller = world.poller(engine, transport=counting)
     discovery = Discovery()
     start = world.clock.now()
     runs: list[datetime] = []
@@ -87,14 +85,6 @@ async def drive_with_discovery(world: SimWorld, engine: Engine, seconds: float) 
     finally:
         await poller.aclose()
     return Run(world, (start, world.clock.now()), runs, counting.counts)
-
-
-def _clients(world: SimWorld, transport: httpx.AsyncBaseTransport) -> Any:
-    from poller.config import resolve_all_credentials
-    from poller.tick import build_clients
-
-    return build_clients(world.config, resolve_all_credentials(world.config, world.environ),
-                         transport=transport, clock=world.clock.now)
 
 
 def listable(truth: dict[str, Any], runs: list[datetime]) -> list[dict[str, Any]]:
@@ -200,7 +190,7 @@ async def test_discover_name_filters_and_cli_rows_survive_sync(engine: Engine) -
             bw = list(conn.execute(select(PollTarget.conference_id).where(
                 PollTarget.account == "bandwidth-sim")).scalars())
         assert bw == [some.conference_id]
-        poller.sync()
+        await poller.sync()
         with engine.connect() as conn:
             states = set(conn.execute(select(PollTarget.state)).scalars())
         assert states == {"active"}
@@ -228,15 +218,14 @@ async def test_bandwidth_cursor_and_rate_limiter(engine: Engine) -> None:
     of the account."""
     world = discovering_world()
     recording = RecordingRouter(world.router)
-    poller = Poller(world.config, engine, _clients(world, recording), clock=world.clock.now,
-                    sleep=world.sleep)
+    poller = world.poller(engine, transport=recording)
     discovery = Discovery()
     try:
         first_at = world.clock.now()
-        tokens = {name: gate.bucket.tokens(first_at) for name, gate in poller.gates.items()}
+        tokens = {a.name: a.gate.bucket.tokens(first_at) for a in poller.accounts}
         await discovery.run(poller)
-        used = {name: tokens[name] - gate.bucket.tokens(first_at)
-                for name, gate in poller.gates.items()}
+        used = {a.name: tokens[a.name] - a.gate.bucket.tokens(first_at)
+                for a in poller.accounts}
         first = list(recording.lists)
         world.clock.advance(DISCOVERY_SECONDS)
         recording.lists.clear()
@@ -262,14 +251,12 @@ async def test_once_discovers_first_then_polls_what_it_found(engine: Engine) -> 
     """``poller once`` with only ``discover = true``: the conferences listed are recorded in
     the same run."""
     from poller.commands.once import run_once
-    from poller.config import resolve_all_credentials
 
     world = discovering_world()
     world.clock.set(world.telnyx.to_datetime(600_000))
     discovery = Discovery()
-    report = await run_once(world.config, resolve_all_credentials(world.config, world.environ),
-                            engine, transport=world.router, clock=world.clock.now,
-                            sleep=world.sleep, discovery=discovery)
+    app = world.app()
+    report = await run_once(app, app.store(engine), discovery=discovery)
     assert discovery.last_report is not None
     found = discovery.last_report.added
     assert len(found) >= 4
@@ -300,10 +287,9 @@ async def test_bandwidth_listing_cut_at_the_page_cap_still_moves_on(engine: Engi
     world = build_sim_world(conferences=150, only=(), accounts={
         "telnyx-sim": {"conferences": []}, "bandwidth-sim": {"discover": True}})
     world.clock.advance(1800)  # more than 40 conferences listed
-    poller = Poller(world.config, engine, _clients(world, SmallPagesRouter(world.router)),
-                    clock=world.clock.now, sleep=world.sleep)
+    poller = world.poller(engine, transport=SmallPagesRouter(world.router))
     discovery = Discovery()
-    client = poller.clients["bandwidth-sim"]
+    client = poller.accounts["bandwidth-sim"].client
     try:
         first = await discovery.run(poller)
         assert first.incomplete == ["bandwidth-sim"], first.summary()

@@ -20,20 +20,17 @@ from sim_world import build_sim_world
 from sqlalchemy import Engine, select, update
 from test_process_life import WAIT_SECONDS, StallingTransport, make_daemon, wait_until
 
-from poller.config import parse_config
-from poller.errors import ConfigError
-from poller.fleet import (
-    IdentityInUse,
-    IdentityLost,
+from poller.config import DaemonSettings, parse_config
+from poller.daemon.ticker import JitteredInterval
+from poller.errors import ConfigError, IdentityInUse, IdentityLost
+from poller.store.fleet import (
     fleet_status,
     heartbeat,
     mark_stopped,
     register,
 )
-from poller.scheduler import JitteredInterval
-from poller.settings import DaemonSettings
 from poller.store.schema import PollerDaemon, PollTarget
-from poller.targets import claim_due, sync_targets
+from poller.store.targets import claim_due, sync_targets
 
 
 def daemons(engine: Engine) -> list[dict[str, Any]]:

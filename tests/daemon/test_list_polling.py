@@ -11,11 +11,10 @@ from sim_world import SimWorld, build_sim_world
 from sqlalchemy import Engine, select
 from test_discovery import CountingRouter
 
-from poller.config import resolve_all_credentials
 from poller.model import Provider
+from poller.polling.poller import Poller
 from poller.simulator.timeline import ConferenceTimeline
 from poller.store.schema import PollTarget
-from poller.tick import Poller, build_clients
 
 
 class FailingLists(httpx.AsyncBaseTransport):
@@ -37,9 +36,7 @@ def _pick(world: SimWorld, provider: Provider) -> ConferenceTimeline:
 
 
 def _poller(world: SimWorld, engine: Engine, transport: httpx.AsyncBaseTransport) -> Poller:
-    clients = build_clients(world.config, resolve_all_credentials(world.config, world.environ),
-                            transport=transport, clock=world.clock.now)
-    return Poller(world.config, engine, clients, clock=world.clock.now, sleep=world.sleep)
+    return world.poller(engine, transport=transport)
 
 
 async def _tick_at(poller: Poller, world: SimWorld, at_ms: int, counting: CountingRouter
@@ -74,7 +71,7 @@ async def test_one_life_through_the_lists(engine: Engine, provider: Provider) ->
     poller = _poller(world, engine, counting)
     moments = [life.in_progress_ms + 1000, life.ended_ms + 1000, life.ended_ms + 11_000]
     try:
-        poller.sync(world.clock.now())
+        await poller.sync(world.clock.now())
         seen = []
         for index, at in enumerate(moments):
             if index < 2:  # the in-between polls do not matter here: jump to the moment
@@ -102,7 +99,7 @@ async def test_unlisted_targets_fall_back_to_get(engine: Engine) -> None:
     counting = CountingRouter(world.router)
     poller = _poller(world, engine, counting)
     try:
-        poller.sync(world.clock.now())
+        await poller.sync(world.clock.now())
         counts, _ = await _tick_at(poller, world, 0, counting)
     finally:
         await poller.aclose()
@@ -124,7 +121,7 @@ async def test_failing_lists_fall_back_to_get(engine: Engine) -> None:
     counting = CountingRouter(FailingLists(world.router))
     poller = _poller(world, engine, counting)
     try:
-        poller.sync(world.clock.now())
+        await poller.sync(world.clock.now())
         report = await poller.tick(world.clock.now())
     finally:
         await poller.aclose()

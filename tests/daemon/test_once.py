@@ -12,29 +12,27 @@ from sim_world import build_sim_world
 from sqlalchemy import Engine
 
 from poller.commands import CliState
-from poller.commands.once import once, open_database, run_once
-from poller.config import resolve_all_credentials
+from poller.commands.once import once, run_once
+from poller.config import DatabaseSettings
 from poller.errors import ConfigError, StoreUnavailable
 from poller.model import PollResult, TargetKey
-from poller.settings import DatabaseSettings
+from poller.store.bootstrap import open_database
 from poller.store.recorder import Recorder, RecordStats
-from poller.store.views import ScheduleUpdate
+from poller.store.rows import ScheduleUpdate
 
 
 @pytest.mark.anyio
 async def test_once_polls_every_target_once_and_stops(engine: Engine) -> None:
     """A burst run polls each due target exactly once, then a second run finds nothing due."""
     world = build_sim_world(conferences=4)
-    credentials = resolve_all_credentials(world.config, world.environ)
-    report = await run_once(world.config, credentials, engine, transport=world.router,
-                            clock=world.clock.now, sleep=world.sleep)
+    app = world.app()
+    report = await run_once(app, app.store(engine))
     n = len(world.config.targets())
     assert report.polled == n
     assert report.ok + report.failures == n
     assert report.ok > 0
     assert all(t["poll_count"] == 1 for t in fetch(engine, "poll_target"))
-    again = await run_once(world.config, credentials, engine, transport=world.router,
-                           clock=world.clock.now, sleep=world.sleep)
+    again = await run_once(app, app.store(engine))
     assert again.polled == 0
     assert "polled 0: 0 ok" in again.summary()
 
@@ -45,10 +43,8 @@ async def test_once_migrates_a_fresh_sqlite_file(tmp_path: Path) -> None:
     engine = open_database(DatabaseSettings(url=f"sqlite:///{tmp_path / 'new.db'}"))
     world = build_sim_world(conferences=2)
     try:
-        report = await run_once(world.config, resolve_all_credentials(world.config,
-                                                                      world.environ),
-                                engine, transport=world.router, clock=world.clock.now,
-                                sleep=world.sleep)
+        app = world.app()
+        report = await run_once(app, app.store(engine))
     finally:
         engine.dispose()
     assert report.polled == len(world.config.targets())
@@ -104,7 +100,7 @@ async def test_store_unavailable_is_retried_with_backoff(engine: Engine) -> None
     """A briefly unavailable store is retried with growing waits and the tick succeeds."""
     world = build_sim_world(conferences=2)
     poller = world.poller(engine, recorder=FlakyRecorder(engine, failures=2))
-    poller.sync(world.clock.now())
+    await poller.sync(world.clock.now())
     report = await poller.tick(world.clock.now())
     await poller.aclose()
     assert report.store_error is None
@@ -118,12 +114,12 @@ async def test_store_down_loses_nothing(engine: Engine) -> None:
     world = build_sim_world(conferences=2)
     poller = world.poller(engine, recorder=FlakyRecorder(engine, failures=99), lease_seconds=30)
     start = world.clock.now()
-    poller.sync(start)
+    await poller.sync(start)
     report = await poller.tick(start)
     assert report.store_error is not None
     assert "NOT RECORDED" in report.summary()
     assert {t["next_poll_at"] for t in fetch(engine, "poll_target")} == {start}
-    poller.recorder = Recorder(engine, clock=world.clock.now)
+    poller.store.recorder = Recorder(engine, clock=world.clock.now)
     world.clock.advance(31)  # the leases of the lost tick expire
     retry = await poller.tick(world.clock.now())
     await poller.aclose()
@@ -139,7 +135,7 @@ async def test_an_unrecorded_batch_is_polled_again_at_the_next_tick(engine: Engi
     poller = world.poller(engine, recorder=FlakyRecorder(engine, failures=99),
                           lease_seconds=300)
     start = world.clock.now()
-    poller.sync(start)
+    await poller.sync(start)
     report = await poller.tick(start)
     assert report.store_error is not None
     assert report.polled > 0
@@ -147,7 +143,7 @@ async def test_an_unrecorded_batch_is_polled_again_at_the_next_tick(engine: Engi
     assert all(t["lease_owner"] is None for t in targets)
     assert {t["next_poll_at"] for t in targets} == {start}
     assert not poller.leases_stranded
-    poller.recorder = Recorder(engine, clock=world.clock.now)
+    poller.store.recorder = Recorder(engine, clock=world.clock.now)
     world.clock.advance(1)
     retry = await poller.tick(world.clock.now())
     await poller.aclose()

@@ -18,12 +18,14 @@ from databases import fetch
 from sim_world import SimWorld, build_sim_world
 from sqlalchemy import Engine, insert, update
 
+from poller.app import App
 from poller.commands import CliState
 from poller.commands.once import once as once_command
-from poller.commands.once import open_database
-from poller.config import Config, resolve_all_credentials
-from poller.daemon import AlreadyRunning, Daemon, EarlySignals, SqliteLock
-from poller.settings import DatabaseSettings, RetentionSettings
+from poller.config import Config, DatabaseSettings, RetentionSettings
+from poller.daemon.service import Daemon
+from poller.daemon.signals import EarlySignals
+from poller.errors import AlreadyRunning
+from poller.store.bootstrap import SqliteLock, open_database
 from poller.store.schema import PollError, PollTarget
 
 WAIT_SECONDS = 30.0
@@ -46,10 +48,10 @@ def make_daemon(world: SimWorld, engine: Engine, *, config: Config | None = None
                 transport: httpx.AsyncBaseTransport | None = None,
                 load: Callable[[], tuple[Config, object]] | None = None) -> Daemon:
     config = config or world.config
-    credentials = resolve_all_credentials(config, world.environ)
-    return Daemon(config, credentials, engine,
-                  load or (lambda: (config, credentials)),  # type: ignore[arg-type,return-value]
-                  transport=transport or world.router, clock=world.clock.now)
+    credentials = world.credentials(config)
+    app = App(config, credentials, transport=transport or world.router, clock=world.clock.now)
+    return app.daemon(app.store(engine),
+                      load or (lambda: (config, credentials)))  # type: ignore[arg-type,return-value]
 
 
 async def wait_until(what: str, condition: Callable[[], bool]) -> None:
@@ -88,7 +90,7 @@ async def test_early_sighup_reloads_once_running(engine: Engine) -> None:
     """A SIGHUP received while starting up reloads the config once the daemon runs."""
     world = build_sim_world(conferences=2)
     loads: list[int] = []
-    credentials = resolve_all_credentials(world.config, world.environ)
+    credentials = world.credentials()
 
     def load() -> tuple[Config, object]:
         loads.append(1)
@@ -131,7 +133,7 @@ async def test_daemon_prunes_old_poll_errors_after_its_first_tick(engine: Engine
     config = world.config.model_copy(update={"retention": RetentionSettings(
         poll_error_days=30, prune_interval_seconds=3600)})
     daemon = make_daemon(world, engine, config=config)
-    await asyncio.to_thread(daemon.poller.sync, world.clock.now())
+    await daemon.poller.sync(world.clock.now())
     now = world.clock.now()
     [target_pk] = [t["id"] for t in fetch(engine, "poll_target")][:1]
     with engine.begin() as conn:

@@ -33,8 +33,8 @@ from sqlalchemy import Engine, create_engine, inspect, select, text
 from test_history_vs_truth import BANDWIDTH, TELNYX, compare
 from waiting import wait_for
 
-from poller.fleet import register
 from poller.store.database import make_engine
+from poller.store.fleet import register
 from poller.store.schema import PollTarget
 
 STARTUP_SECONDS = 30.0

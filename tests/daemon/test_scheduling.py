@@ -1,4 +1,5 @@
-"""The pure scheduling decisions of ``poller.scheduling`` (DESIGN §4), as a table and properties."""
+"""The pure scheduling decisions of ``poller.polling.schedule`` (DESIGN §4), as a table and
+properties."""
 
 from __future__ import annotations
 
@@ -11,17 +12,16 @@ from factories import T0, at, failure, telnyx_observation
 from hypothesis import given
 from hypothesis import strategies as st
 
+from poller.config import PollingSettings
 from poller.model import PollFailure, PollResult
-from poller.scheduling import (
+from poller.polling.schedule import (
     AUTH_PAUSE_SECONDS,
     MIN_RETRY_SECONDS,
-    TargetState,
     exponential,
     next_schedule,
     transient_backoff_seconds,
 )
-from poller.settings import PollingSettings
-from poller.store.views import ScheduleUpdate
+from poller.store.rows import ScheduleUpdate, TargetState
 
 SETTINGS = PollingSettings(interval_seconds=10, idle_interval_seconds=60,
                            completion_grace_seconds=30, not_found_retire_after=3,

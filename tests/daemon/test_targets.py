@@ -13,9 +13,9 @@ from sqlalchemy import Engine, select, update
 from poller.model import TargetKey
 from poller.store.database import make_engine
 from poller.store.recorder import Recorder
+from poller.store.rows import ScheduleUpdate
 from poller.store.schema import PollTarget
-from poller.store.views import ScheduleUpdate
-from poller.targets import claim_due, release, release_owned, sync_targets
+from poller.store.targets import claim_due, release, release_owned, sync_targets
 
 
 def targets(n: int) -> list[TargetKey]:

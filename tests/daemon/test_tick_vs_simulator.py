@@ -20,10 +20,10 @@ from sim_world import BANDWIDTH_HOST, TELNYX_HOST, build_sim_world, drive
 from sqlalchemy import Engine
 from test_history_vs_truth import BANDWIDTH, TELNYX, compare, parse_time
 
-from poller.config import resolve_all_credentials
+from poller.app import App
 from poller.model import Observation, Provider, TargetKey
+from poller.providers import Pace
 from poller.simulator import FaultConfig, FaultKind, ground_truth
-from poller.tick import Poller, build_clients
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +37,7 @@ async def test_history_matches_ground_truth_and_completed_are_retired(engine: En
     world = build_sim_world(seed=11, conferences=8)
     poller = world.poller(engine)
     start = world.clock.now()
-    poller.sync(start)
+    await poller.sync(start)
     try:
         report = await drive(poller, world.clock, seconds=3000)
     finally:
@@ -71,7 +71,7 @@ async def test_unknown_conferences_retire_never_found_with_backoff(engine: Engin
                                      "backoff_max_seconds": 120})
     poller = world.poller(engine)
     start = world.clock.now()
-    poller.sync(start)
+    await poller.sync(start)
     await drive(poller, world.clock, seconds=600)
     await poller.aclose()
     target = targets_by_id(engine)["conf-does-not-exist"]
@@ -92,7 +92,7 @@ async def test_seen_conference_that_vanishes_is_retired_gone(engine: Engine) -> 
                 and c["gone_at"] is not None and parse_time(c["completed_at"]) > now)
     world = build_sim_world(only=(conf["conference_id"],))
     poller = world.poller(engine)
-    poller.sync(world.clock.now())
+    await poller.sync(world.clock.now())
     await drive(poller, world.clock, seconds=0)
     world.router.down.add(BANDWIDTH_HOST)
     outage = (parse_time(conf["gone_at"]) - world.clock.now()).total_seconds() + 5
@@ -114,7 +114,7 @@ async def test_rate_limit_pauses_only_that_account(engine: Engine) -> None:
     world = build_sim_world(telnyx_faults=faults, polling={"concurrency": 1})
     poller = world.poller(engine, batch_size=100)
     start = world.clock.now()
-    poller.sync(start)
+    await poller.sync(start)
     first = await poller.tick(start)
     assert world.telnyx.faults.requests == 1
     assert first.failed["rate_limited"] == 1
@@ -126,7 +126,7 @@ async def test_rate_limit_pauses_only_that_account(engine: Engine) -> None:
     during = await drive(poller, world.clock, seconds=20)  # ticks at 5 … 25 s
     assert world.telnyx.faults.requests == 1
     assert during.ok > 0
-    assert poller.paused_accounts(start + timedelta(seconds=29)) == {TELNYX}
+    assert poller.accounts.paused(start + timedelta(seconds=29)) == {TELNYX}
     world.clock.set(start + timedelta(seconds=30))
     await poller.tick(world.clock.now())
     await poller.aclose()
@@ -139,7 +139,7 @@ async def test_auth_failure_pauses_one_account_with_one_error_log(
     world = build_sim_world(telnyx_api_key="KEYWRONG")
     poller = world.poller(engine)
     start = world.clock.now()
-    poller.sync(start)
+    await poller.sync(start)
     with caplog.at_level(logging.WARNING, logger="poller"):
         report = await drive(poller, world.clock, seconds=900)
     await poller.aclose()
@@ -164,32 +164,35 @@ class ExplodingClient:
         self.inner, self.conference_id = inner, conference_id
         self.provider, self.account = inner.provider, inner.account
 
-    async def fetch(self, target: TargetKey) -> Observation:
+    async def fetch(self, target: TargetKey, pace: Pace | None = None) -> Observation:
         if target.conference_id == self.conference_id:
             raise RuntimeError("parser bug")
-        result: Observation = await self.inner.fetch(target)
+        result: Observation = await self.inner.fetch(target, pace)
         return result
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
 
-async def test_unexpected_exception_is_one_bad_response(
+async def test_unexpected_exception_is_one_internal_failure(
         engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
-    """An unexpected exception for one target is logged and recorded as one bad_response."""
+    """An unexpected exception for one target is our own bug: logged with its context and
+    recorded as one ``internal`` failure, never as the provider's ``bad_response``."""
     world = build_sim_world()
     poller = world.poller(engine)
     victim = world.config.account(TELNYX).targets()[0].conference_id
-    poller.clients[TELNYX] = ExplodingClient(poller.clients[TELNYX], victim)
-    poller.sync(world.clock.now())
+    account = poller.accounts[TELNYX]
+    account.client = ExplodingClient(account.client, victim)
+    await poller.sync(world.clock.now())
     with caplog.at_level(logging.ERROR, logger="poller"):
         report = await poller.tick(world.clock.now())
     await poller.aclose()
-    assert report.failed["bad_response"] == 1
+    assert report.failed["internal"] == 1
+    assert "bad_response" not in report.failed
     assert report.polled == len(world.config.targets())
     assert victim in caplog.text
     assert "telnyx" in caplog.text
-    [error] = fetch(engine, "poll_error", kind="bad_response")
+    [error] = fetch(engine, "poll_error", kind="internal")
     assert "RuntimeError" in error["detail"]
 
 
@@ -199,7 +202,7 @@ async def test_token_bucket_paces_requests(engine: Engine) -> None:
     world = build_sim_world(accounts={BANDWIDTH: {"requests_per_second": 2}},
                             extra_bandwidth=tuple(f"conf-x{i}" for i in range(20)), only=())
     poller = world.poller(engine, max_rate_wait_seconds=3)
-    poller.sync(world.clock.now())
+    await poller.sync(world.clock.now())
     report = await poller.tick(world.clock.now())
     await poller.aclose()
     # Every request takes a token, the OAuth2 token request too: the first poll's token
@@ -217,7 +220,7 @@ async def test_run_due_ticks_while_batches_come_back_full(engine: Engine) -> Non
     in one call, however small the batch; ``keep_going`` stops it between batches."""
     world = build_sim_world(conferences=5)  # 10 targets
     poller = world.poller(engine, batch_size=3)
-    poller.sync(world.clock.now())
+    await poller.sync(world.clock.now())
     ticks: list[int] = []
     report = await poller.run_due(on_tick=lambda tick: ticks.append(tick.claimed))
     assert (report.claimed, report.polled) == (10, 10)
@@ -262,10 +265,9 @@ async def test_every_request_takes_a_token_in_real_time(engine: Engine) -> None:
                                       BANDWIDTH: {"conferences": []}})
     world.clock.advance(300)  # most conferences under way
     router = TimedRouter(world.router)
-    clients = build_clients(world.config, resolve_all_credentials(world.config, world.environ),
-                            transport=router)
-    poller = Poller(world.config, engine, clients, max_rate_wait_seconds=10)
-    poller.sync()
+    app = App(world.config, world.credentials(), transport=router)  # the real clock
+    poller = app.poller(app.store(engine), max_rate_wait_seconds=10)
+    await poller.sync()
     report = await poller.tick(poller.clock())
     await poller.aclose()
     sent = router.sent[TELNYX_HOST]
@@ -285,16 +287,13 @@ async def test_waiting_for_a_later_token_frees_the_concurrency_slot(engine: Engi
                             accounts={TELNYX: {"requests_per_second": 1},
                                       BANDWIDTH: {"conferences": []}})
     world.clock.advance(300)  # most conferences under way
-    clients = build_clients(world.config, resolve_all_credentials(world.config, world.environ),
-                            transport=world.router, clock=world.clock.now)
     slot_free_while_sleeping: list[bool] = []
 
     async def sleep(seconds: float) -> None:
-        slot_free_while_sleeping.append(not poller._semaphore.locked())
+        slot_free_while_sleeping.append(poller.pacer.slots_in_use == 0)
 
-    poller = Poller(world.config, engine, clients, clock=world.clock.now, sleep=sleep,
-                    max_rate_wait_seconds=1000)
-    poller.sync(world.clock.now())
+    poller = world.poller(engine, sleep=sleep, max_rate_wait_seconds=1000)
+    await poller.sync(world.clock.now())
     report = await poller.tick(world.clock.now())
     await poller.aclose()
     requests = world.telnyx.faults.requests
@@ -325,15 +324,12 @@ async def test_token_renewal_waiting_for_a_token_does_not_deadlock(engine: Engin
                             accounts={BANDWIDTH: {"requests_per_second": 1},
                                       TELNYX: {"conferences": []}})
     world.clock.advance(300)  # most conferences under way
-    clients = build_clients(world.config, resolve_all_credentials(world.config, world.environ),
-                            transport=SlowRouter(world.router), clock=world.clock.now)
-
     async def sleep(seconds: float) -> None:  # virtual time, but other tasks get to run
         await asyncio.sleep(0)
 
-    poller = Poller(world.config, engine, clients, clock=world.clock.now, sleep=sleep,
-                    max_rate_wait_seconds=1000)
-    poller.sync(world.clock.now())
+    poller = world.poller(engine, transport=SlowRouter(world.router), sleep=sleep,
+                          max_rate_wait_seconds=1000)
+    await poller.sync(world.clock.now())
     first = await poller.tick(world.clock.now())
     assert first.ok >= 2
     assert world.bandwidth.tokens.issued == 1

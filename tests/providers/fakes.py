@@ -10,13 +10,10 @@ from typing import Any
 
 import httpx
 
+from poller.config import ApiKeyCredentials, BasicCredentials, Credentials, OAuth2Credentials
 from poller.model import Provider, TargetKey
 from poller.providers import (
-    ApiKeyCredentials,
     BandwidthClient,
-    BasicCredentials,
-    Credentials,
-    OAuth2Credentials,
     TelnyxClient,
     build_client,
 )

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from poller.config import OAuth2Credentials
 from poller.errors import (
     AuthFailed,
     NetworkError,
@@ -18,7 +19,6 @@ from poller.errors import (
     ServerError,
     Timeout,
 )
-from poller.providers import OAuth2Credentials
 
 from .fakes import (
     ACCESS_TOKEN,

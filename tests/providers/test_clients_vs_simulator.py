@@ -24,6 +24,7 @@ import httpx
 import pytest
 import uvicorn
 
+from poller.config import ApiKeyCredentials, BasicCredentials, Credentials, OAuth2Credentials
 from poller.errors import (
     AuthFailed,
     BadResponse,
@@ -43,11 +44,7 @@ from poller.model import (
     TargetKey,
 )
 from poller.providers import (
-    ApiKeyCredentials,
-    BasicCredentials,
-    Credentials,
     HttpSettings,
-    OAuth2Credentials,
     ProviderClient,
     build_client,
 )

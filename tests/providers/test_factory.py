@@ -11,13 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from poller.config import ApiKeyCredentials, BasicCredentials, OAuth2Credentials
 from poller.errors import ConfigError, NotFound
 from poller.model import Provider, TargetKey
 from poller.providers import (
-    ApiKeyCredentials,
     BandwidthClient,
-    BasicCredentials,
-    OAuth2Credentials,
     ProviderClient,
     TelnyxClient,
     build_client,

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from poller.errors import InvalidConferenceId
-from poller.providers import MAX_ID_LENGTH, path_segment
+from poller.model import MAX_ID_LENGTH, path_segment
 
 from .fakes import (
     FakeServer,

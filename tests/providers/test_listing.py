@@ -9,12 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
+from poller.config import BasicCredentials, OAuth2Credentials
 from poller.errors import BadResponse
 from poller.model import Provider
 from poller.providers import (
     BandwidthClient,
-    BasicCredentials,
-    OAuth2Credentials,
     TelnyxClient,
     build_client,
 )

@@ -9,16 +9,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from poller.config import ApiKeyCredentials, BasicCredentials, Credentials, OAuth2Credentials
 from poller.errors import ProviderError
 from poller.model import PollFailure
 from poller.providers import (
-    ApiKeyCredentials,
-    BasicCredentials,
-    Credentials,
-    OAuth2Credentials,
     build_client,
 )
-from poller.providers.http import MASK, Redactor
+from poller.providers.redaction import MASK, Redactor
 
 from .fakes import (
     ACCESS_TOKEN,

@@ -15,11 +15,11 @@ from typing import get_args
 
 import pytest
 
+from poller.config import PollingSettings
 from poller.errors import NetworkError, ProviderError, Timeout
 from poller.model import Provider
 from poller.providers import HttpSettings
 from poller.providers.http import TransportName
-from poller.settings import PollingSettings
 from poller.simulator import FaultConfig, FaultKind, ScenarioConfig, Simulator, VirtualClock
 
 from .test_clients_vs_simulator import BASIC, TELNYX, make_client, target_of, uvicorn_serving
@@ -29,8 +29,8 @@ TRANSPORTS: tuple[TransportName, ...] = get_args(TransportName)
 
 def test_aiohttp_is_the_default() -> None:
     assert HttpSettings().transport == "aiohttp"
-    assert PollingSettings().http_settings().transport == "aiohttp"
-    assert PollingSettings(http_transport="httpx").http_settings().transport == "httpx"
+    assert HttpSettings.for_polling(PollingSettings()).transport == "aiohttp"
+    assert HttpSettings.for_polling(PollingSettings(http_transport="httpx")).transport == "httpx"
 
 
 @pytest.mark.anyio

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from poller.model import MemberState, Observation, PollResult
 from poller.store.diff import plan_observation
 from poller.store.recorder import Recorder
-from poller.store.views import ConferenceView, MemberView, Outcome
+from poller.store.rows import ConferenceView, MemberView, Outcome
 
 STATUSES = ["init", "in_progress", "completed", "paused", "weird-new-status"]
 _conference_ids = itertools.count()

@@ -16,7 +16,7 @@ from factories import (
 from sqlalchemy import Engine
 
 from poller.store.recorder import Recorder
-from poller.store.views import ScheduleUpdate
+from poller.store.rows import ScheduleUpdate
 
 
 def test_first_sighting_is_transition_one(recorder: Recorder, engine: Engine) -> None:

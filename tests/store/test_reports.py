@@ -33,7 +33,7 @@ from poller.model import MemberState, Observation, PollResult
 from poller.store import migrate
 from poller.store.database import make_engine
 from poller.store.recorder import Recorder
-from poller.store.views import ScheduleUpdate
+from poller.store.rows import ScheduleUpdate
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
 DAY = 86_400

@@ -1,10 +1,12 @@
-"""Value types the recorder plans with: stored rows as the diff sees them, and planned changes.
+"""Row values: stored rows as the diff and the scheduler see them, and planned changes.
 
 ``ConferenceView``, ``MemberView`` and ``TargetView`` mirror rows of ``conference``, ``member``
 and ``poll_target``: their field names are the column names, so a row becomes a view with
 ``View.from_row(row)`` and a view becomes an UPDATE with ``view.values()``. The ``Planned*``
 types are the history rows one observation produces, before the recorder numbers them (seq)
-and gives them their foreign keys. Nothing here does I/O.
+and gives them their foreign keys. ``TargetState`` is what a claim reads of a target for the
+scheduling decision, and ``ScheduleUpdate`` that decision, written with the poll's rows.
+Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Self
 
-from poller.model import JSON
+from poller.model import JSON, require_utc
 
 
 class Outcome(StrEnum):
@@ -130,6 +132,37 @@ class TargetView(_Row):
     not_found_since: datetime | None
 
 
+class RetiredReason:
+    """``poll_target.retired_reason`` values."""
+
+    COMPLETED = "completed"
+    GONE = "gone"
+    NEVER_FOUND = "never_found"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """What the store knew of a target before a poll: the inputs of the next decision."""
+
+    last_status: str | None = None
+    """The conference's stored status (``None``: never seen)."""
+    consecutive_failures: int = 0
+    """Failed polls since the last success (any kind)."""
+    not_found_since: datetime | None = None
+    """First 404 of the current run of 404s (no success since)."""
+    not_found_count: int = 0
+    """404s recorded since ``not_found_since``."""
+
+    def __post_init__(self) -> None:
+        require_utc(self.not_found_since, "TargetState.not_found_since")
+
+    @property
+    def ever_seen(self) -> bool:
+        """Whether the conference has been observed at least once."""
+        return self.last_status is not None
+
+
 @dataclass(frozen=True, slots=True)
 class ScheduleUpdate:
     """The daemon's scheduling decision for a target, written with the poll's rows."""
@@ -183,7 +216,7 @@ class PlannedMemberEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class HistoryPlan:
     """Everything one observation changes, given the stored state before it."""
 
     outcome: Outcome

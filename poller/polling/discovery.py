@@ -4,7 +4,7 @@
 (Telnyx ``GET /conferences`` once per ``discover_regions`` entry; Bandwidth
 ``GET /accounts/{id}/conferences``), with ``discover_name`` as the provider's name filter, and
 inserts every conference not yet in ``poll_target`` as a ``discovered`` target due at once
-(:func:`poller.watchlist.add_discovered`). ``poller run`` runs it every
+(:func:`poller.store.watchlist.add_discovered`). ``poller run`` runs it every
 ``polling.discovery_interval_seconds`` as its own APScheduler job, ``poller once`` first thing.
 
 Nothing is lost between two runs while the provider still lists a conference:
@@ -18,10 +18,9 @@ Nothing is lost between two runs while the provider still lists a conference:
   (page cap) moves the cursor to its newest ``createdTime`` minus the margin: the list is
   oldest first, so the next run goes on from there.
 
-Every page request takes a token of the account's bucket (the pacer the poller sets on the
-account's HTTP client, ``Poller._pacer``); an account that is paused (429, auth) is skipped until
-its next run. A failed listing is logged and retried at the next run; nothing is inserted from
-a listing that failed part-way.
+Every page request takes a token of the account's bucket (``Pacer.pace``: outside a poll, no
+slot); an account that is paused (429, auth) is skipped until its next run. A failed listing is
+logged and retried at the next run; nothing is inserted from a listing that failed part-way.
 """
 
 from __future__ import annotations
@@ -31,15 +30,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from poller.config import BandwidthAccount, TelnyxAccount
 from poller.errors import ProviderError, RateLimited, StoreUnavailable
 from poller.model import TargetKey
-from poller.providers import BandwidthClient, TelnyxClient
+from poller.providers import BandwidthClient, Pace, TelnyxClient
 from poller.providers.listing import ConferenceListing
-from poller.settings import Account, BandwidthAccount, TelnyxAccount
-from poller.watchlist import add_discovered, newest_discovered_created_at
 
 if TYPE_CHECKING:
-    from poller.tick import Poller
+    from poller.polling.accounts import PolledAccount
+    from poller.polling.poller import Poller
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +87,8 @@ class Discovery:
     async def run(self, poller: Poller) -> DiscoveryReport:
         """List every discovering account once and add the new conferences as targets."""
         report = DiscoveryReport()
-        for account in poller.config.accounts:
-            if account.discover:
+        for account in poller.accounts:
+            if account.settings.discover:
                 await self._account(poller, account, report)
         if report.added or report.failed:
             log.info("discovery: %s", report.summary())
@@ -98,19 +97,16 @@ class Discovery:
         self.last_report = report
         return report
 
-    async def _account(self, poller: Poller, account: Account, report: DiscoveryReport
+    async def _account(self, poller: Poller, polled: PolledAccount, report: DiscoveryReport
                        ) -> None:
-        from poller.tick import off_loop
-
-        client, gate = poller.clients.get(account.name), poller.gates.get(account.name)
-        if client is None or gate is None:
-            return
+        account, gate = polled.settings, polled.gate
         started = poller.clock()
         if gate.is_paused(started):
             report.skipped.append(account.name)
             return
+        pace = poller.pacer.pace(gate, account.provider)
         try:
-            listings = await self._list(poller, account, client)
+            listings = await self._list(poller, polled, pace)
         except ProviderError as error:
             report.failed[account.name] = error.kind
             if isinstance(error, RateLimited):
@@ -134,10 +130,10 @@ class Discovery:
             targets += [TargetKey(account.kind, account.name, c.conference_id, c.region)
                         for c in listing.conferences]
             if account.discover_name is None:  # a filtered list would hide other targets
-                poller.offer_listing(listing)
+                poller.accounts.offer_listing(listing)
         at = min((listing.observed_at for listing in listings), default=started)
         try:
-            added = await off_loop(add_discovered, poller.engine, targets, at)
+            added = await poller.store.add_discovered(targets, at)
         except StoreUnavailable as error:
             report.failed[account.name] = "store"
             log.error("discovery for account %r: new targets not stored (retried at the next "
@@ -167,20 +163,20 @@ class Discovery:
         if held is None or since > held:
             self._since[account] = since
 
-    async def _list(self, poller: Poller, account: Account, client: object
+    async def _list(self, poller: Poller, polled: PolledAccount, pace: Pace
                     ) -> list[ConferenceListing]:
-        from poller.tick import off_loop
-
+        account, client = polled.settings, polled.client
         if isinstance(account, TelnyxAccount) and isinstance(client, TelnyxClient):
-            return [await client.list_conferences(region=region, name=account.discover_name)
+            return [await client.list_conferences(region=region, name=account.discover_name,
+                                                  pace=pace)
                     for region in account.discover_regions]
         if isinstance(account, BandwidthAccount) and isinstance(client, BandwidthClient):
             if account.name not in self._since:
-                newest = await off_loop(newest_discovered_created_at, poller.engine,
-                                        account.name)
+                newest = await poller.store.newest_discovered_created_at(account.name)
                 self._since[account.name] = newest - self.margin if newest else None
             return [await client.list_conferences(name=account.discover_name,
-                                                  min_created_time=self._since[account.name])]
+                                                  min_created_time=self._since[account.name],
+                                                  pace=pace)]
         log.warning("account %r: its client cannot list conferences; not discovered",
                     account.name)
         return []

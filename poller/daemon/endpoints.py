@@ -4,13 +4,15 @@
 * ``/readyz``: 200 only when every :class:`Readiness` check passes: the database answers a
   cheap query, its schema is at the newest migration, and a tick recorded its results within
   ``max_tick_age_seconds``. Otherwise 503, with a JSON body naming each failing check.
-* ``/metrics``: the Prometheus text format of a :class:`poller.metrics.PollerMetrics` registry;
+* ``/metrics``: the Prometheus text format of a :class:`~poller.daemon.metrics.PollerMetrics`
+  registry;
   with an ``engine``, the targets-by-state gauge is refreshed from the database first.
 
 Database work runs in a worker thread, never on the event loop the ticks share. The app is
 built by :func:`create_observability_app` and served by :func:`serve`, a uvicorn server that
 leaves signal handling to the daemon. Both endpoints are off unless ``[metrics]`` / ``[health]``
-``listen`` is set (``poller.settings.ListenSettings``).
+``listen`` is set (``poller.config.ListenSettings``). The queries are the store's
+(:func:`poller.store.migrate.revision_of`, :func:`poller.store.targets.count_targets`).
 """
 
 from __future__ import annotations
@@ -25,22 +27,20 @@ from datetime import datetime
 from typing import Final
 
 import uvicorn
-from alembic.runtime.migration import MigrationContext
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from poller.config import PollingSettings
+from poller.daemon.metrics import PollerMetrics
 from poller.errors import ConfigError, StoreUnavailable
-from poller.metrics import PollerMetrics
 from poller.model import utc_now
-from poller.settings import PollingSettings
 from poller.store import migrate
-from poller.store.database import store_errors
-from poller.store.reports import read_only
+from poller.store.targets import count_targets
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,7 @@ class Readiness:
 
     def _database_checks(self) -> list[CheckResult]:
         try:
-            with store_errors("readiness check"), read_only(self.engine) as conn:
-                conn.execute(text("SELECT 1"))
-                revision = MigrationContext.configure(conn).get_current_revision()
+            revision = migrate.revision_of(self.engine, "readiness check")
         except StoreUnavailable as error:
             return [CheckResult("database", False, str(error)),
                     CheckResult("migrations", False, "database unavailable")]
@@ -146,7 +144,7 @@ def _metrics_endpoint(metrics: PollerMetrics, engine: Engine | None
     def scrape() -> bytes:
         if engine is not None:
             try:
-                metrics.refresh_targets(engine)
+                metrics.set_targets(count_targets(engine))
             except StoreUnavailable as error:
                 log.warning("poller_targets not refreshed: %s", error)
         return generate_latest(metrics.registry)

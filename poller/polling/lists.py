@@ -1,7 +1,7 @@
 """List polling: observe an account's due targets through its conference list where it suffices.
 
 With ``list_polling`` on (``docs/discovery.md``), a tick asks the account's :class:`ListPlanner`
-for a :data:`Plan` per claimed target before polling:
+for a :data:`ListPlan` per claimed target before polling:
 
 * **Telnyx** lists carry each conference's whole state (status, end reason, times). The planner
   lists each region its due targets live in (one request per 250 conferences), then per target:
@@ -17,7 +17,7 @@ for a :data:`Plan` per claimed target before polling:
 * **Bandwidth** list items carry no members, so only completed conferences gain: a target
   recorded ``completed`` that the list still shows completed is rebuilt from its snapshot (its
   grace poll costs nothing). The listing starts at the oldest such target's ``createdTime``
-  (minus :data:`poller.discovery.SAFETY_MARGIN_SECONDS`). Every other target is a ``GET``.
+  (minus :data:`LIST_MARGIN_SECONDS`). Every other target is a ``GET``.
 
 A listing is reused for a due target while it is at most half a poll interval old and newer than
 the target's last recorded observation; so targets observed through one listing share their
@@ -37,27 +37,27 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
-
 from poller.errors import BadResponse, ProviderError
 from poller.model import ConferenceStatus, MemberState, Observation, Provider, TargetKey
 from poller.providers import (
     BandwidthClient,
+    Pace,
     ProviderClient,
     TelnyxClient,
     parse_bandwidth_conference,
 )
 from poller.providers.listing import ConferenceListing, ListedConference
 from poller.providers.telnyx_parser import parse_telnyx_participant
-from poller.store.snapshots import StoredSnapshot, current_snapshots
-from poller.targets import ClaimedTarget
+from poller.store.gateway import Store
+from poller.store.snapshots import StoredSnapshot
+from poller.store.targets import ClaimedTarget
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[], Awaitable[Observation]]
-Plan = Observation | Fetch
+Fetch = Callable[[Pace | None], Awaitable[Observation]]
+"""Fetches the rest of an observation, each request taking the poll's pace."""
+ListPlan = Observation | Fetch
 """A ready observation (no request), or how to fetch the rest of one (participants)."""
-OffLoop = Callable[..., Awaitable[object]]
 
 LIST_MARGIN_SECONDS = 300.0
 """Bandwidth: how far before the oldest completed target's ``createdTime`` the list starts."""
@@ -66,10 +66,10 @@ LIST_MARGIN_SECONDS = 300.0
 class ListPlanner:
     """One account's list-polling decisions and its cached listings (see the module doc)."""
 
-    def __init__(self, client: ProviderClient, engine: Engine, clock: Callable[[], datetime],
+    def __init__(self, client: ProviderClient, store: Store, clock: Callable[[], datetime],
                  *, max_age_seconds: float) -> None:
         self.client = client
-        self.engine = engine
+        self.store = store
         self.clock = clock
         self.max_age = timedelta(seconds=max_age_seconds)
         """How old a listing may be and still serve a target (half the poll interval)."""
@@ -88,35 +88,36 @@ class ListPlanner:
         if held is None or held.observed_at <= listing.observed_at:
             self._listings[listing.region] = listing
 
-    async def plan(self, targets: Sequence[ClaimedTarget], off_loop: OffLoop
-                   ) -> dict[int, Plan]:
-        """Plans for those of ``targets`` the list can serve, by target pk."""
+    async def plan(self, targets: Sequence[ClaimedTarget], pace: Pace | None = None
+                   ) -> dict[int, ListPlan]:
+        """Plans for those of ``targets`` the list can serve, by target pk; list requests take
+        ``pace``."""
         if not targets:
             return {}
         keys = [(t.key.account, t.key.conference_id) for t in targets]
-        stored = await off_loop(current_snapshots, self.engine, keys)
-        assert isinstance(stored, dict)
+        stored = await self.store.current_snapshots(keys)
         if isinstance(self.client, TelnyxClient):
-            return await self._telnyx(self.client, targets, stored)
+            return await self._telnyx(self.client, targets, stored, pace)
         if isinstance(self.client, BandwidthClient):
-            return await self._bandwidth(self.client, targets, stored)
+            return await self._bandwidth(self.client, targets, stored, pace)
         return {}
 
     # -- Telnyx --------------------------------------------------------------------------------
 
     async def _telnyx(self, client: TelnyxClient, targets: Sequence[ClaimedTarget],
-                      stored: dict[tuple[str, str], StoredSnapshot]) -> dict[int, Plan]:
+                      stored: dict[tuple[str, str], StoredSnapshot], pace: Pace | None
+                      ) -> dict[int, ListPlan]:
         by_region: dict[str | None, list[ClaimedTarget]] = {}
         for target in targets:
             region = None if target.key.region in (None, "US") else target.key.region
             by_region.setdefault(region, []).append(target)
-        plans: dict[int, Plan] = {}
+        plans: dict[int, ListPlan] = {}
         now = self.clock()
         for region, group in sorted(by_region.items(), key=lambda kv: kv[0] or ""):
             listing = self._listings.get(region)
             if listing is None or not all(self._serves(listing, t, stored, now) for t in group):
                 try:
-                    listing = await client.list_conferences(region=region)
+                    listing = await client.list_conferences(region=region, pace=pace)
                 except ProviderError as error:
                     log.info("telnyx account %r: list polling fell back to single polls "
                              "(%s: %s)", client.account, error.kind, error)
@@ -146,7 +147,8 @@ class ListPlanner:
     # -- Bandwidth -----------------------------------------------------------------------------
 
     async def _bandwidth(self, client: BandwidthClient, targets: Sequence[ClaimedTarget],
-                         stored: dict[tuple[str, str], StoredSnapshot]) -> dict[int, Plan]:
+                         stored: dict[tuple[str, str], StoredSnapshot], pace: Pace | None
+                         ) -> dict[int, ListPlan]:
         completed = {t.pk: (t, s) for t in targets
                      if (s := stored.get((t.key.account, t.key.conference_id))) is not None
                      and s.status == ConferenceStatus.COMPLETED and s.raw is not None}
@@ -162,7 +164,7 @@ class ListPlanner:
         if listing is None or not covers or not all(
                 self._serves(listing, t, stored, now) for t, _ in completed.values()):
             try:
-                listing = await client.list_conferences(min_created_time=since)
+                listing = await client.list_conferences(min_created_time=since, pace=pace)
             except ProviderError as error:
                 log.info("bandwidth account %r: list polling fell back to single polls "
                          "(%s: %s)", client.account, error.kind, error)
@@ -170,7 +172,7 @@ class ListPlanner:
             self.list_requests += listing.requests
             self._listings[None], self._bandwidth_since = listing, since
         items = listing.by_id()
-        plans: dict[int, Plan] = {}
+        plans: dict[int, ListPlan] = {}
         for pk, (target, snapshot) in completed.items():
             item = items.get(target.key.conference_id)
             if item is None or not item.is_completed or not self._serves(
@@ -227,8 +229,8 @@ def _stored_members(raws: object, parse: Callable[[object], MemberState]
 def _participants_of(client: TelnyxClient, key: TargetKey, item: ListedConference,
                      clock: Callable[[], datetime]) -> Fetch:
     """Fetch only the participants; the conference state is the list entry's."""
-    async def fetch() -> Observation:
-        members, complete, warnings = await client.participants(key)
+    async def fetch(pace: Pace | None) -> Observation:
+        members, complete, warnings = await client.participants(key, pace)
         return Observation(target=key, observed_at=clock(), conference=item.conference,
                            members=members, members_complete=complete, warnings=warnings)
     return fetch

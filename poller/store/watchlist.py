@@ -1,10 +1,11 @@
 """Poll targets that do not come from ``config.toml``: the watch list and discovery.
 
 ``poll_target.source`` says where a target came from: ``config`` (synced from the file by
-:func:`poller.targets.sync_targets`), ``cli`` (``poller watch add``, or an application inserting
-the row itself: ``docs/discovery.md``) and ``discovered`` (found in a provider's conference list
-by :mod:`poller.discovery`). Config syncs never retire ``cli`` or ``discovered`` rows, and a
-running daemon needs no reload to poll them: every tick claims whatever active row is due.
+:func:`poller.store.targets.sync_targets`), ``cli`` (``poller watch add``, or an application
+inserting the row itself: ``docs/discovery.md``) and ``discovered`` (found in a provider's
+conference list by :mod:`poller.polling.discovery`). Config syncs never retire ``cli`` or
+``discovered`` rows, and a running daemon needs no reload to poll them: every tick claims
+whatever active row is due.
 
 * :func:`watch` adds (or reactivates) a ``cli`` target, due now;
 * :func:`unwatch` retires a ``cli`` or ``discovered`` target ``removed``; a ``config`` one is
@@ -25,9 +26,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 
 from poller.model import TargetKey, require_utc
-from poller.scheduling import RetiredReason
-from poller.store.database import store_errors
-from poller.targets import CONFERENCE, TARGET, insert_ignoring_duplicates
+from poller.store.database import insert_ignoring_duplicates, store_errors
+from poller.store.rows import RetiredReason
+from poller.store.targets import CONFERENCE, TARGET
 
 
 class WatchOutcome(StrEnum):

@@ -7,8 +7,10 @@ exists (no file: every default applies and there are no accounts). The database 
 Loading has two steps, so that ``poller check-config`` can report each problem precisely:
 
 1. ``load_config`` reads the TOML and validates it into the frozen ``Config`` of
-   ``poller.settings`` (no environment lookups but ``POLLER_CONFIG`` / ``POLLER_DATABASE_URL``);
-2. ``resolve_credentials`` reads one account's secrets from the environment variables it names.
+   ``poller.config.settings`` (no environment lookups but ``POLLER_CONFIG`` and
+   ``POLLER_DATABASE_URL``);
+2. ``poller.config.credentials.resolve_credentials`` reads one account's secrets from the
+   environment variables it names.
 
 The file never holds secrets: keys such as ``api_key`` or ``password`` are refused with a
 message pointing at their ``*_env`` form, and so is a password inside ``[database] url`` (put
@@ -25,66 +27,22 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-import httpx
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from poller.errors import ConfigError
-from poller.model import utc_now
-from poller.providers import (
-    ApiKeyCredentials,
-    BasicCredentials,
-    Clock,
-    Credentials,
-    OAuth2Credentials,
-    ProviderClient,
-    build_client,
-)
-from poller.settings import (
-    DEFAULT_DATABASE_URL,
-    Account,
-    BandwidthAccount,
-    BandwidthConference,
-    Conference,
+from poller.config.accounts import BandwidthAccount, BandwidthConference, Conference, TelnyxAccount
+from poller.config.fields import DEFAULT_DATABASE_URL, parse_database_url
+from poller.config.settings import (
     Config,
     DaemonSettings,
     DatabaseSettings,
     ListenSettings,
     PollingSettings,
     RetentionSettings,
-    TelnyxAccount,
-    parse_database_url,
 )
-
-if TYPE_CHECKING:
-    from poller.metrics import PollObserver
-
-__all__ = [
-    "CONFIG_ENV",
-    "DATABASE_URL_ENV",
-    "DEFAULT_CONFIG_PATH",
-    "DEFAULT_DATABASE_URL",
-    "Account",
-    "BandwidthAccount",
-    "Config",
-    "DaemonSettings",
-    "DatabaseSettings",
-    "ListenSettings",
-    "PollingSettings",
-    "RetentionSettings",
-    "TelnyxAccount",
-    "build_account_client",
-    "config_path",
-    "database_url",
-    "format_key",
-    "load_config",
-    "load_toml",
-    "parse_config",
-    "resolve_all_credentials",
-    "resolve_credentials",
-]
+from poller.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 CONFIG_ENV = "POLLER_CONFIG"
@@ -282,77 +240,3 @@ def _message(error: ErrorDetails, key: str) -> str:
         return "must be a finite number"
     message = error["msg"].removeprefix("Value error, ")
     return message.replace("Input should be", "must be").replace("String should", "must")
-
-
-def resolve_credentials(
-    account: TelnyxAccount | BandwidthAccount,
-    environ: Environ | None = None,
-    *,
-    key: str | None = None,
-) -> Credentials:
-    """The account's credentials, read from the environment variables it names.
-
-    ``ConfigError`` names the key and the variable when one is unset or empty. ``key`` is the
-    account's key for messages (``accounts[0]``; default ``accounts["<name>"]``).
-    """
-    environ = os.environ if environ is None else environ
-    where = key or f'accounts["{account.name}"]'
-
-    def secret(field: str, variable: str | None) -> str:
-        if variable is None:  # excluded by validation; kept for the type checker
-            raise ConfigError(f"{where}.{field}: is required", key=f"{where}.{field}")
-        value = environ.get(variable)
-        if not value:
-            state = "is empty" if value is not None else "is not set"
-            raise ConfigError(
-                f"{where}.{field}: environment variable {variable} {state} "
-                f"(account {account.name!r} reads its credentials from it)",
-                key=f"{where}.{field}",
-            )
-        return value
-
-    if isinstance(account, TelnyxAccount):
-        return ApiKeyCredentials(api_key=secret("api_key_env", account.api_key_env))
-    if account.auth_mode == "oauth2":
-        return OAuth2Credentials(
-            client_id=secret("client_id_env", account.client_id_env),
-            client_secret=secret("client_secret_env", account.client_secret_env),
-            token_url=account.effective_token_url,
-        )
-    return BasicCredentials(
-        username=secret("username_env", account.username_env),
-        password=secret("password_env", account.password_env),
-    )
-
-
-def resolve_all_credentials(config: Config, environ: Environ | None = None
-                            ) -> dict[str, Credentials]:
-    """Every account's credentials by account name; the first missing variable is an error."""
-    return {
-        account.name: resolve_credentials(account, environ, key=f"accounts[{index}]")
-        for index, account in enumerate(config.accounts)
-    }
-
-
-def build_account_client(
-    account: TelnyxAccount | BandwidthAccount,
-    polling: PollingSettings,
-    credentials: Credentials,
-    *,
-    transport: httpx.AsyncBaseTransport | None = None,
-    clock: Clock = utc_now,
-    observer: PollObserver | None = None,
-) -> ProviderClient:
-    """A provider client for one configured account (``poller.providers.build_client``)."""
-    return build_client(
-        account.kind,
-        account=account.name,
-        credentials=credentials,
-        base_url=account.base_url,
-        account_id=account.account_id if isinstance(account, BandwidthAccount) else None,
-        settings=polling.http_settings(),
-        transport=transport,
-        clock=clock,
-        observer=observer,
-    )
-

@@ -8,9 +8,9 @@ to look*. One interval job on an ``AsyncIOScheduler`` with a memory job store:
   into a single run instead of a burst;
 * ``misfire_grace_time=None``: a late tick still runs (it only looks at what is due now).
 
-Discovery (``poller.discovery``) is a second interval job (:meth:`TickScheduler.add_periodic`),
-with the same ``max_instances=1`` / ``coalesce`` defaults, every
-``polling.discovery_interval_seconds``.
+Discovery (``poller.polling.discovery``) is a second interval job
+(:meth:`TickScheduler.add_periodic`), with the same ``max_instances=1`` / ``coalesce`` defaults,
+every ``polling.discovery_interval_seconds``.
 
 The period is :func:`tick_seconds`: a quarter of a second, or half the poll interval when that
 is shorter. It is short because a target is rescheduled from the moment it was polled, just
@@ -36,8 +36,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from poller.config import PollingSettings
 from poller.model import utc_now
-from poller.settings import PollingSettings
 
 MAX_TICK_SECONDS = 0.25
 """The longest pause between two ticks (the most a due target waits; see the module doc)."""

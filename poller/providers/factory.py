@@ -1,60 +1,26 @@
-"""What every provider client offers the scheduler, and how to build one.
+"""Building a provider client from plain parameters: ``build_client``.
 
-``ProviderClient`` is the protocol; ``build_client`` makes one from plain parameters.
-Configuration loading comes later and will call it once per ``[[accounts]]`` entry; tests and
-the simulator call it directly, passing a transport.
-
-A client belongs to one configured account. ``fetch(target)`` makes one observation of one
-conference, or raises one of the documented ``ProviderError`` subclasses (or
-``InvalidConferenceId`` for an ID that cannot be put in a URL); nothing else escapes it
-but ``ValueError`` for a target of another account or provider (a caller bug).
-
-The protocol is called ``ProviderClient`` rather than ``Provider`` because
-``poller.model.Provider`` already names the enum of provider kinds.
+``poller.app`` calls it once per ``[[accounts]]`` table; tests and benchmarks call it directly,
+passing a transport. It checks that the credentials fit the provider (``ConfigError``
+otherwise) and returns a :class:`~poller.providers.telnyx.TelnyxClient` or a
+:class:`~poller.providers.bandwidth.BandwidthClient`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-
 import httpx
 
-from poller.errors import ConfigError
-from poller.model import Observation, Provider, TargetKey, utc_now
-from poller.providers import bandwidth, telnyx
-from poller.providers.auth import (
+from poller.config.credentials import (
     ApiKeyCredentials,
     BasicCredentials,
     Credentials,
     OAuth2Credentials,
 )
-from poller.providers.http import Clock, HttpSettings
-
-if TYPE_CHECKING:
-    from poller.metrics import PollObserver
-
-
-@runtime_checkable
-class ProviderClient(Protocol):
-    """One account's client for one provider."""
-
-    @property
-    def provider(self) -> Provider:
-        """Which provider this client talks to."""
-        ...
-
-    @property
-    def account(self) -> str:
-        """The configured account name (``TargetKey.account``) this client serves."""
-        ...
-
-    async def fetch(self, target: TargetKey) -> Observation:
-        """Observe one conference now: its state, its members and any parsing warnings."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release the client's connections."""
-        ...
+from poller.errors import ConfigError
+from poller.model import Provider, utc_now
+from poller.providers import bandwidth, telnyx
+from poller.providers.base import ProviderClient
+from poller.providers.http import Clock, HttpSettings, ResponseObserver
 
 
 def build_client(
@@ -68,13 +34,13 @@ def build_client(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock = utc_now,
     max_pages: int = telnyx.DEFAULT_MAX_PAGES,
-    observer: PollObserver | None = None,
+    observer: ResponseObserver | None = None,
 ) -> ProviderClient:
     """A client for one account; ``ConfigError`` when the parameters do not fit the provider.
 
     ``base_url`` defaults to the provider's public API; ``account_id`` is Bandwidth's numeric
     account (required there, refused for Telnyx); ``max_pages`` caps Telnyx participant paging;
-    ``observer`` is told the status of every HTTP response (``poller.metrics``).
+    ``observer`` is told the status of every HTTP response (``poller.daemon.metrics``).
     """
     try:
         kind = Provider(provider)

@@ -5,11 +5,13 @@ one), so each daemon, and each test, has its own counters. Three kinds of caller
 
 * the tick, once per tick, through :func:`observe_tick` (poll outcomes, transitions, member
   events, retirements, the last successful tick);
-* the provider layer and the tick, once per event, through the :class:`PollObserver` methods
-  (poll latency, HTTP responses by status class, rate-limit waits). The protocol keeps
-  prometheus_client out of the code that calls it; ``observer=None`` means "not measured";
-* the ``/metrics`` endpoint (:mod:`poller.health`), which refreshes the targets-by-state gauge
-  with :func:`count_targets`, one ``GROUP BY`` on ``poll_target`` per scrape.
+* the provider layer and the poller, once per event, through the protocols they declare
+  (``poller.providers.http.ResponseObserver``: HTTP responses by status class;
+  ``poller.polling.report.PollObserver``: poll latency and lateness, rate-limit waits). The
+  protocols keep prometheus_client out of the code that calls them; ``observer=None`` means
+  "not measured";
+* the ``/metrics`` endpoint, which refreshes the targets-by-state gauge with
+  :func:`poller.store.targets.count_targets`, one ``GROUP BY`` on ``poll_target`` per scrape.
 
 Label values are bounded on purpose: ``provider`` (telnyx, bandwidth), ``outcome`` (ok,
 unchanged, a ``poll_error.kind``), ``status_class``, ``to_status``, ``kind``, ``state`` and
@@ -21,18 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Final, Protocol
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import Engine, func, select
 
 from poller.model import utc_now
-from poller.store.database import store_errors
-from poller.store.reports import read_only
-from poller.store.schema import PollTarget
+from poller.polling.report import TickReport
 
 Clock = Callable[[], datetime]
-"""Returns the current aware-UTC time (the same shape as ``poller.providers.Clock``)."""
+"""Returns the current aware-UTC time."""
 
 UNKNOWN: Final = "unknown"
 """Label value for counts the caller could not break down (see :func:`observe_tick`)."""
@@ -51,22 +50,6 @@ POLL_SECONDS_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 LATENESS_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0,
                            30.0, 60.0, 300.0)
 """Lateness buckets: a poller keeping up starts polls within a tick period (≤ 1 s) of due."""
-
-
-class PollObserver(Protocol):
-    """What the tick and the provider layer report as it happens (``PollerMetrics`` is one)."""
-
-    def observe_poll_seconds(self, provider: str, seconds: float) -> None:
-        """One poll (``ProviderClient.fetch``) took ``seconds``, whatever its outcome."""
-
-    def observe_poll_lateness(self, provider: str, seconds: float) -> None:
-        """A poll started ``seconds`` after its target's ``next_poll_at`` (its due time)."""
-
-    def observe_http_response(self, provider: str, status_code: int | None) -> None:
-        """One HTTP request got ``status_code`` (``None``: no response, e.g. a timeout)."""
-
-    def observe_rate_limit_wait(self, provider: str, seconds: float) -> None:
-        """A request waited ``seconds`` for its account's token bucket."""
 
 
 def status_class(status_code: int | None) -> str:
@@ -142,7 +125,7 @@ class PollerMetrics:
         for event in LEASE_EVENTS:
             self.leases.labels(event)
 
-    # -- PollObserver ----------------------------------------------------------------------
+    # -- ResponseObserver and PollObserver --------------------------------------------------
 
     def observe_poll_seconds(self, provider: str, seconds: float) -> None:
         """One poll of ``provider`` took ``seconds``."""
@@ -188,29 +171,10 @@ class PollerMetrics:
         for labels in self._target_labels:
             self.targets.labels(*labels).set(counts.get(labels, 0))
 
-    def refresh_targets(self, engine: Engine) -> None:
-        """Read the target counts from ``engine`` (raises ``StoreUnavailable``) and set them."""
-        self.set_targets(count_targets(engine))
 
 
-def count_targets(engine: Engine) -> dict[tuple[str, str], int]:
-    """Poll targets by ``(state, retired_reason or "")``: one read-only ``GROUP BY`` query.
-
-    Raises ``StoreUnavailable`` when the database cannot be reached.
-    """
-    query = (select(PollTarget.state, PollTarget.retired_reason, func.count())
-             .group_by(PollTarget.state, PollTarget.retired_reason))
-    with store_errors("counting poll targets"), read_only(engine) as conn:
-        rows = conn.execute(query).all()
-    counts: dict[tuple[str, str], int] = {}
-    for state, reason, n in rows:
-        key = (state, "" if state == "active" else reason or "")
-        counts[key] = counts.get(key, 0) + n
-    return counts
-
-
-def observe_tick(metrics: PollerMetrics, report: TickReportLike, *,
-                 by_provider: Mapping[str, TickReportLike] | None = None,
+def observe_tick(metrics: PollerMetrics, report: TickReport, *,
+                 by_provider: Mapping[str, TickReport] | None = None,
                  transitions_by_status: Mapping[str, int] | None = None,
                  member_events_by_kind: Mapping[str, int] | None = None,
                  at: datetime | None = None) -> None:
@@ -247,35 +211,6 @@ def observe_tick(metrics: PollerMetrics, report: TickReportLike, *,
         metrics.tick_succeeded(at)
     else:
         metrics.ticks.labels("store_error").inc()
-
-
-class TickReportLike(Protocol):
-    """The parts of ``poller.tick.TickReport`` that :func:`observe_tick` reads.
-
-    A protocol rather than an import: ``poller.tick`` and the provider layer import this module
-    (for :class:`PollObserver`), so it must not import them back.
-    """
-
-    @property
-    def claimed(self) -> int: ...
-    @property
-    def taken_over(self) -> int: ...
-    @property
-    def ok(self) -> int: ...
-    @property
-    def unchanged(self) -> int: ...
-    @property
-    def failed(self) -> Mapping[str, int]: ...
-    @property
-    def deferred(self) -> int: ...
-    @property
-    def retired(self) -> Mapping[str, int]: ...
-    @property
-    def transitions(self) -> int: ...
-    @property
-    def member_events(self) -> int: ...
-    @property
-    def store_error(self) -> str | None: ...
 
 
 def _add(counter: Counter, amount: int) -> None:

@@ -1,7 +1,7 @@
 """When to poll a target next: pure decisions, the clock and the randomness passed in.
 
 ``next_schedule(state, result, now, settings, rng)`` turns one poll result into the target's
-:class:`~poller.store.views.ScheduleUpdate` (DESIGN §4). ``state`` is what the store knew of the
+:class:`~poller.store.rows.ScheduleUpdate` (DESIGN §4). ``state`` is what the store knew of the
 target *before* this poll (:class:`TargetState`, read when the target was claimed). The rules:
 
 ============================  ===================================================================
@@ -17,8 +17,8 @@ result                        next poll
 404, never seen               exponential backoff from ``idle_interval_seconds``; retired
                               ``never_found`` ``never_found_retire_seconds`` after its first 404
 server error, timeout,        full-jitter exponential backoff: uniform in
-network, bad response         ``[0, min(backoff_max, backoff_base · 2^(n-1))]`` (n = failures in
-                              a row), never sooner than ``MIN_RETRY_SECONDS``
+network, bad response,        ``[0, min(backoff_max, backoff_base · 2^(n-1))]`` (n = failures in
+internal                      a row), never sooner than ``MIN_RETRY_SECONDS``
 429                           the provider's ``Retry-After`` (else the transient backoff); the
                               poller also pauses the whole account
 401 / 403                     ``AUTH_PAUSE_SECONDS`` (the poller pauses the whole account)
@@ -30,12 +30,11 @@ Nothing here reads a clock or a global RNG: the same inputs give the same decisi
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from poller.config import PollingSettings
 from poller.model import ConferenceStatus, Observation, PollFailure, PollResult, require_utc
-from poller.settings import PollingSettings
-from poller.store.views import ScheduleUpdate
+from poller.store.rows import RetiredReason, ScheduleUpdate, TargetState
 
 AUTH_PAUSE_SECONDS = 600.0
 """How long an account whose credentials were refused (401 / 403) is left alone."""
@@ -44,39 +43,9 @@ MIN_RETRY_SECONDS = 1.0
 """The shortest retry delay: full jitter may draw ~0, and a retry must never be "due now"
 again within the same tick or burst run."""
 
-TRANSIENT_KINDS = frozenset({"server_error", "timeout", "network", "bad_response", "transient"})
+TRANSIENT_KINDS = frozenset({"server_error", "timeout", "network", "bad_response", "transient",
+                             "internal"})
 """``poll_error.kind`` values retried with jittered backoff."""
-
-
-class RetiredReason:
-    """``poll_target.retired_reason`` values."""
-
-    COMPLETED = "completed"
-    GONE = "gone"
-    NEVER_FOUND = "never_found"
-    REMOVED = "removed"
-
-
-@dataclass(frozen=True, slots=True)
-class TargetState:
-    """What the store knew of a target before a poll: the inputs of the next decision."""
-
-    last_status: str | None = None
-    """The conference's stored status (``None``: never seen)."""
-    consecutive_failures: int = 0
-    """Failed polls since the last success (any kind)."""
-    not_found_since: datetime | None = None
-    """First 404 of the current run of 404s (no success since)."""
-    not_found_count: int = 0
-    """404s recorded since ``not_found_since``."""
-
-    def __post_init__(self) -> None:
-        require_utc(self.not_found_since, "TargetState.not_found_since")
-
-    @property
-    def ever_seen(self) -> bool:
-        """Whether the conference has been observed at least once."""
-        return self.last_status is not None
 
 
 def next_schedule(state: TargetState, result: PollResult, now: datetime,

@@ -4,7 +4,7 @@
 (replacing one it installed before). A JSON line carries ``time`` (UTC, ISO 8601), ``level``,
 ``logger``, ``message`` and, for an exception, ``exception`` (the formatted traceback)::
 
-    {"time": "2026-11-22T05:30:00.123+00:00", "level": "WARNING", "logger": "poller.tick",
+    {"time": "2026-11-22T05:30:00.123+00:00", "level": "WARNING", "logger": "poller.polling.poller",
      "message": "telnyx conference 3fa8… of account 'telnyx-main': poll failed (server_error) …"}
 
 Nothing here looks at message contents: keeping secrets out of logs is the callers' job (they

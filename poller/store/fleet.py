@@ -28,12 +28,10 @@ from typing import Literal
 
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, update
 
-from poller.errors import ConfigError, PollerError
+from poller.errors import IdentityInUse
 from poller.model import require_utc
-from poller.store.database import store_errors
-from poller.store.reports import read_only
+from poller.store.database import insert_ignoring_duplicates, read_only, store_errors
 from poller.store.schema import Base
-from poller.targets import insert_ignoring_duplicates
 
 DAEMON = Base.metadata.tables["poller_daemon"]
 TARGET = Base.metadata.tables["poll_target"]
@@ -42,15 +40,6 @@ FORGET_AFTER = timedelta(days=7)
 """Rows of daemons stopped (or silent) this long are deleted by the next registration."""
 
 DaemonState = Literal["live", "stopped", "lost"]
-
-
-class IdentityInUse(ConfigError):
-    """Another live daemon runs under this ``[daemon] identity`` (the CLI exits 2)."""
-
-
-class IdentityLost(PollerError):
-    """A running daemon found its identity registered by another process and stopped (the CLI
-    exits 1, so a supervisor's ``Restart=on-failure`` starts it again)."""
 
 
 @dataclass(frozen=True, slots=True)

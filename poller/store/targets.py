@@ -41,18 +41,16 @@ from sqlalchemy import (
     Table,
     bindparam,
     func,
-    insert,
     or_,
     select,
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from poller.errors import StoreUnavailable
 from poller.model import Provider, TargetKey, require_utc
-from poller.scheduling import RetiredReason, TargetState
-from poller.store.database import store_errors
+from poller.store.database import insert_ignoring_duplicates, read_only, store_errors
+from poller.store.rows import RetiredReason, TargetState
 from poller.store.schema import Base
 
 TARGET: Table = Base.metadata.tables["poll_target"]
@@ -134,15 +132,6 @@ def sync_targets(engine: Engine, targets: Iterable[TargetKey], now: datetime) ->
         reactivated=tuple(t for _, t in back),
         region_changed=tuple(t for _, t in moved),
     )
-
-
-def insert_ignoring_duplicates(conn: Connection, table: Table, unique: tuple[str, ...]) -> Any:
-    """``INSERT … ON CONFLICT (unique) DO NOTHING`` for the connection's dialect."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(unique))
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(unique))
-    return insert(table)
 
 
 def claim_due(engine: Engine, now: datetime, limit: int, owner: str, lease_seconds: float, *,
@@ -250,6 +239,22 @@ def next_due_at(engine: Engine) -> datetime | None:
             select(func.min(TARGET.c.next_poll_at)).where(TARGET.c.state == "active")
         ).scalar_one()
         return value
+
+
+def count_targets(engine: Engine) -> dict[tuple[str, str], int]:
+    """Poll targets by ``(state, retired_reason or "")``: one read-only ``GROUP BY`` query.
+
+    Raises ``StoreUnavailable`` when the database cannot be reached.
+    """
+    query = (select(TARGET.c.state, TARGET.c.retired_reason, func.count())
+             .group_by(TARGET.c.state, TARGET.c.retired_reason))
+    with store_errors("counting poll targets"), read_only(engine) as conn:
+        rows = conn.execute(query).all()
+    counts: dict[tuple[str, str], int] = {}
+    for state, reason, n in rows:
+        key = (state, "" if state == "active" else reason or "")
+        counts[key] = counts.get(key, 0) + n
+    return counts
 
 
 def check_returning_support(engine: Engine) -> None:

@@ -1,4 +1,4 @@
-"""The token bucket and account pauses of ``poller.throttle`` (pure, time passed in)."""
+"""The token bucket and account pauses of ``poller.polling.pacing`` (pure, time passed in)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from factories import T0, at
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poller.throttle import AccountGate, TokenBucket
+from poller.polling.pacing import AccountGate, TokenBucket
 
 
 def test_bucket_starts_full_then_paces() -> None:

@@ -1,0 +1,161 @@
+"""The composition root: every collaborator is built here, once, from one ``Config``.
+
+::
+
+    Config + credentials ─▶ App ─┬▶ Store     the database (engine, recorder), opened once
+                                 ├▶ Accounts  per account: client, pacing gate, list planner
+                                 ├▶ Poller    accounts + store + tick settings
+                                 └▶ Daemon    app + store (``poller run``)
+
+Commands and tests ask an :class:`App` for what they need; nothing else builds clients,
+gates, planners or pollers. A reload (SIGHUP) builds a new ``App`` for the new config with the
+same seams (:meth:`App.reconfigured`) and asks it for new ``Accounts``, carrying over every
+account the change did not touch (``poller.polling.accounts``); if building fails, the running
+set is kept whole.
+
+The seams are the constructor's keyword arguments: ``transport`` (one httpx transport for every
+client: ``httpx.ASGITransport`` over the simulator, ``httpx.MockTransport``; default: the real
+network), ``clock`` and ``sleep`` (a virtual clock in tests), and ``metrics`` (told every
+response, poll and wait; one per daemon, shared by the apps a reload builds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine
+
+from poller.config import Account, BandwidthAccount, Config, Credentials
+from poller.daemon.metrics import PollerMetrics
+from poller.daemon.service import ConfigLoader, Daemon
+from poller.model import utc_now
+from poller.polling.accounts import Accounts, PolledAccount
+from poller.polling.lists import ListPlanner
+from poller.polling.pacing import AccountGate, Clock, Sleep, TokenBucket
+from poller.polling.poller import Poller, TickSettings
+from poller.providers import ProviderClient, build_client
+from poller.providers.http import HttpSettings
+from poller.store.bootstrap import exclusive_sqlite, open_database
+from poller.store.gateway import Store
+from poller.store.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    """Builds the collaborators of one configuration (see the module docstring)."""
+
+    def __init__(self, config: Config, credentials: Mapping[str, Credentials], *,
+                 transport: httpx.AsyncBaseTransport | None = None, clock: Clock = utc_now,
+                 sleep: Sleep = asyncio.sleep, metrics: PollerMetrics | None = None) -> None:
+        self.config = config
+        self.credentials = dict(credentials)
+        self.transport = transport
+        self.clock = clock
+        self.sleep = sleep
+        self.metrics = metrics
+        """Told every HTTP response, poll and token wait (``None``: not measured)."""
+
+    def reconfigured(self, config: Config, credentials: Mapping[str, Credentials]) -> App:
+        """An app for a reloaded configuration, with the same seams and metrics."""
+        return App(config, credentials, transport=self.transport, clock=self.clock,
+                   sleep=self.sleep, metrics=self.metrics)
+
+    # -- the store ---------------------------------------------------------------------------
+
+    @contextmanager
+    def open_store(self, *, recorder: Recorder | None = None) -> Iterator[Store]:
+        """The configured database for a poller of this process, for the block.
+
+        A SQLite file is locked for the block (``AlreadyRunning`` if another poller holds it),
+        migrated if ``auto_migrate`` allows, and freed of the leases a killed poller left; any
+        other database must be at head (``poller.store.bootstrap``).
+        """
+        settings = self.config.database
+        with exclusive_sqlite(settings) as lock:
+            engine = open_database(settings, exclusive=lock is not None)
+            try:
+                yield self.store(engine, recorder=recorder)
+            finally:
+                engine.dispose()
+
+    def store(self, engine: Engine, *, recorder: Recorder | None = None) -> Store:
+        """A :class:`Store` over an open ``engine`` (tests open their own databases)."""
+        return Store(engine, recorder=recorder, clock=self.clock)
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    def accounts(self, store: Store, *, previous: Accounts | None = None) -> Accounts:
+        """Every configured account with its client, gate and list planner.
+
+        Accounts of ``previous`` (the running set, on reload) that this configuration would
+        build alike are carried over with their client, gate and cached listings. Raises
+        ``ConfigError`` when a client cannot be built (nothing of ``previous`` is touched).
+        """
+        built: list[PolledAccount] = []
+        for settings in self.config.accounts:
+            old = previous.get(settings.name) if previous is not None else None
+            if old is not None and self._builds_alike(old, settings):
+                built.append(replace(old, settings=settings))
+            else:
+                built.append(self._account(settings, store))
+        return Accounts(built)
+
+    def _account(self, settings: Account, store: Store) -> PolledAccount:
+        client = self.client(settings)
+        planner = (ListPlanner(client, store, self.clock,
+                               max_age_seconds=self.config.polling.interval_seconds / 2)
+                   if settings.uses_list_polling else None)
+        gate = AccountGate(TokenBucket(settings.requests_per_second, self.clock()))
+        return PolledAccount(settings, client, gate, planner, polling=self.config.polling,
+                             credentials=self.credentials[settings.name])
+
+    def _builds_alike(self, old: PolledAccount, settings: Account) -> bool:
+        """Whether ``old`` is what this configuration builds for ``settings``: the conference
+        list does not shape the client; everything else (URLs, rates, auth, ``[polling]``,
+        the credentials) does."""
+        return (old.polling == self.config.polling
+                and old.credentials == self.credentials.get(settings.name)
+                and old.settings.model_copy(update={"conferences": ()})
+                == settings.model_copy(update={"conferences": ()}))
+
+    def client(self, settings: Account) -> ProviderClient:
+        """A provider client for one configured account (``poller.providers.build_client``)."""
+        return build_client(
+            settings.kind,
+            account=settings.name,
+            credentials=self.credentials[settings.name],
+            base_url=settings.base_url,
+            account_id=settings.account_id if isinstance(settings, BandwidthAccount) else None,
+            settings=HttpSettings.for_polling(self.config.polling),
+            transport=self.transport,
+            clock=self.clock,
+            observer=self.metrics,
+        )
+
+    # -- poller and daemon -------------------------------------------------------------------
+
+    def poller(self, store: Store, accounts: Accounts | None = None, *,
+               rng: random.Random | None = None, **settings: Any) -> Poller:
+        """A poller over ``accounts`` (default: new ones) and ``store``; keyword arguments are
+        :class:`~poller.polling.poller.TickSettings` fields (``owner``, ``lease_seconds``,
+        ``batch_size``, ``max_rate_wait_seconds``, …)."""
+        return Poller(accounts if accounts is not None else self.accounts(store), store,
+                      TickSettings(self.config.polling, **settings), clock=self.clock,
+                      sleep=self.sleep, rng=rng, observer=self.metrics)
+
+    def daemon(self, store: Store, load: ConfigLoader) -> Daemon:
+        """The ``poller run`` daemon on ``store``; ``load`` reads the config again on SIGHUP.
+
+        A daemon always measures: an app made without ``metrics`` gets its own now, before the
+        daemon builds its poller and accounts."""
+        if self.metrics is None:
+            self.metrics = PollerMetrics(clock=self.clock)
+        return Daemon(self, store, load)

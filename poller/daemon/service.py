@@ -1,0 +1,388 @@
+"""The long-running side of ``poller run``: tick on a clock, reload on SIGHUP, stop on SIGTERM.
+
+:class:`Daemon` drives one :class:`~poller.polling.poller.Poller` from a
+:class:`~poller.daemon.ticker.TickScheduler` and owns the process life (DESIGN §4):
+
+* **SIGTERM / SIGINT**: no tick is started any more; the one in flight may finish within
+  ``polling.shutdown_grace_seconds`` (recording its results), after which it is cancelled (a
+  second SIGTERM / SIGINT cancels it at once: Ctrl-C twice stops now). The leases this process
+  still holds are then released without moving ``next_poll_at``, so the abandoned and unpolled
+  targets stay due for the next run; the clients are closed and :meth:`Daemon.run` returns
+  (exit 0). Signals received before the loop handled them (``poller.daemon.signals``) are acted
+  on first.
+* **SIGHUP**: the config is loaded and validated again. A bad file (or an unset credential
+  variable, or an account whose client cannot be built) logs one error and the running
+  configuration carries on whole. Otherwise, between two ticks, the app builds new accounts
+  (unchanged ones carried over with their rate-limit and pause state), a new poller replaces
+  the old one, the targets are synced and the tick period follows ``interval_seconds``; what
+  needs a restart is kept (``poller.daemon.reload``).
+* **Discovery** (``poller.polling.discovery``): a second APScheduler job every
+  ``polling.discovery_interval_seconds`` (first right after the start) for the accounts with
+  ``discover = true``; a reload applies a new interval. A failing run is logged; shutdown
+  cancels one in flight (what it listed but did not store is listed again next time).
+* A tick never takes the daemon down: ``StoreUnavailable`` is handled inside the tick, and any
+  other exception is logged and the next tick runs as usual.
+* **Retention**: every ``retention.prune_interval_seconds`` (after a tick; the first right
+  after the first tick) old ``poll_error`` rows and, if configured, old raw payloads are pruned
+  as ``poller prune`` would; a failure is logged and retried at the next interval.
+* **Observability** (``docs/operations.md``): every tick feeds the app's
+  :class:`~poller.daemon.metrics.PollerMetrics`; when ``[metrics]`` / ``[health]`` ``listen``
+  is set, their servers (``poller.daemon.endpoints``) start before the first tick (an address
+  in use is a ``ConfigError``: exit 2) and stop after the shutdown.
+* **Several daemons** (PostgreSQL, ``docs/scaling.md``): the daemon registers, beats and
+  stops as ``poller.daemon.membership`` describes; one whose identity was taken over stops at
+  once and :meth:`Daemon.run` raises :class:`~poller.errors.IdentityLost` (exit 1). While other
+  daemons are live a tick claims ``polling.concurrency`` targets at a time instead of four
+  times that; ``Poller.run_due`` claims again at once while claims come back full, so this
+  costs no throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from poller.config import Config, Credentials
+from poller.daemon.endpoints import (
+    ObservabilityServer,
+    Readiness,
+    build_server,
+    create_observability_app,
+    max_tick_age_seconds,
+)
+from poller.daemon.membership import Membership
+from poller.daemon.metrics import PollerMetrics, observe_tick
+from poller.daemon.reload import settle
+from poller.daemon.signals import HANDLED_SIGNALS, STOP_SIGNALS
+from poller.daemon.ticker import TickScheduler, tick_seconds
+from poller.errors import ConfigError, IdentityLost, StoreUnavailable
+from poller.polling.discovery import Discovery
+from poller.polling.report import TickReport
+from poller.store.gateway import Store
+
+if TYPE_CHECKING:
+    from poller.app import App
+
+log = logging.getLogger(__name__)
+
+ConfigLoader = Callable[[], tuple[Config, Mapping[str, Credentials]]]
+"""Loads and validates the config file and its credentials again (raises ``ConfigError``)."""
+
+
+class Daemon:
+    """Ticks a poller on a clock until stopped; see the module docstring."""
+
+    def __init__(self, app: App, store: Store, load: ConfigLoader) -> None:
+        if app.metrics is None:
+            raise ValueError("the daemon's app needs metrics (App.daemon provides them)")
+        self.app = app
+        self.config = app.config
+        self.store = store
+        self.load = load
+        self.clock = app.clock
+        self.metrics: PollerMetrics = app.metrics
+        self.readiness = Readiness(store.engine, lambda: self.metrics.last_successful_tick_at,
+                                   _freshness(self.config), clock=self.clock)
+        self.servers: list[ObservabilityServer] = []
+        """The metrics / health servers, while :meth:`run` serves them."""
+        self.membership = Membership(store, self.config.daemon, self.config.polling,
+                                     clock=self.clock, metrics=self.metrics,
+                                     on_fleet_size=self._fleet_size,
+                                     on_lost=self._identity_lost)
+        self.identity = self.membership.identity
+        self.lease_seconds = self.membership.lease_seconds
+        self.poller = app.poller(store, owner=self.identity, lease_seconds=self.lease_seconds)
+        self.scheduler = TickScheduler(self._job, tick_seconds(self.config.polling))
+        self._lock = asyncio.Lock()
+        """Held by a tick and by a reload, so a reload swaps the poller between ticks."""
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        """Set by a second stop signal: abandon in-flight polls without waiting for the grace."""
+        self._job_idle = asyncio.Event()
+        self._job_idle.set()
+        self._inflight: asyncio.Task[None] | None = None
+        self._sync_pending = False
+        self._background: set[asyncio.Task[None]] = set()
+        self._next_prune_at: datetime | None = None
+        self.discovery = Discovery()
+        self._discovering: asyncio.Task[object] | None = None
+
+    # -- life --------------------------------------------------------------------------------
+
+    async def run(self, early: Iterable[signal.Signals] = ()) -> None:
+        """Sync the targets, tick until SIGTERM / SIGINT (or :meth:`request_stop`), clean up.
+
+        ``early``: signals received before the loop could handle them, acted on first.
+        """
+        loop = asyncio.get_running_loop()
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, self.request_stop, signum.name)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        try:
+            for signum in early:
+                if signum == signal.SIGHUP:
+                    self.request_reload()
+                else:
+                    self.request_stop(signum.name)
+            await self._serve_and_tick()
+        finally:
+            for signum in HANDLED_SIGNALS:
+                loop.remove_signal_handler(signum)
+
+    async def _serve_and_tick(self) -> None:
+        try:
+            await self._start_servers()
+            await self.membership.register()
+            async with self._lock:  # an early SIGHUP's reload syncs too: one at a time
+                await self.poller.sync()
+        except BaseException:
+            await self.membership.stop_heartbeats()
+            await self.membership.mark_stopped()
+            await self._stop_servers()
+            await self.poller.aclose()
+            raise
+        try:
+            if self._stop.is_set():  # stopped before the first tick
+                await self._shutdown()
+                return
+            self.scheduler.start()
+            self._schedule_discovery()
+            log.info("poller running as %r: %d targets configured, ticking every %g s "
+                     "(pid %d)", self.identity, len(self.config.targets()),
+                     self.scheduler.seconds, os.getpid())
+            await self._stop.wait()
+            await self._shutdown()
+        finally:
+            await self._stop_servers()
+        if self.membership.lost:
+            raise IdentityLost(
+                f"daemon identity {self.identity!r} was taken over by another process (this "
+                f"one missed its heartbeats for longer than its {self.lease_seconds:g} s lease); "
+                "stopped without touching its leases")
+
+    def request_stop(self, why: str = "request") -> None:
+        """Begin a graceful stop (the SIGTERM / SIGINT handler); a second one stops at once."""
+        if not self._stop.is_set():
+            log.info("%s received: stopping (grace %g s; send it again to stop at once)", why,
+                     self.config.polling.shutdown_grace_seconds)
+            self._stop.set()
+        elif not self._force.is_set():
+            log.warning("%s received again: abandoning in-flight polls now", why)
+            self._force.set()
+
+    def request_reload(self) -> None:
+        """Reload the config in the background (the SIGHUP handler)."""
+        log.info("SIGHUP received: reloading the configuration")
+        task = asyncio.ensure_future(self.reload())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _identity_lost(self) -> None:
+        """Another process holds the identity now: stop at once, polls in flight abandoned."""
+        self.request_stop("identity lost")
+        self.request_stop("identity lost")
+
+    def _fleet_size(self, live: int) -> None:
+        """Claim ``concurrency`` targets at a time while other daemons are live (module doc)."""
+        concurrency = self.config.polling.concurrency
+        batch = concurrency if live > 1 else 4 * concurrency
+        if batch != self.poller.batch_size:
+            log.info("%s: claiming up to %d targets at a time",
+                     f"{live} daemons live" if live > 1 else "no other daemon live", batch)
+            self.poller.batch_size = batch
+
+    async def _start_servers(self) -> None:
+        """Start the ``[metrics]`` / ``[health]`` servers that are configured."""
+        listeners = [
+            ("metrics.listen", self.config.metrics.address,
+             create_observability_app(self.metrics, None, engine=self.store.engine), "/metrics"),
+            ("health.listen", self.config.health.address,
+             create_observability_app(None, self.readiness), "/healthz, /readyz"),
+        ]
+        for key, address, app, paths in listeners:
+            if address is None:
+                continue
+            server = build_server(app, *address, key=key)
+            try:
+                await server.start()
+            except ConfigError as error:  # name the setting: the CLI prints only the message
+                raise ConfigError(f"{key}: {error}", key=key) from None
+            self.servers.append(server)
+            for host, port in server.addresses:
+                shown = f"[{host}]" if ":" in host else host
+                log.info("serving %s on http://%s:%d (%s)", paths, shown, port, key)
+
+    async def _stop_servers(self) -> None:
+        servers, self.servers = self.servers, []
+        for server in reversed(servers):
+            try:
+                await server.stop()
+            except Exception:  # never keep the process from exiting
+                log.exception("stopping the %s server failed", server.key)
+
+    def _schedule_discovery(self) -> None:
+        if any(account.discover for account in self.config.accounts):
+            self.scheduler.add_periodic("discovery", "poller discovery", self._discover,
+                                        self.config.polling.discovery_interval_seconds)
+
+    async def _discover(self) -> None:
+        """The discovery job: one run on the current poller; never raises."""
+        if self._stop.is_set():
+            return
+        task = asyncio.ensure_future(self.discovery.run(self.poller))
+        self._discovering = task
+        try:
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                log.error("discovery run failed; retried at the next interval",
+                          exc_info=task.exception())
+        finally:
+            self._discovering = None
+
+    async def _shutdown(self) -> None:
+        self.scheduler.pause()
+        discovering = self._discovering
+        if discovering is not None:
+            discovering.cancel()
+            await asyncio.wait([discovering])
+        grace = self.config.polling.shutdown_grace_seconds
+        inflight = self._inflight
+        if inflight is not None:
+            forced = asyncio.ensure_future(self._force.wait())
+            await asyncio.wait([inflight, forced], timeout=grace,
+                               return_when=asyncio.FIRST_COMPLETED)
+            forced.cancel()
+            if not inflight.done():
+                if self._force.is_set():
+                    log.warning("abandoning in-flight polls at once (they stay due)")
+                else:
+                    log.warning("in-flight polls did not finish within %g s: abandoning them "
+                                "(they stay due)", grace)
+                inflight.cancel()
+                await asyncio.wait([inflight])
+        await self._job_idle.wait()
+        self.scheduler.shutdown()
+        await self.membership.stop_heartbeats()
+        async with self._lock:  # let a reload under way finish before closing its clients
+            try:
+                released = 0 if self.membership.lost else await self.poller.release_leases()
+            except StoreUnavailable as error:
+                log.error("could not release leases (they expire on their own): %s", error)
+            else:
+                if released:
+                    log.info("released %d leases of abandoned polls", released)
+            await self.membership.mark_stopped()
+            await self.poller.aclose()
+        log.info("poller stopped")
+
+    # -- ticks -------------------------------------------------------------------------------
+
+    async def _job(self) -> None:
+        """The scheduler's job: one tick, as a task the shutdown can wait for or cancel."""
+        if self._stop.is_set():
+            return
+        self._job_idle.clear()
+        try:
+            async with self._lock:
+                if self._stop.is_set():
+                    return
+                self._inflight = asyncio.ensure_future(self._tick())
+                await asyncio.wait([self._inflight])
+        finally:
+            self._inflight = None
+            self._job_idle.set()
+
+    async def _tick(self) -> None:
+        try:
+            if self._sync_pending:
+                await self.poller.sync()
+                self._sync_pending = False
+            await self.poller.run_due(keep_going=lambda: not self._stop.is_set(),
+                                      on_tick=self._observe)
+        except Exception:  # the daemon never dies of one tick
+            log.exception("tick failed; carrying on with the next one")
+            return
+        await self._prune_if_due()
+
+    def _observe(self, report: TickReport) -> None:
+        """Count one tick's report in the metrics and log it."""
+        self.membership.count_polls(report.polled)
+        observe_tick(self.metrics, report, by_provider=report.by_provider(),
+                     transitions_by_status=report.transitions_by_status,
+                     member_events_by_kind=report.member_events_by_kind)
+        _log_report(report)
+
+    async def _prune_if_due(self) -> None:
+        """Prune old history by ``[retention]`` when ``prune_interval_seconds`` has passed."""
+        retention = self.config.retention
+        now = self.clock()
+        if retention.prune_interval_seconds <= 0 or (
+                self._next_prune_at is not None and now < self._next_prune_at):
+            return
+        self._next_prune_at = now + timedelta(seconds=retention.prune_interval_seconds)
+        try:
+            stats = await self.store.prune(poll_error_days=retention.poll_error_days,
+                                           raw_payload_days=retention.raw_payload_days, now=now)
+        except StoreUnavailable as error:
+            log.error("pruning old history failed (retried in %g s): %s",
+                      retention.prune_interval_seconds, error)
+            return
+        if stats.poll_errors_deleted or stats.raw_payloads_cleared:
+            log.info("pruned %d poll_error rows and %d raw payloads",
+                     stats.poll_errors_deleted, stats.raw_payloads_cleared)
+
+    # -- reload ------------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """Load the config again and apply it between two ticks; keep the old one if bad."""
+        try:
+            config, credentials = await asyncio.to_thread(self.load)
+        except ConfigError as error:
+            log.error("configuration not reloaded, the running one carries on: %s", error)
+            return
+        app = self.app.reconfigured(settle(self.config, config), credentials)
+        async with self._lock:
+            if self._stop.is_set():
+                return
+            old = self.poller
+            try:
+                accounts = app.accounts(self.store, previous=old.accounts)
+            except ConfigError as error:
+                log.error("configuration not reloaded, the running one carries on: %s", error)
+                return
+            self.app, self.config = app, app.config
+            self.poller = app.poller(self.store, accounts, owner=self.identity,
+                                     lease_seconds=self.lease_seconds)
+            self.poller.leases_stranded = old.leases_stranded  # handed back at the next tick
+            self._fleet_size(self.membership.live)
+            await old.accounts.aclose(keep=accounts)
+            self.scheduler.reschedule(tick_seconds(app.config.polling))
+            self._schedule_discovery()
+            self.readiness.max_tick_age_seconds = _freshness(app.config)
+            kept = accounts.kept_from(old.accounts)
+            rebuilt = sorted(account.name for account in accounts if account.name not in kept)
+            log.info("configuration reloaded: %d accounts (%s rebuilt)", len(accounts),
+                     ", ".join(rebuilt) or "none")
+            try:
+                await self.poller.sync()
+            except StoreUnavailable as error:
+                self._sync_pending = True
+                log.error("targets not synced yet (retried at the next tick): %s", error)
+
+
+def _freshness(config: Config) -> float:
+    """The ``/readyz`` tick freshness bound for ``config``."""
+    return max_tick_age_seconds(config.polling, tick_seconds(config.polling))
+
+
+def _log_report(report: TickReport) -> None:
+    if not report.claimed:
+        return
+    eventful = (report.failures or report.transitions or report.member_events
+                or report.retired or report.store_error)
+    log.log(logging.INFO if eventful else logging.DEBUG, "tick: %s", report.summary())

@@ -1,0 +1,122 @@
+"""The store as the running poller sees it: one object over one database, every call awaitable.
+
+:class:`Store` binds the store's named functions (``claim_due``, ``record``, ``register``, …,
+each one blocking SQL in a module of this package) to one engine and one
+:class:`~poller.store.recorder.Recorder`, and runs each call in a worker thread, so the event
+loop keeps serving the polls in flight meanwhile. It is the only thing the poller, discovery,
+list polling and the daemon hold of the database: a seam for tests (a recorder that fails on
+purpose) and the one place that decides how SQL meets the event loop.
+
+Cancellation: a thread cannot be interrupted, so a call cancelled while its statement runs waits
+for the statement to finish before the cancellation goes on. A caller that cancels a tick then
+knows that no claim of it is still under way, and can release its leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import ParamSpec, TypeVar
+
+from sqlalchemy import Engine
+
+from poller.model import PollResult, TargetKey, utc_now
+from poller.store import fleet, retention, snapshots, targets, watchlist
+from poller.store.recorder import Recorder, RecordStats
+from poller.store.rows import ScheduleUpdate
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+async def off_loop(function: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    """``function(*args, **kwargs)`` in a worker thread; if cancelled, wait for it to end first
+    (see the module docstring)."""
+    work = asyncio.ensure_future(asyncio.to_thread(function, *args, **kwargs))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
+
+
+class Store:
+    """One database for the running poller (see the module docstring)."""
+
+    def __init__(self, engine: Engine, *, recorder: Recorder | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self.engine = engine
+        self.recorder = recorder if recorder is not None else Recorder(engine, clock=clock)
+        """The only writer of history (:mod:`poller.store.recorder`)."""
+
+    # -- poll targets ------------------------------------------------------------------------
+
+    async def sync_targets(self, wanted: Iterable[TargetKey], now: datetime
+                           ) -> targets.SyncReport:
+        """:func:`poller.store.targets.sync_targets`."""
+        return await off_loop(targets.sync_targets, self.engine, wanted, now)
+
+    async def claim_due(self, now: datetime, limit: int, owner: str, lease_seconds: float, *,
+                        due_by: datetime | None = None, exclude_accounts: Collection[str] = ()
+                        ) -> list[targets.ClaimedTarget]:
+        """:func:`poller.store.targets.claim_due`."""
+        return await off_loop(targets.claim_due, self.engine, now, limit, owner, lease_seconds,
+                              due_by=due_by, exclude_accounts=exclude_accounts)
+
+    async def release(self, next_poll_at: Mapping[int, datetime]) -> None:
+        """:func:`poller.store.targets.release`."""
+        await off_loop(targets.release, self.engine, next_poll_at)
+
+    async def release_owned(self, owner: str) -> int:
+        """:func:`poller.store.targets.release_owned`."""
+        return await off_loop(targets.release_owned, self.engine, owner)
+
+    async def add_discovered(self, found: Iterable[TargetKey], now: datetime
+                             ) -> list[TargetKey]:
+        """:func:`poller.store.watchlist.add_discovered`."""
+        return await off_loop(watchlist.add_discovered, self.engine, found, now)
+
+    async def newest_discovered_created_at(self, account: str) -> datetime | None:
+        """:func:`poller.store.watchlist.newest_discovered_created_at`."""
+        return await off_loop(watchlist.newest_discovered_created_at, self.engine, account)
+
+    # -- history -----------------------------------------------------------------------------
+
+    async def record(self, results: Sequence[PollResult],
+                     schedule: Mapping[TargetKey, ScheduleUpdate]) -> RecordStats:
+        """:meth:`poller.store.recorder.Recorder.record`."""
+        return await off_loop(self.recorder.record, results, schedule)
+
+    async def current_snapshots(self, keys: Sequence[tuple[str, str]]
+                                ) -> dict[tuple[str, str], snapshots.StoredSnapshot]:
+        """:func:`poller.store.snapshots.current_snapshots`."""
+        return await off_loop(snapshots.current_snapshots, self.engine, keys)
+
+    async def prune(self, *, poll_error_days: float, raw_payload_days: float | None,
+                    now: datetime) -> retention.PruneStats:
+        """:func:`poller.store.retention.prune`."""
+        return await off_loop(retention.prune, self.engine, poll_error_days=poll_error_days,
+                              raw_payload_days=raw_payload_days, now=now)
+
+    # -- daemons -----------------------------------------------------------------------------
+
+    async def register(self, identity: str, *, host: str, pid: int, now: datetime,
+                       lease_seconds: float) -> fleet.Registration:
+        """:func:`poller.store.fleet.register`."""
+        return await off_loop(fleet.register, self.engine, identity, host=host, pid=pid,
+                              now=now, lease_seconds=lease_seconds)
+
+    async def heartbeat(self, identity: str, *, now: datetime, lease_seconds: float,
+                        polls_total: int, polls_last_minute: int, host: str, pid: int
+                        ) -> fleet.Heartbeat:
+        """:func:`poller.store.fleet.heartbeat`."""
+        return await off_loop(fleet.heartbeat, self.engine, identity, now=now,
+                              lease_seconds=lease_seconds, polls_total=polls_total,
+                              polls_last_minute=polls_last_minute, host=host, pid=pid)
+
+    async def mark_stopped(self, identity: str, *, now: datetime, polls_total: int,
+                           polls_last_minute: int) -> None:
+        """:func:`poller.store.fleet.mark_stopped`."""
+        await off_loop(fleet.mark_stopped, self.engine, identity, now=now,
+                       polls_total=polls_total, polls_last_minute=polls_last_minute)
