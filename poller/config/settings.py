@@ -92,6 +92,10 @@ class PollingSettings(Section):
     """Longest retry delay."""
     shutdown_grace_seconds: SecondsOrZero = 10.0
     """On SIGTERM / SIGINT, how long in-flight polls may take to finish before being abandoned."""
+    poll_deadline_seconds: Seconds = 60.0
+    """The longest one poll may take, all its requests and pages together (waits for its
+    account's later tokens included); a poll still running then fails as ``timeout``, so a
+    server that trickles its answer byte by byte never holds a poll for longer."""
     connect_timeout_seconds: Seconds = 5.0
     read_timeout_seconds: Seconds = 15.0
     write_timeout_seconds: Seconds = 10.0

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from poller.config import PollingSettings
-from poller.errors import Internal, ProviderError, StoreUnavailable
+from poller.errors import Internal, ProviderError, StoreUnavailable, Timeout
 from poller.model import Observation, PollFailure, PollResult, TargetKey, utc_now
 from poller.polling.accounts import Accounts, PolledAccount
 from poller.polling.lists import Fetch, ListPlan
@@ -278,14 +278,23 @@ class Poller:
             late = (self.clock() - target.next_poll_at).total_seconds()
             self.observer.observe_poll_lateness(key.provider.value, late)
         started = time.perf_counter()
+        deadline = self.polling.poll_deadline_seconds
         try:
             try:
-                observation = await (plan(slot) if plan is not None
-                                     else account.client.fetch(key, slot))
+                async with asyncio.timeout(deadline):
+                    observation = await (plan(slot) if plan is not None
+                                         else account.client.fetch(key, slot))
             finally:
                 if self.observer is not None:
                     self.observer.observe_poll_seconds(key.provider.value,
                                                        time.perf_counter() - started)
+        except TimeoutError:  # the provider layer turns its own timeouts into ``Timeout``
+            failure = PollFailure(key, self.clock(), kind=Timeout.kind,
+                                  message=f"poll took longer than its {deadline:g} s deadline "
+                                          "(poll_deadline_seconds)")
+            log.warning("%s conference %s of account %r: poll failed (timeout): %s",
+                        key.provider.value, key.conference_id, key.account, failure.message)
+            return failure
         except ProviderError as error:
             failure = PollFailure.from_error(key, self.clock(), error)
             log.warning("%s conference %s of account %r: poll failed (%s%s): %s",
