@@ -355,4 +355,7 @@ class Poller:
                 await self.sleep(wait)
                 continue
             report.count_recorded(stats, schedule.values())
+            for key, warning in stats.warnings:  # once per new state, not once per poll
+                log.warning("%s conference %s of account %r: %s", key.provider.value,
+                            key.conference_id, key.account, warning)
             return

@@ -76,6 +76,8 @@ class BatchWriter:
         self.unchanged_by_provider: Counter[str] = Counter()
         self.transitions_by_status: Counter[str] = Counter()
         self.member_events_by_kind: Counter[str] = Counter()
+        self.warnings: list[tuple[TargetKey, str]] = []
+        """The parser warnings of each new snapshot (a new state), by target."""
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -196,6 +198,8 @@ class BatchWriter:
                     if outcome is Outcome.CHANGED or plan.conference != before:
                         changed.add(key)
                     writes.add(key, plan)
+                    if plan.snapshot is not None:
+                        self.warnings += [(result.target, w) for w in plan.snapshot.warnings]
             else:
                 self.outcomes["failure"] += 1
                 # A failure not newer than the target's last poll (a replay, or out of order)
@@ -316,7 +320,8 @@ class _HistoryWrites:
                 snapshots.append({"conference_pk": pks[key], "valid_from": snap.valid_from,
                                   "valid_to": valid_to, "content_hash": snap.content_hash,
                                   "status": snap.status, "member_count": snap.member_count,
-                                  "state": snap.state, "raw": snap.raw})
+                                  "state": snap.state, "raw": snap.raw,
+                                  "warnings": list(snap.warnings) or None})
         if closes:
             conn.execute(update(SNAPSHOT).where(SNAPSHOT.c.conference_pk == bindparam("b_pk"),
                                                 SNAPSHOT.c.valid_to.is_(None))

@@ -66,6 +66,8 @@ class RecordStats:
     """Status transitions recorded, by ``to_status``."""
     member_events_by_kind: Counter[str] = field(default_factory=Counter)
     """Member events recorded, by ``kind``."""
+    warnings: list[tuple[TargetKey, str]] = field(default_factory=list)
+    """The parser warnings stored with new snapshots (``conference_snapshot.warnings``)."""
 
     @property
     def transitions(self) -> int:
@@ -120,7 +122,7 @@ class Recorder:
                     return RecordStats(writer.inserted, writer.updated, writer.outcomes, attempt,
                                        writer.unchanged_by_provider,
                                        writer.transitions_by_status,
-                                       writer.member_events_by_kind)
+                                       writer.member_events_by_kind, writer.warnings)
                 except (InsertConflict, exc.DBAPIError) as error:
                     if not is_retryable(error):
                         raise

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from poller.errors import BadResponse
 from poller.model import Provider, TargetKey
 
 from .fakes import (
@@ -95,12 +96,16 @@ async def test_observation_from_injected_clock() -> None:
 
 
 @pytest.mark.anyio
-async def test_id_mismatch_is_a_warning() -> None:
-    """A conference answering with another id is kept, with a warning."""
+async def test_an_answer_about_another_conference_is_refused() -> None:
+    """A conference answering with another id is never filed under the one polled: the poll
+    fails as ``BadResponse`` naming both, before the participants are asked for."""
     server = FakeServer(telnyx_ok(telnyx_conference(id="someone-else")))
     async with telnyx_client(server) as client:
-        observation = await client.fetch(telnyx_target())
-    assert "conference.id differs from the ID polled" in observation.warnings
+        with pytest.raises(BadResponse, match="about conference 'someone-else', not the one "
+                                              "polled") as caught:
+            await client.fetch(telnyx_target())
+    assert (caught.value.conference_id, caught.value.http_status) == (TELNYX_ID, 200)
+    assert len(server.requests) == 1
 
 
 @pytest.mark.anyio
