@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, inspect
 
 POLLER = str(Path(sys.executable).with_name("poller"))
@@ -59,3 +60,23 @@ def test_help_on_every_command() -> None:
         result = poller(*args, "--help")
         assert result.returncode == 0, (args, result.stderr)
         assert "Usage:" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "env", "said"), [
+    (["report", "conferences", "--since", "99999999d"], {}, "reaches back before the year 1"),
+    (["report", "conferences", "--database-url", "notaurl"], {}, "is not a database URL"),
+    (["db", "current", "--database-url", "notaurl"], {}, "is not a database URL"),
+    (["status", "--database-url", "notaurl"], {}, "is not a database URL"),
+    (["prune", "--poll-error-days", "nan"], {}, "is not a number of days"),
+    (["prune", "--raw-payload-days", "inf"], {}, "--raw-payload-days"),
+    (["db", "current"], {"POLLER_DATABASE_URL": "notaurl"}, "POLLER_DATABASE_URL is not a "
+                                                             "database URL"),
+])
+def test_bad_arguments_exit_2_with_a_message(args: list[str], env: dict[str, str], said: str,
+                                             tmp_path: Path) -> None:
+    """A bad argument or database URL is a usage error: exit 2, a message naming it, never a
+    traceback."""
+    result = poller(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr

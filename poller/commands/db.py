@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import click
 
-from poller.commands import CliState, pass_state
+from poller.commands import DATABASE_URL, CliState, pass_state
 from poller.store import migrate
 
 database_url_option = click.option(
     "--database-url",
     "database_url",
+    type=DATABASE_URL,
     default=None,
     metavar="URL",
     help="Database to act on (default: the configured one).",

@@ -106,6 +106,9 @@ class PollingSettings(Section):
     per poll, see ``docs/benchmarks.md``) or ``httpx`` (httpx's own transport)."""
     discovery_interval_seconds: Seconds = 60.0
     """How often accounts with ``discover = true`` list their conferences for new ones."""
+    max_retry_after_seconds: Seconds = 3600.0
+    """The longest pause a provider's ``Retry-After`` (429, 503) may impose on an account; a
+    longer one is cut to this, and the log line of the failed poll says so."""
 
     @model_validator(mode="after")
     def _backoff_order(self) -> PollingSettings:

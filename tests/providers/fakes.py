@@ -155,9 +155,9 @@ def bandwidth_target(conference_id: str = BW_ID) -> TargetKey:
 
 def telnyx_client(server: FakeServer, clock: FakeClock | None = None, **kwargs: Any
                   ) -> TelnyxClient:
+    kwargs.setdefault("base_url", "https://api.telnyx.test/v2")
     client = build_client("telnyx", account="telnyx-main",
-                          credentials=ApiKeyCredentials(API_KEY),
-                          base_url="https://api.telnyx.test/v2", transport=server.transport,
+                          credentials=ApiKeyCredentials(API_KEY), transport=server.transport,
                           clock=clock or FakeClock(), **kwargs)
     assert isinstance(client, TelnyxClient)
     return client

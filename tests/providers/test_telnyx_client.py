@@ -243,3 +243,16 @@ def test_bad_paging_settings_are_refused() -> None:
     """max_pages below 1 or page_size above Telnyx's 250 are refused."""
     with pytest.raises(ValueError, match="max_pages"):
         telnyx_client(FakeServer(telnyx_ok()), max_pages=0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("base_url", ["https://api.telnyx.test", "https://api.telnyx.test/",
+                                      "https://api.telnyx.test/v2", "https://api.telnyx.test/v2/"])
+async def test_base_url_with_or_without_a_path_or_slash(base_url: str) -> None:
+    """A base URL works with or without a path and a trailing slash: the conference path is
+    always one segment below it."""
+    server = FakeServer(telnyx_ok())
+    async with telnyx_client(server, base_url=base_url) as client:
+        await client.fetch(telnyx_target())
+    prefix = base_url.rstrip("/").removeprefix("https://api.telnyx.test")
+    assert server.paths()[0] == f"{prefix}/conferences/{TELNYX_ID}".encode()
