@@ -189,8 +189,11 @@ def observe_tick(metrics: PollerMetrics, report: TickReport, *,
       n); without them, ``report.transitions`` / ``report.member_events`` go under ``unknown``.
 
     A tick with a ``store_error`` counts as ``poller_ticks{result="store_error"}`` and does not
-    move the last-successful-tick time; its polls still count (they happened).
+    move the last-successful-tick time; its polls still count (they happened). A tick skipped
+    while backing off from an unavailable store counts nothing.
     """
+    if report.skipped:
+        return
     for provider, part in (by_provider or {UNKNOWN: report}).items():
         _add(metrics.polls.labels(provider, "ok"), part.ok - part.unchanged)
         _add(metrics.polls.labels(provider, "unchanged"), part.unchanged)

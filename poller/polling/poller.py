@@ -64,6 +64,10 @@ log = logging.getLogger(__name__)
 
 MAX_BURST_TICKS = 10_000
 """A bound on one burst run's ticks (each claims up to a batch of targets)."""
+STORE_RETRY_SECONDS = (0.5, 30.0)
+"""After the store failed a tick, the next tick tries it again after the first of these, the
+wait doubling per failure up to the second (a read-only or vanished database is not asked four
+times a second)."""
 
 
 def default_owner() -> str:
@@ -111,6 +115,9 @@ class Poller:
         """A tick met an unavailable store after (maybe) claiming: this owner may hold leases
         of targets nobody polls. The next tick hands them back first (a reload carries it
         over to the new poller)."""
+        self.store_failures = 0
+        """Ticks in a row the store failed (0: it works)."""
+        self._store_retry_at: datetime | None = None
 
     async def sync(self, now: datetime | None = None) -> SyncReport:
         """Bring ``poll_target`` in line with the configured conferences."""
@@ -171,6 +178,10 @@ class Poller:
         """
         now = now or self.clock()
         report = TickReport()
+        if self._store_retry_at is not None and now < self._store_retry_at:
+            report.skipped = True  # backing off: the store failed the last attempt
+            report.store_error = "store unavailable: waiting to try again"
+            return report
         try:
             if self.leases_stranded:
                 await self._hand_back_stranded()
@@ -181,8 +192,9 @@ class Poller:
             # A claim whose commit was lost with the connection may still have leased targets.
             self.leases_stranded = True
             report.store_error = str(error)
-            log.error("tick skipped: %s", error)
+            self._store_failed(now, f"tick skipped: {error}")
             return report
+        self._store_worked()
         report.claimed = len(claimed)
         if not claimed:
             return report
@@ -216,7 +228,24 @@ class Poller:
         if report.store_error is not None:
             with contextlib.suppress(StoreUnavailable):  # still down: the next tick tries first
                 await self._hand_back_stranded()
+            self._store_failed(now, None)
         return report
+
+    def _store_failed(self, now: datetime, message: str | None) -> None:
+        """Back off before the next attempt (``STORE_RETRY_SECONDS``) and say so."""
+        self.store_failures += 1
+        first, most = STORE_RETRY_SECONDS
+        wait = min(most, first * 2 ** min(self.store_failures - 1, 20))
+        self._store_retry_at = now + timedelta(seconds=wait)
+        if message is not None:
+            log.log(logging.ERROR if self.store_failures == 1 else logging.WARNING,
+                    "%s (attempt %d; the next in %g s)", message, self.store_failures, wait)
+
+    def _store_worked(self) -> None:
+        if self.store_failures:
+            log.info("the store works again (after %d failed attempts)", self.store_failures)
+        self.store_failures = 0
+        self._store_retry_at = None
 
     async def _plans(self, claimed: list[ClaimedTarget], now: datetime) -> dict[int, ListPlan]:
         """What the list planners can serve of ``claimed`` (by pk); never raises."""
@@ -342,7 +371,7 @@ class Poller:
         attempts = self.settings.store_attempts
         for attempt in range(1, attempts + 1):
             try:
-                stats = await self.store.record(results, schedule)
+                stats = await self.store.record(results, schedule, self.settings.owner)
             except StoreUnavailable as error:
                 if attempt == attempts:
                     report.store_error = str(error)

@@ -51,6 +51,9 @@ class TickReport:
     member_events: int = 0
     store_error: str | None = None
     """Why results could not be recorded, if they could not."""
+    skipped: bool = False
+    """The tick did not try: it is backing off after the store failed (``store_error`` says
+    so); the metrics count no tick for it."""
     polls_by_provider: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Polls by ``(provider, outcome)``: ``ok`` (changed or first seen), ``unchanged`` or the
     ``poll_error.kind`` (``unchanged`` is known only once recorded)."""

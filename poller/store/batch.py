@@ -67,10 +67,16 @@ class BatchWriter:
     """Applies one sorted batch on an open connection (see the module docstring)."""
 
     def __init__(self, conn: Connection, now: datetime,
-                 schedule: Mapping[TargetKey, ScheduleUpdate]) -> None:
+                 schedule: Mapping[TargetKey, ScheduleUpdate], owner: str | None = None
+                 ) -> None:
         self.conn = conn
         self.now = now
         self.schedule = schedule
+        self.owner = owner
+        """Whose results these are: a schedule is written only to a target this owner (or no
+        one) leases; ``None``: to any (a caller outside the lease protocol)."""
+        self.lease_owners: dict[Key, str | None] = {}
+        """Who held each target's lease when it was locked."""
         self.inserted: Counter[str] = Counter()
         self.updated: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
@@ -107,8 +113,9 @@ class BatchWriter:
         first: dict[Key, TargetKey] = {}
         for result in results:
             first.setdefault(key_of(result.target), result.target)
-        found = {(r["account"], r["conference_id"]): TargetView.from_row(r)
-                 for r in self._select_locked(TARGET, first)}
+        locked = self._select_locked(TARGET, first)
+        self.lease_owners = {(r["account"], r["conference_id"]): r["lease_owner"] for r in locked}
+        found = {(r["account"], r["conference_id"]): TargetView.from_row(r) for r in locked}
         missing = [key for key in first if key not in found]
         if missing:
             rows = []
@@ -257,6 +264,11 @@ class BatchWriter:
                                       for key in sorted(changed) if key in original])
         return pks
 
+    def _owns(self, key: Key) -> bool:
+        """Whether this batch's owner may write ``key``'s schedule (see ``__init__``)."""
+        held_by = self.lease_owners.get(key)
+        return self.owner is None or held_by is None or held_by == self.owner
+
     def _write_targets(self, targets: Mapping[Key, TargetView],
                        dirty: Mapping[Key, TargetView], results: Sequence[PollResult]) -> None:
         """Bookkeeping and the daemon's schedule, merged into one row update per target."""
@@ -266,9 +278,9 @@ class BatchWriter:
         retire: list[dict[str, Any]] = []
         for result in results:
             decision = self.schedule.get(result.target)
-            if decision is None:
-                continue
             key = key_of(result.target)
+            if decision is None or not self._owns(key):
+                continue  # another daemon took the target over: its lease, its schedule
             rows.setdefault(key, {})["next_poll_at"] = decision.next_poll_at
             if decision.release_lease:
                 rows[key] |= {"lease_owner": None, "lease_expires_at": None}

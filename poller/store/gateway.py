@@ -84,9 +84,10 @@ class Store:
     # -- history -----------------------------------------------------------------------------
 
     async def record(self, results: Sequence[PollResult],
-                     schedule: Mapping[TargetKey, ScheduleUpdate]) -> RecordStats:
+                     schedule: Mapping[TargetKey, ScheduleUpdate], owner: str | None = None
+                     ) -> RecordStats:
         """:meth:`poller.store.recorder.Recorder.record`."""
-        return await off_loop(self.recorder.record, results, schedule)
+        return await off_loop(self.recorder.record, results, schedule, owner=owner)
 
     async def current_snapshots(self, keys: Sequence[tuple[str, str]]
                                 ) -> dict[tuple[str, str], snapshots.StoredSnapshot]:

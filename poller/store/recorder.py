@@ -102,12 +102,16 @@ class Recorder:
         self.max_attempts = max_attempts
 
     def record(self, batch: Sequence[PollResult],
-               schedule: Mapping[TargetKey, ScheduleUpdate] | None = None) -> RecordStats:
+               schedule: Mapping[TargetKey, ScheduleUpdate] | None = None, *,
+               owner: str | None = None) -> RecordStats:
         """Apply ``batch`` in one transaction.
 
-        ``schedule`` carries the daemon's decision per result target (next poll time, retirement);
-        it is written in the same transaction. Raises ``StoreUnavailable`` when the database
-        cannot be reached, or the batch still loses races after ``max_attempts`` tries.
+        ``schedule`` carries the daemon's decision per result target (next poll time, retirement,
+        lease release); it is written in the same transaction, but only to targets ``owner``
+        still leases (or no one does): a daemon that stalled past its lease never moves or
+        frees a target another daemon has taken over (``owner=None``: to any target). Raises
+        ``StoreUnavailable`` when the database cannot be reached, or the batch still loses
+        races after ``max_attempts`` tries.
         """
         ordered = sorted(batch, key=lambda r: (r.target.account, r.target.conference_id,
                                                r.observed_at))
@@ -117,7 +121,7 @@ class Recorder:
             for attempt in range(1, self.max_attempts + 1):
                 try:
                     with self.engine.begin() as conn:
-                        writer = BatchWriter(conn, self.clock(), schedule or {})
+                        writer = BatchWriter(conn, self.clock(), schedule or {}, owner)
                         writer.apply(ordered)
                     return RecordStats(writer.inserted, writer.updated, writer.outcomes, attempt,
                                        writer.unchanged_by_provider,
