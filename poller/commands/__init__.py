@@ -17,6 +17,7 @@ import click
 from poller import config
 from poller.config.fields import MAX_DAYS, parse_database_url
 from poller.daemon.logs import LogFormat, configure_logging
+from poller.daemon.signals import EarlySignals
 
 if TYPE_CHECKING:  # click ≥ 8.2 types its ParamType by the value it converts to
     _TextType = click.ParamType[str]
@@ -69,6 +70,9 @@ class CliState:
     """``--log-level``."""
     log_format: LogFormat = "text"
     """``--log-format``: ``text`` for people, ``json`` for one JSON object per line."""
+    early: EarlySignals | None = None
+    """Signals noted since the process started (``poller.entry``): ``poller run`` hands them
+    to the daemon, the other commands get them delivered again once they start."""
 
     def database_url(self) -> str:
         """The database URL of the config (``$POLLER_DATABASE_URL`` first)."""

@@ -67,7 +67,7 @@ def current(state: CliState, database_url: str | None) -> None:
     Exits 1 when the database is not at head, so scripts can check before starting.
     """
     url = _url(state, database_url)
-    revision = migrate.current(url)
+    revision = migrate.require_known(url)
     newest = migrate.head()
     if revision == newest:
         click.echo(f"{revision} (head)")
