@@ -10,6 +10,7 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -89,6 +90,12 @@ def main(argv: list[str] | None = None, *, early: EarlySignals | None = None) ->
         sys.exit(EXIT_CONFIG)
     except PollerError as exc:
         click.echo(f"poller: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    except Exception as exc:  # our own bug: the traceback says where, the last line says what
+        traceback.print_exc()
+        click.echo(f"poller: internal error (a bug of poller's own, not of the configuration "
+                   f"or the database; the traceback above says where): "
+                   f"{type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
     finally:
         if early is not None:

@@ -91,9 +91,10 @@ class Daemon:
                                    store_problem=store.problem)
         self.servers: list[ObservabilityServer] = []
         """The metrics / health servers, while :meth:`run` serves them."""
+        self.internal = app.internal
         self.membership = Membership(store, self.config.daemon, self.config.polling,
                                      clock=self.clock, metrics=self.metrics,
-                                     on_fleet_size=self._fleet_size,
+                                     internal=self.internal, on_fleet_size=self._fleet_size,
                                      on_lost=self._identity_lost)
         self.identity = self.membership.identity
         self.lease_seconds = self.membership.lease_seconds
@@ -221,9 +222,10 @@ class Daemon:
         self._discovering = task
         try:
             await asyncio.wait([task])
-            if not task.cancelled() and task.exception() is not None:
-                log.error("discovery run failed; retried at the next interval",
-                          exc_info=task.exception())
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                self.internal.report("discovery", error, "discovering conferences (retried at "
+                                                         "the next interval)")
         finally:
             self._discovering = None
 
@@ -289,8 +291,8 @@ class Daemon:
                 self._sync_pending = False
             await self.poller.run_due(keep_going=lambda: not self._stop.is_set(),
                                       on_tick=self._observe)
-        except Exception:  # the daemon never dies of one tick
-            log.exception("tick failed; carrying on with the next one")
+        except Exception as error:  # the daemon never dies of one tick
+            self.internal.report("tick", error, "ticking (the next tick runs as usual)")
             return
         await self._prune_if_due()
 
@@ -327,6 +329,10 @@ class Daemon:
             log.error("pruning old history failed (retried in %g s): %s",
                       retention.prune_interval_seconds, error)
             return
+        except Exception as error:
+            self.internal.report("prune", error, "pruning old history (retried in "
+                                                 f"{retention.prune_interval_seconds:g} s)")
+            return
         if stats.poll_errors_deleted or stats.raw_payloads_cleared:
             log.info("pruned %d poll_error rows and %d raw payloads",
                      stats.poll_errors_deleted, stats.raw_payloads_cleared)
@@ -334,7 +340,15 @@ class Daemon:
     # -- reload ------------------------------------------------------------------------------
 
     async def reload(self) -> None:
-        """Load the config again and apply it between two ticks; keep the old one if bad."""
+        """Load the config again and apply it between two ticks, all or nothing: whatever goes
+        wrong, the running configuration carries on whole, and one line says why."""
+        try:
+            await self._reload()
+        except Exception as error:
+            self.internal.report("reload", error, "reloading the configuration (the running "
+                                                  "one carries on)")
+
+    async def _reload(self) -> None:
         try:
             config, credentials = await asyncio.to_thread(self.load)
         except ConfigError as error:

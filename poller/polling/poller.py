@@ -52,10 +52,17 @@ from poller.config import PollingSettings
 from poller.errors import Internal, ProviderError, StoreUnavailable, Timeout
 from poller.model import Observation, PollFailure, PollResult, TargetKey, utc_now
 from poller.polling.accounts import Accounts, PolledAccount
+from poller.polling.backoff import StoreBackoff
+from poller.polling.internal import InternalErrors
 from poller.polling.lists import Fetch, ListPlan
 from poller.polling.pacing import Clock, Deferred, Pacer, PollSlot, Sleep
 from poller.polling.report import PollObserver, TickReport
-from poller.polling.schedule import AUTH_PAUSE_SECONDS, next_schedule, transient_backoff_seconds
+from poller.polling.schedule import (
+    AUTH_PAUSE_SECONDS,
+    after,
+    next_schedule,
+    transient_backoff_seconds,
+)
 from poller.store.gateway import Store
 from poller.store.rows import ScheduleUpdate
 from poller.store.targets import ClaimedTarget, SyncReport
@@ -64,10 +71,7 @@ log = logging.getLogger(__name__)
 
 MAX_BURST_TICKS = 10_000
 """A bound on one burst run's ticks (each claims up to a batch of targets)."""
-STORE_RETRY_SECONDS = (0.5, 30.0)
-"""After the store failed a tick, the next tick tries it again after the first of these, the
-wait doubling per failure up to the second (a read-only or vanished database is not asked four
-times a second)."""
+
 
 
 def default_owner() -> str:
@@ -97,8 +101,8 @@ class Poller:
 
     def __init__(self, accounts: Accounts, store: Store, settings: TickSettings, *,
                  clock: Clock = utc_now, sleep: Sleep = asyncio.sleep,
-                 rng: random.Random | None = None, observer: PollObserver | None = None
-                 ) -> None:
+                 rng: random.Random | None = None, observer: PollObserver | None = None,
+                 internal: InternalErrors | None = None) -> None:
         self.accounts = accounts
         self.store = store
         self.settings = settings
@@ -110,14 +114,15 @@ class Poller:
         self.rng = rng if rng is not None else random.Random()  # noqa: S311 (jitter only)
         self.observer = observer
         """Told each poll's latency and each rate-limit wait (``None``: not measured)."""
+        self.internal = internal if internal is not None else InternalErrors(observer)
+        """Where our own bugs met while polling are logged and counted."""
         self.pacer = Pacer(self.polling.concurrency, clock=clock, sleep=sleep, observer=observer)
         self.leases_stranded = False
         """A tick met an unavailable store after (maybe) claiming: this owner may hold leases
         of targets nobody polls. The next tick hands them back first (a reload carries it
         over to the new poller)."""
-        self.store_failures = 0
-        """Ticks in a row the store failed (0: it works)."""
-        self._store_retry_at: datetime | None = None
+        self.backoff = StoreBackoff()
+        """When to try the store again after it failed a tick (``poller.polling.backoff``)."""
 
     async def sync(self, now: datetime | None = None) -> SyncReport:
         """Bring ``poll_target`` in line with the configured conferences."""
@@ -178,7 +183,7 @@ class Poller:
         """
         now = now or self.clock()
         report = TickReport()
-        if self._store_retry_at is not None and now < self._store_retry_at:
+        if self.backoff.waiting(now):
             report.skipped = True  # backing off: the store failed the last attempt
             report.store_error = "store unavailable: waiting to try again"
             return report
@@ -192,9 +197,9 @@ class Poller:
             # A claim whose commit was lost with the connection may still have leased targets.
             self.leases_stranded = True
             report.store_error = str(error)
-            self._store_failed(now, f"tick skipped: {error}")
+            self.backoff.failed(now, f"tick skipped: {error}")
             return report
-        self._store_worked()
+        self.backoff.worked()
         report.claimed = len(claimed)
         if not claimed:
             return report
@@ -228,24 +233,8 @@ class Poller:
         if report.store_error is not None:
             with contextlib.suppress(StoreUnavailable):  # still down: the next tick tries first
                 await self._hand_back_stranded()
-            self._store_failed(now, None)
+            self.backoff.failed(now)
         return report
-
-    def _store_failed(self, now: datetime, message: str | None) -> None:
-        """Back off before the next attempt (``STORE_RETRY_SECONDS``) and say so."""
-        self.store_failures += 1
-        first, most = STORE_RETRY_SECONDS
-        wait = min(most, first * 2 ** min(self.store_failures - 1, 20))
-        self._store_retry_at = now + timedelta(seconds=wait)
-        if message is not None:
-            log.log(logging.ERROR if self.store_failures == 1 else logging.WARNING,
-                    "%s (attempt %d; the next in %g s)", message, self.store_failures, wait)
-
-    def _store_worked(self) -> None:
-        if self.store_failures:
-            log.info("the store works again (after %d failed attempts)", self.store_failures)
-        self.store_failures = 0
-        self._store_retry_at = None
 
     async def _plans(self, claimed: list[ClaimedTarget], now: datetime) -> dict[int, ListPlan]:
         """What the list planners can serve of ``claimed`` (by pk); never raises."""
@@ -259,9 +248,10 @@ class Poller:
                 plans.update(await account.planner.plan(mine, pace))
             except StoreUnavailable as error:
                 log.warning("list polling of account %r skipped: %s", account.name, error)
-            except Exception:  # the list is an optimisation: single polls still work
-                log.exception("list polling of account %r failed; polling one by one",
-                              account.name)
+            except Exception as error:  # the list is an optimisation: single polls still work
+                self.internal.report("list polling", error,
+                                     f"planning list polls of account {account.name!r} (they "
+                                     "are polled one by one)")
         return plans
 
     async def _hand_back_stranded(self) -> None:
@@ -333,9 +323,8 @@ class Poller:
             self._pause_if_needed(account, failure)
             return failure
         except Exception as error:  # the tick is the boundary: log, record, carry on
-            log.exception("internal error polling %s conference %s of account %r (a bug of "
-                          "poller's own, not the provider's)", key.provider.value,
-                          key.conference_id, key.account)
+            self.internal.report("poll", error, f"polling {key.provider.value} conference "
+                                                f"{key.conference_id} of account {key.account!r}")
             return PollFailure(key, self.clock(), kind=Internal.kind,
                                message=f"unexpected {type(error).__name__} while polling")
         account.gate.succeeded()
@@ -357,8 +346,14 @@ class Poller:
                       self.settings.auth_pause_seconds)
 
     def _decide(self, target: ClaimedTarget, result: PollResult) -> ScheduleUpdate:
-        decision = next_schedule(target.state, result, result.observed_at, self.polling,
-                                 self.rng)
+        """The target's next poll (or retirement), moved past its account's pause. A bug here
+        costs one poll's schedule, never its result: it is polled again an interval later."""
+        try:
+            decision = next_schedule(target.state, result, result.observed_at, self.polling,
+                                     self.rng)
+        except Exception as error:
+            self.internal.report("schedule", error, f"deciding the next poll of {target.key}")
+            decision = after(result.observed_at, self.polling.interval_seconds)
         account = self.accounts.get(target.key.account)
         paused_until = account.gate.paused_until if account is not None else None
         if decision.state != "retired" and paused_until is not None and (

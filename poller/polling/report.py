@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from poller.model import Observation, PollResult
+from poller.polling.internal import InternalObserver
 from poller.polling.pacing import WaitObserver
 from poller.store.recorder import RecordStats
 from poller.store.rows import ScheduleUpdate
 
 
-class PollObserver(WaitObserver, Protocol):
+class PollObserver(WaitObserver, InternalObserver, Protocol):
     """What the poller reports as it happens (``PollerMetrics`` is one)."""
 
     def observe_poll_seconds(self, provider: str, seconds: float) -> None:
