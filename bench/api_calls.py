@@ -80,7 +80,8 @@ class ClassifyingRecorder(Recorder):
         self.batch: list[tuple[TargetKey, str]] = []
 
     def record(self, batch: Sequence[PollResult],
-               schedule: Mapping[TargetKey, ScheduleUpdate] | None = None) -> RecordStats:
+               schedule: Mapping[TargetKey, ScheduleUpdate] | None = None, *,
+               owner: str | None = None) -> RecordStats:
         for result in batch:
             key = result.target
             if isinstance(result, Observation):
@@ -91,7 +92,7 @@ class ClassifyingRecorder(Recorder):
             else:
                 kind = "404" if result.kind == "not_found" else "failed"
             self.batch.append((key, kind))
-        return super().record(batch, schedule)
+        return super().record(batch, schedule, owner=owner)
 
 
 def build(seed: int, conferences: int, interval: float, list_polling: bool, database: Path

@@ -35,8 +35,10 @@ from sqlalchemy import Engine
 from poller.config import Account, BandwidthAccount, Config, Credentials
 from poller.daemon.metrics import PollerMetrics
 from poller.daemon.service import ConfigLoader, Daemon
+from poller.errors import ConfigError
 from poller.model import utc_now
 from poller.polling.accounts import Accounts, PolledAccount
+from poller.polling.internal import InternalErrors
 from poller.polling.lists import ListPlanner
 from poller.polling.pacing import AccountGate, Clock, Sleep, TokenBucket
 from poller.polling.poller import Poller, TickSettings
@@ -54,7 +56,8 @@ class App:
 
     def __init__(self, config: Config, credentials: Mapping[str, Credentials], *,
                  transport: httpx.AsyncBaseTransport | None = None, clock: Clock = utc_now,
-                 sleep: Sleep = asyncio.sleep, metrics: PollerMetrics | None = None) -> None:
+                 sleep: Sleep = asyncio.sleep, metrics: PollerMetrics | None = None,
+                 internal: InternalErrors | None = None) -> None:
         self.config = config
         self.credentials = dict(credentials)
         self.transport = transport
@@ -62,11 +65,14 @@ class App:
         self.sleep = sleep
         self.metrics = metrics
         """Told every HTTP response, poll and token wait (``None``: not measured)."""
+        self.internal = internal if internal is not None else InternalErrors(metrics)
+        """Where our own bugs are logged once and counted (shared by the apps a reload
+        builds, so a bug is not logged again after every reload)."""
 
     def reconfigured(self, config: Config, credentials: Mapping[str, Credentials]) -> App:
         """An app for a reloaded configuration, with the same seams and metrics."""
         return App(config, credentials, transport=self.transport, clock=self.clock,
-                   sleep=self.sleep, metrics=self.metrics)
+                   sleep=self.sleep, metrics=self.metrics, internal=self.internal)
 
     # -- the store ---------------------------------------------------------------------------
 
@@ -104,8 +110,14 @@ class App:
             old = previous.get(settings.name) if previous is not None else None
             if old is not None and self._builds_alike(old, settings):
                 built.append(replace(old, settings=settings))
-            else:
+                continue
+            try:
                 built.append(self._account(settings, store))
+            except ConfigError:
+                raise
+            except Exception as error:  # a bug: the other accounts are still polled
+                self.internal.report("client", error, f"building the client of account "
+                                                      f"{settings.name!r} (not polled)")
         return Accounts(built)
 
     def _account(self, settings: Account, store: Store) -> PolledAccount:
@@ -149,7 +161,7 @@ class App:
         ``batch_size``, ``max_rate_wait_seconds``, …)."""
         return Poller(accounts if accounts is not None else self.accounts(store), store,
                       TickSettings(self.config.polling, **settings), clock=self.clock,
-                      sleep=self.sleep, rng=rng, observer=self.metrics)
+                      sleep=self.sleep, rng=rng, observer=self.metrics, internal=self.internal)
 
     def daemon(self, store: Store, load: ConfigLoader) -> Daemon:
         """The ``poller run`` daemon on ``store``; ``load`` reads the config again on SIGHUP.
@@ -157,5 +169,5 @@ class App:
         A daemon always measures: an app made without ``metrics`` gets its own now, before the
         daemon builds its poller and accounts."""
         if self.metrics is None:
-            self.metrics = PollerMetrics(clock=self.clock)
+            self.metrics = self.internal.observer = PollerMetrics(clock=self.clock)
         return Daemon(self, store, load)

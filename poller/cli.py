@@ -10,6 +10,7 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -26,6 +27,7 @@ from poller.commands.simulate import simulate
 from poller.commands.status import status
 from poller.commands.watch import watch_group
 from poller.daemon.logs import LOG_FORMATS, LOG_LEVELS, LogFormat
+from poller.daemon.signals import EarlySignals
 from poller.errors import ConfigError, PollerError
 
 EXIT_FAILURE = 1
@@ -49,8 +51,12 @@ EXIT_CONFIG = 2
 def cli(ctx: click.Context, config_path: Path | None, log_format: LogFormat,
         log_level: str) -> None:
     """Keep a durable SQL history of Telnyx and Bandwidth voice conferences."""
+    early = ctx.obj if isinstance(ctx.obj, EarlySignals) else None  # from main()
+    if early is not None and ctx.invoked_subcommand != run.name:
+        early.release()  # only the daemon answers SIGHUP: the others behave as usual
+        early = None
     ctx.obj = CliState(config_path=config_path, log_level=log_level.lower(),
-                       log_format=log_format)
+                       log_format=log_format, early=early)
 
 
 cli.add_command(simulate)
@@ -65,11 +71,12 @@ cli.add_command(status)
 cli.add_command(watch_group)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: runs the CLI and maps poller errors to exit codes."""
+def main(argv: list[str] | None = None, *, early: EarlySignals | None = None) -> None:
+    """Runs the CLI and maps poller errors to exit codes (``poller.entry`` calls it with the
+    signals it noted while this module loaded)."""
     try:
         # Without standalone mode click returns (not raises) the code of ``ctx.exit(code)``.
-        code = cli.main(args=argv, prog_name="poller", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="poller", standalone_mode=False, obj=early)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -84,4 +91,13 @@ def main(argv: list[str] | None = None) -> None:
     except PollerError as exc:
         click.echo(f"poller: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
+    except Exception as exc:  # our own bug: the traceback says where, the last line says what
+        traceback.print_exc()
+        click.echo(f"poller: internal error (a bug of poller's own, not of the configuration "
+                   f"or the database; the traceback above says where): "
+                   f"{type(exc).__name__}: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    finally:
+        if early is not None:
+            early.restore()
     sys.exit(code if isinstance(code, int) else 0)

@@ -4,7 +4,8 @@
 
     PollerError
     ├── ConfigError                 bad config file or missing secret (CLI exits 2)
-    │   └── IdentityInUse           a live daemon runs under this [daemon] identity
+    │   ├── IdentityInUse           a live daemon runs under this [daemon] identity
+    │   └── SchemaAhead             the database was migrated by a newer poller
     ├── InvalidConferenceId         an ID that cannot be sent as one URL path segment
     ├── ProviderError               a poll failed; carries provider, account, conference, status
     │   ├── NotFound                404 (keeps the provider code, e.g. Telnyx "90058")
@@ -62,6 +63,10 @@ class AlreadyRunning(PollerError):
 
 class IdentityInUse(ConfigError):
     """Another live daemon runs under this ``[daemon] identity`` (the CLI exits 2)."""
+
+
+class SchemaAhead(ConfigError):
+    """The database's schema revision is newer than this poller knows (the CLI exits 2)."""
 
 
 class IdentityLost(PollerError):

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from poller.store import migrate
 
 POLLER = str(Path(sys.executable).with_name("poller"))
 TABLES = {"poll_target", "conference", "conference_snapshot", "status_transition", "member",
@@ -59,3 +62,44 @@ def test_help_on_every_command() -> None:
         result = poller(*args, "--help")
         assert result.returncode == 0, (args, result.stderr)
         assert "Usage:" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "env", "said"), [
+    (["report", "conferences", "--since", "99999999d"], {}, "reaches back before the year 1"),
+    (["report", "conferences", "--database-url", "notaurl"], {}, "is not a database URL"),
+    (["db", "current", "--database-url", "notaurl"], {}, "is not a database URL"),
+    (["status", "--database-url", "notaurl"], {}, "is not a database URL"),
+    (["prune", "--poll-error-days", "nan"], {}, "is not a number of days"),
+    (["prune", "--raw-payload-days", "inf"], {}, "--raw-payload-days"),
+    (["db", "current"], {"POLLER_DATABASE_URL": "notaurl"}, "POLLER_DATABASE_URL is not a "
+                                                             "database URL"),
+])
+def test_bad_arguments_exit_2_with_a_message(args: list[str], env: dict[str, str], said: str,
+                                             tmp_path: Path) -> None:
+    """A bad argument or database URL is a usage error: exit 2, a message naming it, never a
+    traceback."""
+    result = poller(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["db", "upgrade"], ["db", "current"], ["once"], ["status"],
+                                  ["watch", "list"]])
+def test_a_schema_newer_than_this_poller_is_named_and_refused(args: list[str],
+                                                              tmp_path: Path) -> None:
+    """A database a newer poller migrated: one message naming both revisions, exit 2, no
+    traceback, and nothing migrated."""
+    url = f"sqlite:///{tmp_path / 'ahead.db'}"
+    assert poller("db", "upgrade", env={"POLLER_DATABASE_URL": url}).returncode == 0
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    finally:
+        engine.dispose()
+    result = poller(*args, env={"POLLER_DATABASE_URL": url}, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "schema revision 0099_future, which this poller does not know" in result.stderr
+    assert f"its newest is {migrate.head()}" in result.stderr
+    assert "Traceback" not in result.stderr

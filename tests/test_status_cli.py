@@ -91,8 +91,8 @@ def test_status_on_a_database_not_migrated_says_what_to_do(empty_database_url: s
     migrate.upgrade(empty_database_url, "0002_reports")
     result = poller("--config", str(write_config(tmp_path, empty_database_url)), "status")
     assert result.returncode == 1
-    assert "at schema 0002_reports, not the newest (0003_daemons): run `poller db upgrade`" in (
-        result.stderr)
+    assert (f"at schema 0002_reports, not the newest ({migrate.head()}): run `poller db upgrade`"
+            in result.stderr)
 
 
 def test_status_on_a_missing_sqlite_file_exits_1(tmp_path: Path) -> None:

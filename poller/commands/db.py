@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import click
 
-from poller.commands import CliState, pass_state
+from poller.commands import DATABASE_URL, CliState, pass_state
 from poller.store import migrate
 
 database_url_option = click.option(
     "--database-url",
     "database_url",
+    type=DATABASE_URL,
     default=None,
     metavar="URL",
     help="Database to act on (default: the configured one).",
@@ -66,7 +67,7 @@ def current(state: CliState, database_url: str | None) -> None:
     Exits 1 when the database is not at head, so scripts can check before starting.
     """
     url = _url(state, database_url)
-    revision = migrate.current(url)
+    revision = migrate.require_known(url)
     newest = migrate.head()
     if revision == newest:
         click.echo(f"{revision} (head)")

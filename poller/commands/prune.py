@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 from sqlalchemy import pool
 
-from poller.commands import CliState, pass_state
+from poller.commands import DAYS, CliState, pass_state
 from poller.model import utc_now
 from poller.store.database import make_engine
 from poller.store.retention import DEFAULT_BATCH_SIZE
@@ -22,14 +22,14 @@ DEFAULT_POLL_ERROR_DAYS = 30.0
 @click.command()
 @click.option(
     "--poll-error-days",
-    type=click.FloatRange(min=0),
+    type=DAYS,
     default=DEFAULT_POLL_ERROR_DAYS,
     show_default=True,
     help="Delete poll_error rows older than this many days.",
 )
 @click.option(
     "--raw-payload-days",
-    type=click.FloatRange(min=0),
+    type=DAYS,
     default=None,
     help="Also clear the raw provider JSON of snapshots superseded more than this many days "
     "ago (normalised history is kept). Default: keep raw payloads forever.",

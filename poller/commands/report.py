@@ -30,7 +30,7 @@ from typing import Any
 
 import click
 
-from poller.commands import CliState, pass_state
+from poller.commands import DATABASE_URL, CliState, pass_state
 from poller.errors import StoreUnavailable
 from poller.model import Provider, utc_now
 from poller.store import reports
@@ -53,7 +53,10 @@ def parse_since(value: str, *, now: datetime) -> datetime:
     relative = _RELATIVE.match(value)
     if relative:
         amount, unit = relative.groups()
-        return now - timedelta(seconds=float(amount) * _UNIT_SECONDS[unit])
+        try:
+            return now - timedelta(seconds=float(amount) * _UNIT_SECONDS[unit])
+        except (OverflowError, ValueError):
+            raise ValueError(f"{value!r} reaches back before the year 1") from None
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -298,7 +301,8 @@ def report_options(command: Callable[..., None]) -> Callable[..., None]:
         click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N",
                      help=f"At most N rows; 0 for all. Default: {DEFAULT_TABLE_LIMIT} for "
                           "table, all for csv and json."),
-        click.option("--database-url", "database_url", default=None, metavar="URL",
+        click.option("--database-url", "database_url", type=DATABASE_URL, default=None,
+                     metavar="URL",
                      help="Database to read (default: the configured one)."),
     ]
     command = pass_state(command)

@@ -45,7 +45,7 @@ def run(state: CliState) -> None:
     process took over its [daemon] identity while it ran, 2 on a configuration error (including
     a [daemon] identity that a live daemon holds).
     """
-    early = EarlySignals().install()
+    early = state.early if state.early is not None else EarlySignals().install()
     try:
         state.configure_logging()
         app = App(*load_all(state.config_path))

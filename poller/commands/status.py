@@ -31,7 +31,7 @@ from typing import cast
 
 import click
 
-from poller.commands import CliState, pass_state
+from poller.commands import DATABASE_URL, CliState, pass_state
 from poller.commands.report import (
     duration_column,
     number_column,
@@ -88,7 +88,7 @@ OVERDUE_TABLE = [
                    "(default: polling.interval_seconds).")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
               metavar="N", help="At most N overdue targets listed.")
-@click.option("--database-url", "database_url", default=None, metavar="URL",
+@click.option("--database-url", "database_url", type=DATABASE_URL, default=None, metavar="URL",
               help="Database to read (default: the configured one).")
 @pass_state
 def status(state: CliState, output_format: str, include_gone: bool, list_overdue: bool,

@@ -85,7 +85,7 @@ class AccountBase(Section):
     name: Annotated[str, Strict()]
     """Unique; stored as ``account`` in every table, so renaming starts a new history."""
     base_url: HttpUrl
-    requests_per_second: Annotated[float, Strict(), Field(gt=0)] = 10.0
+    requests_per_second: Annotated[float, Strict(), Field(ge=0.001, le=100_000)] = 10.0
     """The most requests poller sends this account per second (token-endpoint calls included)."""
     discover: Annotated[bool, Strict()] = False
     """List the account's conferences every ``polling.discovery_interval_seconds`` and poll every

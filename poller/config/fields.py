@@ -25,11 +25,19 @@ DEFAULT_DATABASE_URL = "sqlite:///conferences.db"
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-Seconds = Annotated[float, Strict(), Field(gt=0)]
-"""A positive number of seconds (integers accepted)."""
-SecondsOrZero = Annotated[float, Strict(), Field(ge=0)]
-Days = Annotated[float, Strict(), Field(ge=0)]
-Count = Annotated[int, Strict(), Field(ge=1)]
+MAX_SECONDS = 366 * 86400
+"""The longest duration in seconds any key takes (a year): beyond it, a value is a typo, and
+date arithmetic on it would overflow."""
+MAX_DAYS = 36_500
+"""The longest age in days (a century)."""
+MAX_COUNT = 100_000
+"""The largest count (concurrency, 404s before retiring)."""
+
+Seconds = Annotated[float, Strict(), Field(gt=0, le=MAX_SECONDS)]
+"""A positive number of seconds, at most a year (integers accepted)."""
+SecondsOrZero = Annotated[float, Strict(), Field(ge=0, le=MAX_SECONDS)]
+Days = Annotated[float, Strict(), Field(ge=0, le=MAX_DAYS)]
+Count = Annotated[int, Strict(), Field(ge=1, le=MAX_COUNT)]
 
 
 def config_error(message: str, *at: str | int) -> PydanticCustomError:
@@ -56,10 +64,18 @@ def _env_name(value: str) -> str:
 
 
 def _http_url(value: str) -> str:
-    """``value`` if it is an absolute http(s) URL without credentials, query or fragment."""
-    parts = urlsplit(value)
+    """``value`` if it is an absolute http(s) URL without credentials, query or fragment, and
+    with a numeric port if it names one (with or without a path or a trailing slash)."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError("must be an absolute http:// or https:// URL with a port from 1 to "
+                         "65535, if any") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http:// or https:// URL")
+    if port == 0:
+        raise ValueError("must have a port from 1 to 65535, if any")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not contain credentials (they come from the environment)")
     if parts.query or parts.fragment:

@@ -103,6 +103,7 @@ def database_url(explicit_config: Path | None = None, environ: Environ | None = 
     """
     from_env = (os.environ if environ is None else environ).get(DATABASE_URL_ENV)
     if from_env:
+        _check_override(from_env)
         return from_env
     path = config_path(explicit_config, environ)
     if path is None:
@@ -132,14 +133,19 @@ def parse_config(
     _refuse_password_in_url(data.get("database", {}), source)
     override = environ.get(DATABASE_URL_ENV)
     if override:
-        try:
-            parse_database_url(override)
-        except ValueError as exc:
-            raise ConfigError(f"{DATABASE_URL_ENV} {exc}", key="database.url") from None
+        _check_override(override)
         database = data.get("database", {})
         if isinstance(database, dict):
             data["database"] = {**database, "url": override}
     return _validate(Config, data, source)
+
+
+def _check_override(url: str) -> None:
+    """``ConfigError`` unless ``$POLLER_DATABASE_URL`` holds a database URL (not echoed)."""
+    try:
+        parse_database_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"{DATABASE_URL_ENV} {exc}", key="database.url") from None
 
 
 def _refuse_password_in_url(section: object, source: str | None) -> None:

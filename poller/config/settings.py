@@ -92,6 +92,10 @@ class PollingSettings(Section):
     """Longest retry delay."""
     shutdown_grace_seconds: SecondsOrZero = 10.0
     """On SIGTERM / SIGINT, how long in-flight polls may take to finish before being abandoned."""
+    poll_deadline_seconds: Seconds = 60.0
+    """The longest one poll may take, all its requests and pages together (waits for its
+    account's later tokens included); a poll still running then fails as ``timeout``, so a
+    server that trickles its answer byte by byte never holds a poll for longer."""
     connect_timeout_seconds: Seconds = 5.0
     read_timeout_seconds: Seconds = 15.0
     write_timeout_seconds: Seconds = 10.0
@@ -102,6 +106,9 @@ class PollingSettings(Section):
     per poll, see ``docs/benchmarks.md``) or ``httpx`` (httpx's own transport)."""
     discovery_interval_seconds: Seconds = 60.0
     """How often accounts with ``discover = true`` list their conferences for new ones."""
+    max_retry_after_seconds: Seconds = 3600.0
+    """The longest pause a provider's ``Retry-After`` (429, 503) may impose on an account; a
+    longer one is cut to this, and the log line of the failed poll says so."""
 
     @model_validator(mode="after")
     def _backoff_order(self) -> PollingSettings:

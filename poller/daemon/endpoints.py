@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from poller.config import PollingSettings
+from poller.config import Config, PollingSettings
 from poller.daemon.metrics import PollerMetrics
 from poller.errors import ConfigError, StoreUnavailable
 from poller.model import utc_now
@@ -84,12 +84,18 @@ class Readiness:
     clock: Callable[[], datetime] = utc_now
     head_revision: str | None = None
     """The migration head to expect (default: read once from the migration tree)."""
+    store_problem: Callable[[], str | None] = lambda: None
+    """Why the store must not be used although it answers (its SQLite file was replaced)."""
 
     def check(self) -> list[CheckResult]:
         """Run every check (blocking: the database is queried) and return their results."""
         return [*self._database_checks(), self._tick_check()]
 
     def _database_checks(self) -> list[CheckResult]:
+        problem = self.store_problem()
+        if problem is not None:
+            return [CheckResult("database", False, f"{problem}: restart poller"),
+                    CheckResult("migrations", False, "database file lost")]
         try:
             revision = migrate.revision_of(self.engine, "readiness check")
         except StoreUnavailable as error:
@@ -243,3 +249,37 @@ async def serve(app: Starlette, host: str, port: int, *, key: str | None = None)
     ``should_exit = True`` instead of cancelling.
     """
     await build_server(app, host, port, key=key).serve()
+
+
+async def start_servers(servers: list[ObservabilityServer], config: Config,
+                        metrics: PollerMetrics, readiness: Readiness, engine: Engine) -> None:
+    """Start the ``[metrics]`` / ``[health]`` servers ``config`` sets, appending each to
+    ``servers`` once it listens; an address in use is a ``ConfigError`` naming the key."""
+    listeners = [
+        ("metrics.listen", config.metrics.address,
+         create_observability_app(metrics, None, engine=engine), "/metrics"),
+        ("health.listen", config.health.address,
+         create_observability_app(None, readiness), "/healthz, /readyz"),
+    ]
+    for key, address, app, paths in listeners:
+        if address is None:
+            continue
+        server = build_server(app, *address, key=key)
+        try:
+            await server.start()
+        except ConfigError as error:  # name the setting: the CLI prints only the message
+            raise ConfigError(f"{key}: {error}", key=key) from None
+        servers.append(server)
+        for host, port in server.addresses:
+            shown = f"[{host}]" if ":" in host else host
+            log.info("serving %s on http://%s:%d (%s)", paths, shown, port, key)
+
+
+async def stop_servers(servers: list[ObservabilityServer]) -> None:
+    """Stop ``servers`` in reverse order; a failure is logged, never raised (the process is
+    on its way out)."""
+    for server in reversed(servers):
+        try:
+            await server.stop()
+        except Exception:  # never keep the process from exiting
+            log.exception("stopping the %s server failed", server.key)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from poller.config import DaemonSettings, PollingSettings
 from poller.daemon.metrics import PollerMetrics
 from poller.errors import StoreUnavailable
+from poller.polling.internal import InternalErrors
 from poller.polling.pacing import Clock
 from poller.store.gateway import Store
 
@@ -37,11 +38,12 @@ class Membership:
     """This daemon's row in ``poller_daemon`` and its heartbeat (see the module docstring)."""
 
     def __init__(self, store: Store, settings: DaemonSettings, polling: PollingSettings, *,
-                 clock: Clock, metrics: PollerMetrics, on_fleet_size: Callable[[int], None],
-                 on_lost: Callable[[], None]) -> None:
+                 clock: Clock, metrics: PollerMetrics, internal: InternalErrors,
+                 on_fleet_size: Callable[[int], None], on_lost: Callable[[], None]) -> None:
         self.store = store
         self.clock = clock
         self.metrics = metrics
+        self.internal = internal
         self.identity = settings.effective_identity()
         """This daemon's name in ``poller_daemon`` and as ``lease_owner``."""
         self.lease_seconds = settings.effective_lease_seconds(polling)
@@ -120,8 +122,9 @@ class Membership:
             except StoreUnavailable as error:
                 log.warning("heartbeat failed (leases last %g s; retried in %g s): %s",
                             self.lease_seconds, self.heartbeat_seconds, error)
-            except Exception:  # the heartbeat never dies of one failure
-                log.exception("heartbeat failed; retried in %g s", self.heartbeat_seconds)
+            except Exception as error:  # the heartbeat never dies of one failure
+                self.internal.report("heartbeat", error, f"beating (retried in "
+                                                         f"{self.heartbeat_seconds:g} s)")
             else:
                 if not beat.owned:
                     log.error("daemon identity %r was registered by another process after this "

@@ -110,6 +110,10 @@ class PollerMetrics:
         self.deferred = Counter("poller_polls_deferred",
                                 "Claimed targets handed back unpolled (paused account, no "
                                 "token).", registry=r)
+        self.internal_errors = Counter("poller_internal_errors",
+                                       "Our own bugs met and carried on from, by where (poll, "
+                                       "schedule, list polling, discovery, prune, reload, "
+                                       "heartbeat, tick, client).", ["where"], registry=r)
         self.ticks = Counter("poller_ticks", "Ticks run, by result (ok, store_error).",
                              ["result"], registry=r)
         self.targets = Gauge("poller_targets", "Poll targets by state and retired reason "
@@ -138,6 +142,10 @@ class PollerMetrics:
     def observe_http_response(self, provider: str, status_code: int | None) -> None:
         """One HTTP request to ``provider`` got ``status_code`` (``None``: no response)."""
         self.http_responses.labels(provider, status_class(status_code)).inc()
+
+    def observe_internal_error(self, where: str) -> None:
+        """One of our own bugs was met in ``where`` (and carried on from)."""
+        self.internal_errors.labels(where).inc()
 
     def observe_rate_limit_wait(self, provider: str, seconds: float) -> None:
         """A request to ``provider`` waited ``seconds`` for a token."""
@@ -189,8 +197,11 @@ def observe_tick(metrics: PollerMetrics, report: TickReport, *,
       n); without them, ``report.transitions`` / ``report.member_events`` go under ``unknown``.
 
     A tick with a ``store_error`` counts as ``poller_ticks{result="store_error"}`` and does not
-    move the last-successful-tick time; its polls still count (they happened).
+    move the last-successful-tick time; its polls still count (they happened). A tick skipped
+    while backing off from an unavailable store counts nothing.
     """
+    if report.skipped:
+        return
     for provider, part in (by_provider or {UNKNOWN: report}).items():
         _add(metrics.polls.labels(provider, "ok"), part.ok - part.unchanged)
         _add(metrics.polls.labels(provider, "unchanged"), part.unchanged)

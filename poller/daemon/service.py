@@ -51,9 +51,9 @@ from poller.config import Config, Credentials
 from poller.daemon.endpoints import (
     ObservabilityServer,
     Readiness,
-    build_server,
-    create_observability_app,
     max_tick_age_seconds,
+    start_servers,
+    stop_servers,
 )
 from poller.daemon.membership import Membership
 from poller.daemon.metrics import PollerMetrics, observe_tick
@@ -87,12 +87,14 @@ class Daemon:
         self.clock = app.clock
         self.metrics: PollerMetrics = app.metrics
         self.readiness = Readiness(store.engine, lambda: self.metrics.last_successful_tick_at,
-                                   _freshness(self.config), clock=self.clock)
+                                   _freshness(self.config), clock=self.clock,
+                                   store_problem=store.problem)
         self.servers: list[ObservabilityServer] = []
         """The metrics / health servers, while :meth:`run` serves them."""
+        self.internal = app.internal
         self.membership = Membership(store, self.config.daemon, self.config.polling,
                                      clock=self.clock, metrics=self.metrics,
-                                     on_fleet_size=self._fleet_size,
+                                     internal=self.internal, on_fleet_size=self._fleet_size,
                                      on_lost=self._identity_lost)
         self.identity = self.membership.identity
         self.lease_seconds = self.membership.lease_seconds
@@ -109,6 +111,8 @@ class Daemon:
         self._sync_pending = False
         self._background: set[asyncio.Task[None]] = set()
         self._next_prune_at: datetime | None = None
+        self._store_lost: str | None = None
+        """Why recording stopped for good (the SQLite file was deleted or replaced)."""
         self.discovery = Discovery()
         self._discovering: asyncio.Task[object] | None = None
 
@@ -198,32 +202,12 @@ class Daemon:
 
     async def _start_servers(self) -> None:
         """Start the ``[metrics]`` / ``[health]`` servers that are configured."""
-        listeners = [
-            ("metrics.listen", self.config.metrics.address,
-             create_observability_app(self.metrics, None, engine=self.store.engine), "/metrics"),
-            ("health.listen", self.config.health.address,
-             create_observability_app(None, self.readiness), "/healthz, /readyz"),
-        ]
-        for key, address, app, paths in listeners:
-            if address is None:
-                continue
-            server = build_server(app, *address, key=key)
-            try:
-                await server.start()
-            except ConfigError as error:  # name the setting: the CLI prints only the message
-                raise ConfigError(f"{key}: {error}", key=key) from None
-            self.servers.append(server)
-            for host, port in server.addresses:
-                shown = f"[{host}]" if ":" in host else host
-                log.info("serving %s on http://%s:%d (%s)", paths, shown, port, key)
+        await start_servers(self.servers, self.config, self.metrics, self.readiness,
+                            self.store.engine)
 
     async def _stop_servers(self) -> None:
         servers, self.servers = self.servers, []
-        for server in reversed(servers):
-            try:
-                await server.stop()
-            except Exception:  # never keep the process from exiting
-                log.exception("stopping the %s server failed", server.key)
+        await stop_servers(servers)
 
     def _schedule_discovery(self) -> None:
         if any(account.discover for account in self.config.accounts):
@@ -238,9 +222,10 @@ class Daemon:
         self._discovering = task
         try:
             await asyncio.wait([task])
-            if not task.cancelled() and task.exception() is not None:
-                log.error("discovery run failed; retried at the next interval",
-                          exc_info=task.exception())
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                self.internal.report("discovery", error, "discovering conferences (retried at "
+                                                         "the next interval)")
         finally:
             self._discovering = None
 
@@ -298,16 +283,28 @@ class Daemon:
             self._job_idle.set()
 
     async def _tick(self) -> None:
+        if self._lost_store():
+            return
         try:
             if self._sync_pending:
                 await self.poller.sync()
                 self._sync_pending = False
             await self.poller.run_due(keep_going=lambda: not self._stop.is_set(),
                                       on_tick=self._observe)
-        except Exception:  # the daemon never dies of one tick
-            log.exception("tick failed; carrying on with the next one")
+        except Exception as error:  # the daemon never dies of one tick
+            self.internal.report("tick", error, "ticking (the next tick runs as usual)")
             return
         await self._prune_if_due()
+
+    def _lost_store(self) -> bool:
+        """Whether the store's file is gone (checked every tick; said once, loudly)."""
+        problem = self._store_lost or self.store.problem()
+        if problem is not None and self._store_lost is None:
+            self._store_lost = problem
+            log.error("%s: nothing more is recorded (it would go to a file no one can open "
+                      "again); /readyz fails until poller is restarted on the file at that path",
+                      problem)
+        return problem is not None
 
     def _observe(self, report: TickReport) -> None:
         """Count one tick's report in the metrics and log it."""
@@ -332,6 +329,10 @@ class Daemon:
             log.error("pruning old history failed (retried in %g s): %s",
                       retention.prune_interval_seconds, error)
             return
+        except Exception as error:
+            self.internal.report("prune", error, "pruning old history (retried in "
+                                                 f"{retention.prune_interval_seconds:g} s)")
+            return
         if stats.poll_errors_deleted or stats.raw_payloads_cleared:
             log.info("pruned %d poll_error rows and %d raw payloads",
                      stats.poll_errors_deleted, stats.raw_payloads_cleared)
@@ -339,7 +340,15 @@ class Daemon:
     # -- reload ------------------------------------------------------------------------------
 
     async def reload(self) -> None:
-        """Load the config again and apply it between two ticks; keep the old one if bad."""
+        """Load the config again and apply it between two ticks, all or nothing: whatever goes
+        wrong, the running configuration carries on whole, and one line says why."""
+        try:
+            await self._reload()
+        except Exception as error:
+            self.internal.report("reload", error, "reloading the configuration (the running "
+                                                  "one carries on)")
+
+    async def _reload(self) -> None:
         try:
             config, credentials = await asyncio.to_thread(self.load)
         except ConfigError as error:

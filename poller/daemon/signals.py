@@ -9,6 +9,7 @@ acts on it as soon as its event loop handles the signals itself.
 
 from __future__ import annotations
 
+import os
 import signal
 import types
 
@@ -34,6 +35,14 @@ class EarlySignals:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()
+
+    def release(self) -> None:
+        """Put the previous handlers back and deliver again what was noted meanwhile (for a
+        command other than ``poller run``: as if the signals had come now)."""
+        received, self.received = self.received, []
+        self.restore()
+        for signum in received:
+            os.kill(os.getpid(), signum)
 
     def _note(self, signum: int, _frame: types.FrameType | None) -> None:
         self.received.append(signal.Signals(signum))

@@ -49,13 +49,20 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from poller.config import PollingSettings
-from poller.errors import Internal, ProviderError, StoreUnavailable
+from poller.errors import Internal, ProviderError, StoreUnavailable, Timeout
 from poller.model import Observation, PollFailure, PollResult, TargetKey, utc_now
 from poller.polling.accounts import Accounts, PolledAccount
+from poller.polling.backoff import StoreBackoff
+from poller.polling.internal import InternalErrors
 from poller.polling.lists import Fetch, ListPlan
 from poller.polling.pacing import Clock, Deferred, Pacer, PollSlot, Sleep
 from poller.polling.report import PollObserver, TickReport
-from poller.polling.schedule import AUTH_PAUSE_SECONDS, next_schedule, transient_backoff_seconds
+from poller.polling.schedule import (
+    AUTH_PAUSE_SECONDS,
+    after,
+    next_schedule,
+    transient_backoff_seconds,
+)
 from poller.store.gateway import Store
 from poller.store.rows import ScheduleUpdate
 from poller.store.targets import ClaimedTarget, SyncReport
@@ -64,6 +71,7 @@ log = logging.getLogger(__name__)
 
 MAX_BURST_TICKS = 10_000
 """A bound on one burst run's ticks (each claims up to a batch of targets)."""
+
 
 
 def default_owner() -> str:
@@ -93,8 +101,8 @@ class Poller:
 
     def __init__(self, accounts: Accounts, store: Store, settings: TickSettings, *,
                  clock: Clock = utc_now, sleep: Sleep = asyncio.sleep,
-                 rng: random.Random | None = None, observer: PollObserver | None = None
-                 ) -> None:
+                 rng: random.Random | None = None, observer: PollObserver | None = None,
+                 internal: InternalErrors | None = None) -> None:
         self.accounts = accounts
         self.store = store
         self.settings = settings
@@ -106,11 +114,15 @@ class Poller:
         self.rng = rng if rng is not None else random.Random()  # noqa: S311 (jitter only)
         self.observer = observer
         """Told each poll's latency and each rate-limit wait (``None``: not measured)."""
+        self.internal = internal if internal is not None else InternalErrors(observer)
+        """Where our own bugs met while polling are logged and counted."""
         self.pacer = Pacer(self.polling.concurrency, clock=clock, sleep=sleep, observer=observer)
         self.leases_stranded = False
         """A tick met an unavailable store after (maybe) claiming: this owner may hold leases
         of targets nobody polls. The next tick hands them back first (a reload carries it
         over to the new poller)."""
+        self.backoff = StoreBackoff()
+        """When to try the store again after it failed a tick (``poller.polling.backoff``)."""
 
     async def sync(self, now: datetime | None = None) -> SyncReport:
         """Bring ``poll_target`` in line with the configured conferences."""
@@ -171,6 +183,10 @@ class Poller:
         """
         now = now or self.clock()
         report = TickReport()
+        if self.backoff.waiting(now):
+            report.skipped = True  # backing off: the store failed the last attempt
+            report.store_error = "store unavailable: waiting to try again"
+            return report
         try:
             if self.leases_stranded:
                 await self._hand_back_stranded()
@@ -181,8 +197,9 @@ class Poller:
             # A claim whose commit was lost with the connection may still have leased targets.
             self.leases_stranded = True
             report.store_error = str(error)
-            log.error("tick skipped: %s", error)
+            self.backoff.failed(now, f"tick skipped: {error}")
             return report
+        self.backoff.worked()
         report.claimed = len(claimed)
         if not claimed:
             return report
@@ -216,6 +233,7 @@ class Poller:
         if report.store_error is not None:
             with contextlib.suppress(StoreUnavailable):  # still down: the next tick tries first
                 await self._hand_back_stranded()
+            self.backoff.failed(now)
         return report
 
     async def _plans(self, claimed: list[ClaimedTarget], now: datetime) -> dict[int, ListPlan]:
@@ -230,9 +248,10 @@ class Poller:
                 plans.update(await account.planner.plan(mine, pace))
             except StoreUnavailable as error:
                 log.warning("list polling of account %r skipped: %s", account.name, error)
-            except Exception:  # the list is an optimisation: single polls still work
-                log.exception("list polling of account %r failed; polling one by one",
-                              account.name)
+            except Exception as error:  # the list is an optimisation: single polls still work
+                self.internal.report("list polling", error,
+                                     f"planning list polls of account {account.name!r} (they "
+                                     "are polled one by one)")
         return plans
 
     async def _hand_back_stranded(self) -> None:
@@ -278,14 +297,23 @@ class Poller:
             late = (self.clock() - target.next_poll_at).total_seconds()
             self.observer.observe_poll_lateness(key.provider.value, late)
         started = time.perf_counter()
+        deadline = self.polling.poll_deadline_seconds
         try:
             try:
-                observation = await (plan(slot) if plan is not None
-                                     else account.client.fetch(key, slot))
+                async with asyncio.timeout(deadline):
+                    observation = await (plan(slot) if plan is not None
+                                         else account.client.fetch(key, slot))
             finally:
                 if self.observer is not None:
                     self.observer.observe_poll_seconds(key.provider.value,
                                                        time.perf_counter() - started)
+        except TimeoutError:  # the provider layer turns its own timeouts into ``Timeout``
+            failure = PollFailure(key, self.clock(), kind=Timeout.kind,
+                                  message=f"poll took longer than its {deadline:g} s deadline "
+                                          "(poll_deadline_seconds)")
+            log.warning("%s conference %s of account %r: poll failed (timeout): %s",
+                        key.provider.value, key.conference_id, key.account, failure.message)
+            return failure
         except ProviderError as error:
             failure = PollFailure.from_error(key, self.clock(), error)
             log.warning("%s conference %s of account %r: poll failed (%s%s): %s",
@@ -295,9 +323,8 @@ class Poller:
             self._pause_if_needed(account, failure)
             return failure
         except Exception as error:  # the tick is the boundary: log, record, carry on
-            log.exception("internal error polling %s conference %s of account %r (a bug of "
-                          "poller's own, not the provider's)", key.provider.value,
-                          key.conference_id, key.account)
+            self.internal.report("poll", error, f"polling {key.provider.value} conference "
+                                                f"{key.conference_id} of account {key.account!r}")
             return PollFailure(key, self.clock(), kind=Internal.kind,
                                message=f"unexpected {type(error).__name__} while polling")
         account.gate.succeeded()
@@ -319,8 +346,14 @@ class Poller:
                       self.settings.auth_pause_seconds)
 
     def _decide(self, target: ClaimedTarget, result: PollResult) -> ScheduleUpdate:
-        decision = next_schedule(target.state, result, result.observed_at, self.polling,
-                                 self.rng)
+        """The target's next poll (or retirement), moved past its account's pause. A bug here
+        costs one poll's schedule, never its result: it is polled again an interval later."""
+        try:
+            decision = next_schedule(target.state, result, result.observed_at, self.polling,
+                                     self.rng)
+        except Exception as error:
+            self.internal.report("schedule", error, f"deciding the next poll of {target.key}")
+            decision = after(result.observed_at, self.polling.interval_seconds)
         account = self.accounts.get(target.key.account)
         paused_until = account.gate.paused_until if account is not None else None
         if decision.state != "retired" and paused_until is not None and (
@@ -333,7 +366,7 @@ class Poller:
         attempts = self.settings.store_attempts
         for attempt in range(1, attempts + 1):
             try:
-                stats = await self.store.record(results, schedule)
+                stats = await self.store.record(results, schedule, self.settings.owner)
             except StoreUnavailable as error:
                 if attempt == attempts:
                     report.store_error = str(error)
@@ -346,4 +379,7 @@ class Poller:
                 await self.sleep(wait)
                 continue
             report.count_recorded(stats, schedule.values())
+            for key, warning in stats.warnings:  # once per new state, not once per poll
+                log.warning("%s conference %s of account %r: %s", key.provider.value,
+                            key.conference_id, key.account, warning)
             return

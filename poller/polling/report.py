@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from poller.model import Observation, PollResult
+from poller.polling.internal import InternalObserver
 from poller.polling.pacing import WaitObserver
 from poller.store.recorder import RecordStats
 from poller.store.rows import ScheduleUpdate
 
 
-class PollObserver(WaitObserver, Protocol):
+class PollObserver(WaitObserver, InternalObserver, Protocol):
     """What the poller reports as it happens (``PollerMetrics`` is one)."""
 
     def observe_poll_seconds(self, provider: str, seconds: float) -> None:
@@ -51,6 +52,9 @@ class TickReport:
     member_events: int = 0
     store_error: str | None = None
     """Why results could not be recorded, if they could not."""
+    skipped: bool = False
+    """The tick did not try: it is backing off after the store failed (``store_error`` says
+    so); the metrics count no tick for it."""
     polls_by_provider: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Polls by ``(provider, outcome)``: ``ok`` (changed or first seen), ``unchanged`` or the
     ``poll_error.kind`` (``unchanged`` is known only once recorded)."""

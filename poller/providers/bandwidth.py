@@ -126,7 +126,9 @@ class BandwidthClient(AccountClient):
             partial(parse_bandwidth_conference, document, warnings=warnings),
             context, self._redactor)
         if conference.conference_id != target.conference_id:
-            warnings.append("conference.id differs from the ID polled")
+            raise self._http.bad_response(
+                f"response is about conference {conference.conference_id[:40]!r}, not the one "
+                "polled", context, repr(document)[:2000], 200)
         return Observation(
             target=target,
             observed_at=self._clock(),

@@ -4,7 +4,9 @@
 whose ``activeMembers`` holds the ``conferenceMember`` objects present right now. Bandwidth
 reports no status: it is derived (``completedTime`` set ⇒ ``completed``, else members present ⇒
 ``in_progress``, else ``init``), ``provider_status`` and ``end_reason`` are always ``None``. The
-field-by-field mapping is in ``docs/providers.md``. Raises nothing but ``BadResponse``.
+field-by-field mapping is in ``docs/providers.md``. Raises nothing but ``BadResponse``: a wrong
+shape, a field of another type than the spec's (``completedTime: []`` is not "completed"), an
+unreadable timestamp, a member of another conference.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def parse_bandwidth_conference(document: JSON, *, warnings: list[str] | None = N
     notes: list[str] = [] if warnings is None else warnings
     obj = require_object(PROVIDER, document, "response", document)
     conference_id = require_id(PROVIDER, obj, "id", "conference")
-    fields = FieldReader(obj, "conference", notes)
+    fields = FieldReader(obj, "conference", notes, provider=PROVIDER)
 
     active = obj.get("activeMembers")
     if active is None:
@@ -70,10 +72,11 @@ def parse_bandwidth_member(item: JSON, *, conference_id: str | None = None,
     notes: list[str] = [] if warnings is None else warnings
     obj = require_object(PROVIDER, item, "activeMembers item", item)
     call_id = require_id(PROVIDER, obj, "callId", "active member")
-    fields = FieldReader(obj, f"member[{call_id[:40]}]", notes)
+    fields = FieldReader(obj, f"member[{call_id[:40]}]", notes, provider=PROVIDER)
     member_conference = fields.text("conferenceId")
     if conference_id is not None and member_conference not in (None, conference_id):
-        notes.append(f"member[{call_id[:40]}].conferenceId: differs from the conference's id")
+        raise bad_shape(PROVIDER, f"member {call_id[:40]!r} belongs to conference "
+                                  f"{member_conference[:40]!r}, not this one", obj)
     return MemberState(
         member_id=call_id,
         call_control_id=call_id,

@@ -1,17 +1,24 @@
-"""Reading typed fields out of provider JSON objects, tolerantly.
+"""Reading typed fields out of provider JSON objects: strict on types, tolerant on growth.
 
-The parsers never trust a field's type: a value of the wrong type is read as ``None`` and noted
-in the warnings, an unknown enum value is kept as seen and noted, and an absent or null field is
-simply ``None``. Only a wrong *shape* (the document is not an object, a list is not a list, an
-identifier is missing) is an error, raised as ``BadResponse`` with a short excerpt.
+The specs say what type each field has. A field that is absent or null is "not reported"
+(``None``). A field present with another type (a number where the spec says string, a list
+where it says a timestamp), or a timestamp string that cannot be read, is **not** guessed at:
+it raises ``BadResponse`` naming the field, so the poll fails and nothing about the conference
+changes (DESIGN §9: never invent). What the specs let grow is kept: an enum value poller does
+not know is stored as seen with a warning, unknown fields stay in the raw JSON.
+
+Warnings (an unknown enum value, a timestamp without a zone, an implausible date, odd paging
+metadata) never fail a poll: they travel with the observation and are stored with its
+snapshot (``conference_snapshot.warnings``) and logged.
 
 Timestamps (``parse_timestamp``): both providers document ISO 8601
-(``2019-01-23T18:10:02.574Z``), but poller treats every timestamp as text to read carefully
-rather than trust: ``Z`` or ``z``, numeric offsets
-(``+02:00``, ``+0200``, ``+02``), a ``T`` or a space between date and time, fractional seconds of
-any length (truncated to microseconds), and surrounding whitespace are all accepted. A timestamp
-without a zone is taken as UTC and noted in the warnings; anything unreadable becomes ``None``
-plus a warning. ``parse_timestamp`` never raises.
+(``2019-01-23T18:10:02.574Z``), but poller treats every timestamp as text to read carefully:
+``Z`` or ``z``, numeric offsets (``+02:00``, ``+0200``, ``+02``), a ``T`` or a space between
+date and time, fractional seconds of any length (truncated to microseconds), and surrounding
+whitespace are all accepted. A timestamp without a zone is taken as UTC and noted in the
+warnings, and so is a date outside ``PLAUSIBLE_YEARS``. ``parse_timestamp`` itself never raises
+(an unreadable value gives ``None`` plus a warning); the field readers turn that into
+``BadResponse``.
 """
 
 from __future__ import annotations
@@ -40,6 +47,9 @@ _ISO_8601 = re.compile(
 )
 
 _MAX_SHOWN = 60
+
+PLAUSIBLE_YEARS = range(2000, 2100)
+"""Timestamps outside these years are kept but noted (year 1, 9999: a placeholder, a bug)."""
 
 
 def shorten(value: JSON) -> str:
@@ -72,6 +82,8 @@ def parse_timestamp(value: JSON, field: str, warnings: list[str]) -> datetime | 
         return None
     if match["zone"] is None:
         warnings.append(f"{field}: timestamp {shorten(value)} has no time zone; assumed UTC")
+    if parsed.year not in PLAUSIBLE_YEARS:
+        warnings.append(f"{field}: implausible date {shorten(value)} kept as given")
     return parsed
 
 
@@ -137,22 +149,37 @@ def require_id(provider: str, obj: Mapping[str, Any], key: str, what: str) -> st
 
 
 class FieldReader:
-    """Reads the fields of one JSON object, appending oddities to a shared warnings list."""
+    """Reads the fields of one JSON object (see the module docstring).
 
-    def __init__(self, obj: Mapping[str, Any], where: str, warnings: list[str]) -> None:
+    A value of the wrong type raises ``BadResponse`` naming ``where.key``; with
+    ``strict=False`` (paging metadata, which only guides paging) it is read as ``None`` and
+    noted in the warnings instead.
+    """
+
+    def __init__(self, obj: Mapping[str, Any], where: str, warnings: list[str], *,
+                 provider: str = "", strict: bool = True) -> None:
         self._obj = obj
         self._where = where
         self._warnings = warnings
+        self._provider = provider
+        self._strict = strict
 
     def _warn(self, key: str, problem: str) -> None:
         self._warnings.append(f"{self._where}.{key}: {problem}")
 
+    def _wrong(self, key: str, expected: str, value: JSON) -> None:
+        """A value that is not what the spec says: refused, or (not strict) noted."""
+        if self._strict:
+            raise BadResponse(f"{self._where}.{key}: expected {expected}, got {shorten(value)}",
+                              provider=self._provider or None, excerpt=excerpt(self._obj))
+        self._warn(key, f"expected {expected}, got {shorten(value)}")
+
     def text(self, key: str) -> str | None:
-        """A string field; ``None`` when absent, null or not a string (the last with a warning)."""
+        """A string field; ``None`` when absent or null."""
         value = self._obj.get(key)
         if value is None or isinstance(value, str):
             return value
-        self._warn(key, f"expected a string, got {shorten(value)}")
+        self._wrong(key, "a string", value)
         return None
 
     def enum(self, key: str, known: frozenset[str]) -> str | None:
@@ -163,46 +190,52 @@ class FieldReader:
         return value
 
     def flag(self, key: str) -> bool | None:
-        """A boolean field; ``None`` when absent, null or not a boolean."""
+        """A boolean field; ``None`` when absent or null."""
         value = self._obj.get(key)
         if value is None or isinstance(value, bool):
             return value
-        self._warn(key, f"expected a boolean, got {shorten(value)}")
+        self._wrong(key, "a boolean", value)
         return None
 
     def count(self, key: str) -> int | None:
-        """A non-negative integer field (booleans and negatives refused with a warning)."""
+        """A non-negative integer field (booleans and negatives are not counts)."""
         value = self._obj.get(key)
         if value is None:
             return None
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
-        self._warn(key, f"expected a non-negative integer, got {shorten(value)}")
+        self._wrong(key, "a non-negative integer", value)
         return None
 
     def time(self, key: str) -> datetime | None:
-        """A timestamp field parsed tolerantly to aware UTC (see ``parse_timestamp``)."""
-        return parse_timestamp(self._obj.get(key), f"{self._where}.{key}", self._warnings)
+        """A timestamp field read to aware UTC (see ``parse_timestamp``); ``None`` when absent
+        or null, ``BadResponse`` when it is not a readable timestamp."""
+        value = self._obj.get(key)
+        notes: list[str] = []
+        parsed = parse_timestamp(value, f"{self._where}.{key}", notes)
+        if value is not None and parsed is None:
+            self._wrong(key, "an ISO 8601 timestamp", value)
+            return None
+        self._warnings.extend(notes)
+        return parsed
 
     def texts(self, key: str) -> tuple[str, ...] | None:
-        """A list of strings; ``None`` when absent or null. Non-string items are dropped."""
+        """A list of strings; ``None`` when absent or null."""
         value = self._obj.get(key)
         if value is None:
             return None
-        if not isinstance(value, list):
-            self._warn(key, f"expected a list, got {shorten(value)}")
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            self._wrong(key, "a list of strings", value)
             return None
-        items = tuple(item for item in value if isinstance(item, str))
-        if len(items) != len(value):
-            self._warn(key, f"dropped {len(value) - len(items)} non-string item(s)")
-        return items
+        return tuple(value)
 
     def child(self, key: str) -> FieldReader | None:
-        """A reader over a nested object; ``None`` when absent, null or not an object."""
+        """A reader over a nested object; ``None`` when absent or null."""
         value = self._obj.get(key)
         if value is None:
             return None
         if not isinstance(value, dict):
-            self._warn(key, f"expected an object, got {shorten(value)}")
+            self._wrong(key, "an object", value)
             return None
-        return FieldReader(value, f"{self._where}.{key}", self._warnings)
+        return FieldReader(value, f"{self._where}.{key}", self._warnings,
+                           provider=self._provider, strict=self._strict)

@@ -112,6 +112,8 @@ class HttpSettings:
     keepalive_expiry_seconds: float = 30.0
     max_response_bytes: int = 4 * 1024 * 1024
     """Bodies longer than this (4 MiB by default) are abandoned as ``BadResponse``."""
+    max_retry_after_seconds: float = _POLLING.max_retry_after_seconds
+    """The longest wait a 429 / 5xx may ask for (longer ones are cut, and say so)."""
     user_agent: str = "poller/0.1"
     transport: TransportName = "aiohttp"
     """``aiohttp`` (httpx-aiohttp's transport, the default) or ``httpx`` (httpx's own)."""
@@ -125,6 +127,7 @@ class HttpSettings:
             write_timeout_seconds=polling.write_timeout_seconds,
             pool_timeout_seconds=polling.pool_timeout_seconds,
             transport=polling.http_transport,
+            max_retry_after_seconds=polling.max_retry_after_seconds,
         )
 
     def timeout(self) -> httpx.Timeout:
@@ -193,8 +196,8 @@ class ProviderHttp:
             follow_redirects=False,
             headers={"User-Agent": settings.user_agent, "Accept": "application/json"},
         )
-        self._base = str(self._client.base_url)
-        """The base URL, ending in ``/`` (httpx adds it)."""
+        self._base = str(self._client.base_url).rstrip("/") + "/"
+        """The base URL, ending in ``/`` (httpx adds it to a path, not to a bare host)."""
 
     def _absolute(self, url: str, params: Mapping[str, str] | None) -> str:
         """``url`` (a path under the base URL, or an absolute URL) with ``params`` encoded, as
@@ -217,7 +220,7 @@ class ProviderHttp:
 
     def url(self, path: str) -> str:
         """The absolute URL a request for ``path`` goes to (``base_url`` applied)."""
-        return str(self._client.build_request("GET", path).url)
+        return str(httpx.URL(self._absolute(path, None)))
 
     async def request(
         self,
@@ -292,7 +295,8 @@ class ProviderHttp:
         names who answered when it was not the API (the token endpoint)."""
         return error_for_status(response.status, response.headers, json_or(response.body, None),
                                 context, self.clock(), self._read_error_detail, self.redact,
-                                source=source)
+                                source=source,
+                                max_retry_after_seconds=self.settings.max_retry_after_seconds)
 
     def decode_json(self, response: RawResponse, context: ErrorContext) -> JSON:
         """The body decoded as JSON, or ``BadResponse`` with a short redacted excerpt."""

@@ -16,7 +16,10 @@ The wait a provider asks for is read, first match wins, from ``retry-after-ms`` 
 ``Retry-After`` (delta seconds or an HTTP-date) and Telnyx's ``x-ratelimit-reset``. Telnyx does
 not document the unit of ``x-ratelimit-reset``; poller reads values above
 ``EPOCH_THRESHOLD_SECONDS`` (ten years) as a Unix time in seconds (above 10¹¹: milliseconds)
-and smaller values as delta seconds. Waits are clamped to ``[0, MAX_RETRY_AFTER_SECONDS]``.
+and smaller values as delta seconds. Waits are clamped to ``[0, max_retry_after_seconds]``
+(``[polling] max_retry_after_seconds``, an hour by default): a longer wait is surely a misread
+header or a mistake, and would stall an account for good, so it is cut and the error's message
+says so (and thereby the log line).
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from poller.model import JSON
 
 EPOCH_THRESHOLD_SECONDS = 10 * 365 * 86400
 EPOCH_MILLISECONDS_THRESHOLD = 1e11
-MAX_RETRY_AFTER_SECONDS = 86400.0
-"""A day: longer waits are surely misread headers, and would stall an account for good."""
+MAX_RETRY_AFTER_SECONDS = 3600.0
+"""The default cap on a wait a provider asks for (``[polling] max_retry_after_seconds``)."""
 
 ErrorDetailReader = Callable[[JSON], tuple[str | None, str | None]]
 """Reads ``(provider_code, detail text)`` from a decoded error body (either may be ``None``)."""
@@ -48,8 +51,10 @@ class ErrorContext:
     conference_id: str | None = None
 
 
-def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> float | None:
-    """The wait the provider asked for, in seconds, or ``None`` if no header says so."""
+def retry_after_seconds(headers: Mapping[str, str], now: datetime,
+                        cap: float = MAX_RETRY_AFTER_SECONDS) -> float | None:
+    """The wait the provider asked for, in seconds, within ``[0, cap]``; ``None`` if no header
+    says so."""
     for name, read in (
         ("retry-after-ms", _milliseconds),
         ("retry-after", _delta_or_http_date),
@@ -60,7 +65,7 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> float | No
             continue
         seconds = read(value.strip(), now)
         if seconds is not None:
-            return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+            return min(max(seconds, 0.0), cap)
     return None
 
 
@@ -111,10 +116,12 @@ def error_for_status(
     redact: Callable[[str], str],
     *,
     source: str | None = None,
+    max_retry_after_seconds: float = MAX_RETRY_AFTER_SECONDS,
 ) -> ProviderError:
     """The error for a non-2xx response; ``body`` is the decoded JSON body or ``None``.
 
-    ``source``, when given, starts the message (``"token endpoint: rate limited"``).
+    ``source``, when given, starts the message (``"token endpoint: rate limited"``). A wait
+    asked for beyond ``max_retry_after_seconds`` is cut to it, and the message says so.
     """
     code, detail = _safe_detail(read_detail, body)
     prefix = f"{source}: " if source else ""
@@ -136,10 +143,14 @@ def error_for_status(
         return build(NotFound, "conference not found")
     if status in (401, 403):
         return build(AuthFailed, "credentials rejected" if status == 401 else "access forbidden")
+    asked = retry_after_seconds(headers, now, cap=float("inf"))
+    wait = None if asked is None else min(asked, max_retry_after_seconds)
+    cut = (f" (asked to wait {asked:.0f} s; cut to max_retry_after_seconds = "
+           f"{max_retry_after_seconds:g})" if asked is not None and wait != asked else "")
     if status == 429:
-        return build(RateLimited, "rate limited", retry_after_seconds(headers, now))
+        return build(RateLimited, f"rate limited{cut}", wait)
     if 500 <= status <= 599:
-        return build(ServerError, "server error", retry_after_seconds(headers, now))
+        return build(ServerError, f"server error{cut}", wait)
     return build(BadResponse, f"unexpected HTTP status {status}")
 
 

@@ -123,7 +123,9 @@ class TelnyxClient(AccountClient):
         conference = parsed(partial(parse_telnyx_conference, document, warnings=warnings),
                             context, self._redactor)
         if conference.conference_id != target.conference_id:
-            warnings.append("conference.id differs from the ID polled")
+            raise self._http.bad_response(
+                f"response is about conference {conference.conference_id[:40]!r}, not the one "
+                "polled", context, repr(document)[:2000], 200)
 
         members, complete = await self._participants(segment, context, region, warnings, pace)
         return Observation(
@@ -220,7 +222,8 @@ class TelnyxClient(AccountClient):
             params = {**region, "page[size]": str(self._page_size), "page[number]": str(number)}
             document = await self._get(f"/conferences/{segment}/participants", context, params,
                                        pace)
-            page = parsed(partial(parse_telnyx_participants, document, warnings=warnings),
+            page = parsed(partial(parse_telnyx_participants, document, warnings=warnings,
+                                  conference_id=context.conference_id),
                           context, self._redactor)
 
             answered = page.page_number if page.page_number is not None else number

@@ -4,7 +4,10 @@
 ``GET /conferences/{id}/participants`` answers ``{"data": [Participant], "meta": PaginationMeta}``
 (schemas ``Conference``, ``Participant`` and ``PaginationMeta`` of the Telnyx OpenAPI spec). The
 field-by-field mapping is in ``docs/providers.md``. These functions raise nothing but
-``BadResponse`` (wrong shape); every other oddity is appended to the optional ``warnings`` list.
+``BadResponse``: a wrong shape, a field of another type than the spec's, an unreadable
+timestamp, a participant of another conference (``poller.providers.fields``). What may grow
+(an unknown enum value) and what is odd but readable (a timestamp without a zone) is appended
+to the optional ``warnings`` list.
 """
 
 from __future__ import annotations
@@ -50,24 +53,22 @@ def parse_telnyx_conference(document: JSON, *, warnings: list[str] | None = None
     envelope = require_object(PROVIDER, document, "response", document)
     data = require_object(PROVIDER, envelope.get("data"), "data", document)
     conference_id = require_id(PROVIDER, data, "id", "conference")
-    fields = FieldReader(data, "conference", notes)
+    fields = FieldReader(data, "conference", notes, provider=PROVIDER)
 
-    raw_status = data.get("status")
-    if isinstance(raw_status, str):
+    raw_status = fields.text("status")
+    if raw_status is not None:
         status = raw_status
         if raw_status not in KNOWN_STATUSES:
             notes.append(f"conference.status: unknown value {raw_status!r} kept as seen")
     else:
         status = UNKNOWN_STATUS
-        fields.text("status")  # notes a value of the wrong type
-        if raw_status is None:
-            notes.append("conference.status: not reported")
+        notes.append("conference.status: not reported")
 
     ended_by = fields.child("ended_by")
     return ConferenceState(
         conference_id=conference_id,
         status=status,
-        provider_status=raw_status if isinstance(raw_status, str) else None,
+        provider_status=raw_status,
         name=fields.text("name"),
         region=fields.text("region"),
         created_at=fields.time("created_at"),
@@ -83,15 +84,20 @@ def parse_telnyx_conference(document: JSON, *, warnings: list[str] | None = None
     )
 
 
-def parse_telnyx_participants(document: JSON, *, warnings: list[str] | None = None
-                              ) -> ParticipantPage:
-    """The members and paging metadata in one Telnyx participants response document."""
+def parse_telnyx_participants(document: JSON, *, warnings: list[str] | None = None,
+                              conference_id: str | None = None) -> ParticipantPage:
+    """The members and paging metadata in one Telnyx participants response document.
+
+    With ``conference_id``, a participant whose ``conference.id`` names another conference is
+    a ``BadResponse`` (it would be filed under the wrong conference).
+    """
     notes: list[str] = [] if warnings is None else warnings
     envelope = require_object(PROVIDER, document, "response", document)
     data = envelope.get("data")
     if not isinstance(data, list):
         raise bad_shape(PROVIDER, "data is not a list", document)
-    members = tuple(parse_telnyx_participant(item, warnings=notes) for item in data)
+    members = tuple(parse_telnyx_participant(item, warnings=notes, conference_id=conference_id)
+                    for item in data)
 
     meta = envelope.get("meta")
     if meta is None:
@@ -99,7 +105,7 @@ def parse_telnyx_participants(document: JSON, *, warnings: list[str] | None = No
     if not isinstance(meta, dict):
         notes.append("participants.meta: not an object; paging metadata ignored")
         return ParticipantPage(members=members)
-    paging = FieldReader(meta, "participants.meta", notes)
+    paging = FieldReader(meta, "participants.meta", notes, provider=PROVIDER, strict=False)
     return ParticipantPage(
         members=members,
         page_number=paging.count("page_number"),
@@ -109,13 +115,19 @@ def parse_telnyx_participants(document: JSON, *, warnings: list[str] | None = No
     )
 
 
-def parse_telnyx_participant(item: JSON, *, warnings: list[str] | None = None) -> MemberState:
-    """One Telnyx ``Participant`` object as a member."""
+def parse_telnyx_participant(item: JSON, *, warnings: list[str] | None = None,
+                             conference_id: str | None = None) -> MemberState:
+    """One Telnyx ``Participant`` object as a member (of ``conference_id``, when given)."""
     notes: list[str] = [] if warnings is None else warnings
     obj = require_object(PROVIDER, item, "participant", item)
     member_id = require_id(PROVIDER, obj, "id", "participant")
-    fields = FieldReader(obj, f"participant[{member_id[:40]}]", notes)
+    fields = FieldReader(obj, f"participant[{member_id[:40]}]", notes, provider=PROVIDER)
     fields.enum("record_type", PARTICIPANT_RECORD_TYPES)
+    conference = fields.child("conference")
+    listed_in = conference.text("id") if conference is not None else None
+    if conference_id is not None and listed_in not in (None, conference_id):
+        raise bad_shape(PROVIDER, f"participant {member_id[:40]!r} belongs to conference "
+                                  f"{listed_in[:40]!r}, not the one polled", obj)
     return MemberState(
         member_id=member_id,
         call_control_id=fields.text("call_control_id"),

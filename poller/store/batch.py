@@ -37,6 +37,7 @@ from poller.model import Observation, PollResult, TargetKey
 from poller.store.diff import is_newer_poll, plan_failure, plan_observation, plan_target
 from poller.store.rows import ConferenceView, MemberView, Outcome, ScheduleUpdate, TargetView
 from poller.store.schema import Base
+from poller.store.writes import HistoryWrites
 
 TARGET: Table = Base.metadata.tables["poll_target"]
 CONFERENCE: Table = Base.metadata.tables["conference"]
@@ -66,16 +67,24 @@ class BatchWriter:
     """Applies one sorted batch on an open connection (see the module docstring)."""
 
     def __init__(self, conn: Connection, now: datetime,
-                 schedule: Mapping[TargetKey, ScheduleUpdate]) -> None:
+                 schedule: Mapping[TargetKey, ScheduleUpdate], owner: str | None = None
+                 ) -> None:
         self.conn = conn
         self.now = now
         self.schedule = schedule
+        self.owner = owner
+        """Whose results these are: a schedule is written only to a target this owner (or no
+        one) leases; ``None``: to any (a caller outside the lease protocol)."""
+        self.lease_owners: dict[Key, str | None] = {}
+        """Who held each target's lease when it was locked."""
         self.inserted: Counter[str] = Counter()
         self.updated: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self.unchanged_by_provider: Counter[str] = Counter()
         self.transitions_by_status: Counter[str] = Counter()
         self.member_events_by_kind: Counter[str] = Counter()
+        self.warnings: list[tuple[TargetKey, str]] = []
+        """The parser warnings of each new snapshot (a new state), by target."""
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -104,8 +113,9 @@ class BatchWriter:
         first: dict[Key, TargetKey] = {}
         for result in results:
             first.setdefault(key_of(result.target), result.target)
-        found = {(r["account"], r["conference_id"]): TargetView.from_row(r)
-                 for r in self._select_locked(TARGET, first)}
+        locked = self._select_locked(TARGET, first)
+        self.lease_owners = {(r["account"], r["conference_id"]): r["lease_owner"] for r in locked}
+        found = {(r["account"], r["conference_id"]): TargetView.from_row(r) for r in locked}
         missing = [key for key in first if key not in found]
         if missing:
             rows = []
@@ -171,7 +181,7 @@ class BatchWriter:
         }
         original = dict(conferences)
         changed: set[Key] = set()
-        writes = _HistoryWrites()
+        writes = HistoryWrites()
         dirty_targets: dict[Key, TargetView] = {}
         errors: list[dict[str, Any]] = []
 
@@ -196,6 +206,8 @@ class BatchWriter:
                     if outcome is Outcome.CHANGED or plan.conference != before:
                         changed.add(key)
                     writes.add(key, plan)
+                    if plan.snapshot is not None:
+                        self.warnings += [(result.target, w) for w in plan.snapshot.warnings]
             else:
                 self.outcomes["failure"] += 1
                 # A failure not newer than the target's last poll (a replay, or out of order)
@@ -252,6 +264,11 @@ class BatchWriter:
                                       for key in sorted(changed) if key in original])
         return pks
 
+    def _owns(self, key: Key) -> bool:
+        """Whether this batch's owner may write ``key``'s schedule (see ``__init__``)."""
+        held_by = self.lease_owners.get(key)
+        return self.owner is None or held_by is None or held_by == self.owner
+
     def _write_targets(self, targets: Mapping[Key, TargetView],
                        dirty: Mapping[Key, TargetView], results: Sequence[PollResult]) -> None:
         """Bookkeeping and the daemon's schedule, merged into one row update per target."""
@@ -261,9 +278,9 @@ class BatchWriter:
         retire: list[dict[str, Any]] = []
         for result in results:
             decision = self.schedule.get(result.target)
-            if decision is None:
-                continue
             key = key_of(result.target)
+            if decision is None or not self._owns(key):
+                continue  # another daemon took the target over: its lease, its schedule
             rows.setdefault(key, {})["next_poll_at"] = decision.next_poll_at
             if decision.release_lease:
                 rows[key] |= {"lease_owner": None, "lease_expires_at": None}
@@ -284,115 +301,3 @@ class BatchWriter:
 def _is_after(moment: datetime, line: datetime | None) -> bool:
     """True when ``moment`` is after ``line`` (always, when there is no line yet)."""
     return line is None or moment > line
-
-
-class _HistoryWrites:
-    """History rows collected over a batch, written once the conference pks are known."""
-
-    def __init__(self) -> None:
-        self.snapshots: dict[Key, list[Any]] = defaultdict(list)
-        self.transitions: dict[Key, list[Any]] = defaultdict(list)
-        self.events: dict[Key, list[Any]] = defaultdict(list)
-        self.changed_members: dict[Key, set[str]] = defaultdict(set)
-
-    def add(self, key: Key, plan: Any) -> None:
-        if plan.snapshot is not None:
-            self.snapshots[key].append(plan.snapshot)
-        self.transitions[key].extend(plan.transitions)
-        self.events[key].extend(plan.member_events)
-        self.changed_members[key] |= plan.changed_members
-
-    def write(self, writer: BatchWriter, pks: Mapping[Key, int],
-              original: Mapping[Key, ConferenceView],
-              members: Mapping[Key, Mapping[str, MemberView]]) -> None:
-        """Write snapshots, transitions, members and member events of the batch."""
-        conn = writer.conn
-        closes, snapshots = [], []
-        for key, planned in sorted(self.snapshots.items()):
-            if key in original:
-                closes.append({"b_pk": pks[key], "b_valid_to": planned[0].valid_from})
-            for i, snap in enumerate(planned):
-                valid_to = planned[i + 1].valid_from if i + 1 < len(planned) else None
-                snapshots.append({"conference_pk": pks[key], "valid_from": snap.valid_from,
-                                  "valid_to": valid_to, "content_hash": snap.content_hash,
-                                  "status": snap.status, "member_count": snap.member_count,
-                                  "state": snap.state, "raw": snap.raw})
-        if closes:
-            conn.execute(update(SNAPSHOT).where(SNAPSHOT.c.conference_pk == bindparam("b_pk"),
-                                                SNAPSHOT.c.valid_to.is_(None))
-                         .values(valid_to=bindparam("b_valid_to")), closes)
-            writer.updated["conference_snapshot"] += len(closes)
-        self._insert(writer, SNAPSHOT, snapshots)
-
-        with_transitions = [k for k, v in self.transitions.items() if v]
-        base = writer.max_seq(TRANSITION, "conference_pk",
-                               [pks[k] for k in with_transitions if k in original])
-        rows = []
-        for key in sorted(with_transitions):
-            start = base.get(pks[key], 0)
-            for seq, t in enumerate(self.transitions[key], start=start + 1):
-                rows.append({"conference_pk": pks[key], "seq": seq, "from_status": t.from_status,
-                             "to_status": t.to_status,
-                             "from_provider_status": t.from_provider_status,
-                             "to_provider_status": t.to_provider_status,
-                             "observed_at": t.observed_at,
-                             "previous_observed_at": t.previous_observed_at,
-                             "provider_changed_at": t.provider_changed_at,
-                             "end_reason": t.end_reason})
-        self._insert(writer, TRANSITION, rows)
-        writer.transitions_by_status.update(str(row["to_status"]) for row in rows)
-        member_pks = self._write_members(writer, pks, members)
-        self._write_events(writer, pks, member_pks)
-
-    def _write_members(
-        self, writer: BatchWriter, pks: Mapping[Key, int],
-        members: Mapping[Key, Mapping[str, MemberView]],
-    ) -> dict[Key, dict[str, int]]:
-        """Insert new members, update changed ones; return member pks by key and member_id."""
-        member_pks: dict[Key, dict[str, int]] = defaultdict(dict)
-        new_keys, new_rows, updates = [], [], []
-        for key, ids in sorted(self.changed_members.items()):
-            for member_id in sorted(ids):
-                view = members[key][member_id]
-                if view.pk is None:
-                    new_keys.append((key, member_id))
-                    new_rows.append(view.values() | {"conference_pk": pks[key]})
-                else:
-                    member_pks[key][member_id] = view.pk
-                    updates.append(view.values() | {"b_pk": view.pk})
-        if new_rows:
-            stmt = insert(MEMBER).returning(MEMBER.c.id, sort_by_parameter_order=True)
-            for (key, member_id), pk in zip(new_keys, writer.conn.execute(stmt, new_rows).scalars(),
-                                            strict=True):
-                member_pks[key][member_id] = pk
-            writer.inserted["member"] += len(new_rows)
-        writer.update_many(MEMBER, updates)
-        for key, views in members.items():
-            for member_id, view in views.items():
-                if view.pk is not None:
-                    member_pks[key].setdefault(member_id, view.pk)
-        return member_pks
-
-    def _write_events(self, writer: BatchWriter, pks: Mapping[Key, int],
-                      member_pks: Mapping[Key, Mapping[str, int]]) -> None:
-        events = [(key, e) for key, planned in sorted(self.events.items()) for e in planned]
-        if not events:
-            return
-        base = writer.max_seq(MEMBER_EVENT, "member_pk",
-                               [member_pks[key][e.member_id] for key, e in events])
-        rows = []
-        for key, e in events:
-            member_pk = member_pks[key][e.member_id]
-            base[member_pk] = seq = base.get(member_pk, 0) + 1
-            rows.append({"member_pk": member_pk, "conference_pk": pks[key], "seq": seq,
-                         "kind": e.kind, "observed_at": e.observed_at,
-                         "previous_observed_at": e.previous_observed_at,
-                         "provider_changed_at": e.provider_changed_at, "detail": e.detail})
-        self._insert(writer, MEMBER_EVENT, rows)
-        writer.member_events_by_kind.update(str(row["kind"]) for row in rows)
-
-    @staticmethod
-    def _insert(writer: BatchWriter, table: Table, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            writer.conn.execute(insert(table), rows)
-            writer.inserted[table.name] += len(rows)

@@ -117,11 +117,13 @@ def open_database(settings: DatabaseSettings, *, exclusive: bool = False) -> Eng
 
 
 def open_migrated(settings: DatabaseSettings) -> Engine:
-    """An engine on the configured database, migrated if allowed, refused if not at head."""
+    """An engine on the configured database, migrated if allowed, refused if not at head (a
+    database a newer poller migrated: ``SchemaAhead``, naming both revisions)."""
+    revision = migrate.require_known(settings.url)
     if settings.auto_migrate:
         migrate.upgrade(settings.url)
-    elif not migrate.is_at_head(settings.url):
-        revision = migrate.current(settings.url) or "empty"
+    elif revision != migrate.head():
+        revision = revision or "empty"
         raise StoreUnavailable(
             f"database {settings.display_url()} is at schema {revision}, not the newest "
             f"({migrate.head()}): run `poller db upgrade` first (or set "
@@ -143,7 +145,7 @@ def open_at_head(url: str) -> Engine:
             and not Path(parsed.database).exists()):
         raise StoreUnavailable(f"SQLite database {parsed.database} does not exist (no "
                                "daemon has run on it yet)")
-    revision = migrate.current(url)
+    revision = migrate.require_known(url)
     if revision != migrate.head():
         raise StoreUnavailable(
             f"the database is at schema {revision or 'empty'}, not the newest "

@@ -20,6 +20,9 @@
 ``store_errors()`` translates the driver's "cannot reach / cannot write" errors into
 :class:`poller.errors.StoreUnavailable` once, at the store boundary, and
 ``insert_ignoring_duplicates()`` is ``INSERT … ON CONFLICT DO NOTHING`` in either dialect.
+
+:class:`FileIdentity` notices a SQLite file deleted or replaced under a running poller: SQLite
+goes on writing to the open (now unlinked) file, so nothing else would.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,40 @@ POSTGRES_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_inter
 30 + 3 × 10 seconds of silence (keepalives), and data sent that stays unacknowledged for 60 s
 (a peer gone while a statement was on its way: keepalives do not probe then, and the kernel
 would retransmit for about 15 minutes) drops the connection (``tcp_user_timeout``, in ms)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """Which file a SQLite engine opened (device and inode), to notice it being swapped."""
+
+    path: Path
+    device: int
+    inode: int
+
+    @classmethod
+    def of(cls, engine: Engine) -> FileIdentity | None:
+        """The identity of ``engine``'s SQLite file now; ``None`` for other databases."""
+        database = engine.url.database
+        if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+            return None
+        path = Path(database)
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return cls(path, stat.st_dev, stat.st_ino)
+
+    def problem(self) -> str | None:
+        """Why the file is no longer the one opened (deleted, replaced), or ``None``."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return f"the SQLite file {self.path} was deleted while poller used it"
+        except OSError as error:
+            return f"the SQLite file {self.path} cannot be checked: {error}"
+        if (stat.st_dev, stat.st_ino) != (self.device, self.inode):
+            return f"the SQLite file {self.path} was replaced by another file while poller used it"
+        return None
 
 
 def normalise_url(url: str) -> str:

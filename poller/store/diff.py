@@ -99,6 +99,7 @@ def plan_observation(conference: ConferenceView | None, members: Mapping[str, Me
         member_count=sum(1 for m in new_members.values() if m.present),
         state=snapshot_state(observation),
         raw=observation.raw_payload(),
+        warnings=observation.warnings,
     )
     return HistoryPlan(Outcome.CHANGED, view, new_members, changed, snapshot, transitions, events)
 

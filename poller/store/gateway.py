@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from poller.model import PollResult, TargetKey, utc_now
 from poller.store import fleet, retention, snapshots, targets, watchlist
+from poller.store.database import FileIdentity
 from poller.store.recorder import Recorder, RecordStats
 from poller.store.rows import ScheduleUpdate
 
@@ -49,6 +50,13 @@ class Store:
         self.engine = engine
         self.recorder = recorder if recorder is not None else Recorder(engine, clock=clock)
         """The only writer of history (:mod:`poller.store.recorder`)."""
+        self.file = FileIdentity.of(engine)
+        """The SQLite file opened (``None``: another database)."""
+
+    def problem(self) -> str | None:
+        """Why recording must stop although the database answers: its SQLite file was deleted
+        or replaced (SQLite would go on writing to the unlinked file). ``None``: fine."""
+        return self.file.problem() if self.file is not None else None
 
     # -- poll targets ------------------------------------------------------------------------
 
@@ -84,9 +92,10 @@ class Store:
     # -- history -----------------------------------------------------------------------------
 
     async def record(self, results: Sequence[PollResult],
-                     schedule: Mapping[TargetKey, ScheduleUpdate]) -> RecordStats:
+                     schedule: Mapping[TargetKey, ScheduleUpdate], owner: str | None = None
+                     ) -> RecordStats:
         """:meth:`poller.store.recorder.Recorder.record`."""
-        return await off_loop(self.recorder.record, results, schedule)
+        return await off_loop(self.recorder.record, results, schedule, owner=owner)
 
     async def current_snapshots(self, keys: Sequence[tuple[str, str]]
                                 ) -> dict[tuple[str, str], snapshots.StoredSnapshot]:

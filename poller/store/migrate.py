@@ -15,7 +15,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, pool
 
-from poller.errors import StoreUnavailable
+from poller.config.fields import masked_url
+from poller.errors import SchemaAhead, StoreUnavailable
 from poller.store.database import make_engine, read_only, store_errors
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -49,8 +50,27 @@ def head() -> str:
     return revision
 
 
+def known_revisions() -> frozenset[str]:
+    """Every revision of the migration tree."""
+    return frozenset(script.revision for script in script_directory().walk_revisions())
+
+
+def require_known(url: str, revision: str | None = None) -> str | None:
+    """The database's revision (``revision`` if already read), or :class:`SchemaAhead` when
+    this poller's migration tree does not know it (a newer poller migrated the database)."""
+    current_revision = revision if revision is not None else current(url)
+    if current_revision is not None and current_revision not in known_revisions():
+        raise SchemaAhead(
+            f"database {masked_url(url)} is at schema revision {current_revision}, which this "
+            f"poller does not know (its newest is {head()}): a newer poller migrated it. Run "
+            "that newer poller (or upgrade this one), or point [database] url elsewhere")
+    return current_revision
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at ``url`` up to ``revision``."""
+    """Migrate the database at ``url`` up to ``revision`` (``SchemaAhead`` if it is already
+    beyond this poller's newest)."""
+    require_known(url)
     with store_errors("upgrading the database schema"):
         command.upgrade(alembic_config(url), revision)
 

@@ -66,6 +66,8 @@ class RecordStats:
     """Status transitions recorded, by ``to_status``."""
     member_events_by_kind: Counter[str] = field(default_factory=Counter)
     """Member events recorded, by ``kind``."""
+    warnings: list[tuple[TargetKey, str]] = field(default_factory=list)
+    """The parser warnings stored with new snapshots (``conference_snapshot.warnings``)."""
 
     @property
     def transitions(self) -> int:
@@ -100,12 +102,16 @@ class Recorder:
         self.max_attempts = max_attempts
 
     def record(self, batch: Sequence[PollResult],
-               schedule: Mapping[TargetKey, ScheduleUpdate] | None = None) -> RecordStats:
+               schedule: Mapping[TargetKey, ScheduleUpdate] | None = None, *,
+               owner: str | None = None) -> RecordStats:
         """Apply ``batch`` in one transaction.
 
-        ``schedule`` carries the daemon's decision per result target (next poll time, retirement);
-        it is written in the same transaction. Raises ``StoreUnavailable`` when the database
-        cannot be reached, or the batch still loses races after ``max_attempts`` tries.
+        ``schedule`` carries the daemon's decision per result target (next poll time, retirement,
+        lease release); it is written in the same transaction, but only to targets ``owner``
+        still leases (or no one does): a daemon that stalled past its lease never moves or
+        frees a target another daemon has taken over (``owner=None``: to any target). Raises
+        ``StoreUnavailable`` when the database cannot be reached, or the batch still loses
+        races after ``max_attempts`` tries.
         """
         ordered = sorted(batch, key=lambda r: (r.target.account, r.target.conference_id,
                                                r.observed_at))
@@ -115,12 +121,12 @@ class Recorder:
             for attempt in range(1, self.max_attempts + 1):
                 try:
                     with self.engine.begin() as conn:
-                        writer = BatchWriter(conn, self.clock(), schedule or {})
+                        writer = BatchWriter(conn, self.clock(), schedule or {}, owner)
                         writer.apply(ordered)
                     return RecordStats(writer.inserted, writer.updated, writer.outcomes, attempt,
                                        writer.unchanged_by_provider,
                                        writer.transitions_by_status,
-                                       writer.member_events_by_kind)
+                                       writer.member_events_by_kind, writer.warnings)
                 except (InsertConflict, exc.DBAPIError) as error:
                     if not is_retryable(error):
                         raise

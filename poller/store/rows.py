@@ -187,6 +187,7 @@ class PlannedSnapshot:
     member_count: int
     state: dict[str, Any]
     raw: JSON
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

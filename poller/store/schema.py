@@ -204,6 +204,8 @@ class ConferenceSnapshot(Base):
     """The normalised conference and members."""
     raw: Mapped[dict[str, Any] | None]
     """The provider payloads this state was seen in (pruned by retention when configured)."""
+    warnings: Mapped[list[Any] | None]
+    """What the parsers noticed in this state but did not refuse (NULL: nothing)."""
 
 
 class StatusTransition(Base):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -17,6 +19,7 @@ from poller.config import DatabaseSettings
 from poller.errors import ConfigError, StoreUnavailable
 from poller.model import PollResult, TargetKey
 from poller.store.bootstrap import open_database
+from poller.store.gateway import Store
 from poller.store.recorder import Recorder, RecordStats
 from poller.store.rows import ScheduleUpdate
 
@@ -88,11 +91,12 @@ class FlakyRecorder(Recorder):
         self.failures = failures
 
     def record(self, batch: Sequence[PollResult],
-               schedule: Mapping[TargetKey, ScheduleUpdate] | None = None) -> RecordStats:
+               schedule: Mapping[TargetKey, ScheduleUpdate] | None = None, *,
+               owner: str | None = None) -> RecordStats:
         if self.failures > 0:
             self.failures -= 1
             raise StoreUnavailable("recording poll results: connection refused")
-        return super().record(batch, schedule)
+        return super().record(batch, schedule, owner=owner)
 
 
 @pytest.mark.anyio
@@ -150,3 +154,48 @@ async def test_an_unrecorded_batch_is_polled_again_at_the_next_tick(engine: Engi
     assert retry.store_error is None
     assert retry.polled == report.polled
     assert sum(t["poll_count"] for t in fetch(engine, "poll_target")) == retry.polled
+
+
+class DownStore(Store):
+    """A store whose claims fail while ``down`` (a read-only or vanished database)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.down = True
+        self.claims = 0
+
+    async def claim_due(self, *args: Any, **kwargs: Any) -> Any:
+        self.claims += 1
+        if self.down:
+            raise StoreUnavailable("claiming due poll targets: attempt to write a readonly "
+                                   "database")
+        return await super().claim_due(*args, **kwargs)
+
+
+@pytest.mark.anyio
+async def test_an_unavailable_store_is_asked_less_and_less_often(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """Ticks every 0.25 s against a store that keeps failing try it after 0.5 s, 1 s, 2 s, …
+    (at most every 30 s), with one ERROR and then WARNINGs; once it works, one INFO line."""
+    world = build_sim_world(conferences=2)
+    app = world.app()
+    store = DownStore(engine)
+    poller = app.poller(store)
+    await poller.sync(world.clock.now())
+    caplog.set_level(logging.INFO, logger="poller")
+    for _ in range(int(120 / 0.25)):
+        report = await poller.tick(world.clock.now())
+        assert report.store_error is not None
+        world.clock.advance(0.25)
+    # Attempts at 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5, 61.5, 91.5 s: not 480.
+    assert store.claims == 9
+    failures = [r for r in caplog.records if "tick skipped" in r.getMessage()]
+    assert [r.levelno for r in failures] == [logging.ERROR] + [logging.WARNING] * 8
+    assert "the next in 30 s" in failures[-1].getMessage()
+    store.down = False
+    world.clock.advance(30)
+    recovered = await poller.tick(world.clock.now())
+    await poller.aclose()
+    assert recovered.store_error is None
+    assert recovered.polled > 0
+    assert "the store works again (after 9 failed attempts)" in caplog.text

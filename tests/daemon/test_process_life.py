@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,9 @@ from poller.daemon.service import Daemon
 from poller.daemon.signals import EarlySignals
 from poller.errors import AlreadyRunning
 from poller.store.bootstrap import SqliteLock, open_database
+from poller.store.database import make_engine
+from poller.store.gateway import Store
+from poller.store.retention import PruneStats
 from poller.store.schema import PollError, PollTarget
 
 WAIT_SECONDS = 30.0
@@ -207,3 +211,105 @@ async def test_a_reload_keeps_the_leases_still_to_hand_back(engine: Engine) -> N
     await daemon.reload()
     assert daemon.poller.leases_stranded
     await daemon.poller.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_reload_that_breaks_keeps_the_running_configuration_whole(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever goes wrong while reloading (here: loading raises something unexpected), the
+    running poller, its accounts and its schedule stay as they were; one traceback, counted."""
+    world = build_sim_world(conferences=2)
+
+    def load() -> tuple[Config, object]:
+        raise RuntimeError("a bug in loading")
+
+    daemon = make_daemon(world, engine, load=load)
+    poller, accounts = daemon.poller, list(daemon.poller.accounts)
+    with caplog.at_level(logging.ERROR, logger="poller"):
+        await daemon.reload()
+        await daemon.reload()
+    assert daemon.poller is poller
+    assert list(daemon.poller.accounts) == accounts
+    assert daemon.config is world.config
+    [logged] = [r for r in caplog.records if r.exc_info]
+    assert "internal error in reload" in logged.getMessage()
+    assert daemon.metrics.registry.get_sample_value(
+        "poller_internal_errors_total", {"where": "reload"}) == 2
+    await daemon.poller.aclose()
+
+
+class BrokenPruneStore(Store):
+    """A store whose pruning meets a bug."""
+
+    async def prune(self, **_kwargs: object) -> PruneStats:
+        raise ValueError("a bug in pruning")
+
+
+@pytest.mark.anyio
+async def test_a_bug_in_pruning_is_logged_once_and_the_daemon_carries_on(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """Pruning that raises something unexpected costs that prune only: ticks go on recording,
+    and the traceback is logged once however often it happens."""
+    world = build_sim_world(conferences=2, polling={"interval_seconds": 0.5})
+    config = world.config.model_copy(update={"retention": RetentionSettings(
+        prune_interval_seconds=0.01)})
+    credentials = world.credentials(config)
+    app = App(config, credentials, transport=world.router, clock=world.clock.now)
+    daemon = app.daemon(BrokenPruneStore(engine), lambda: (config, credentials))
+
+    def pruned() -> float:
+        value = daemon.metrics.registry.get_sample_value("poller_internal_errors_total",
+                                                         {"where": "prune"})
+        return value or 0.0
+
+    with caplog.at_level(logging.ERROR, logger="poller"):
+        task = asyncio.ensure_future(daemon.run())
+        for attempt in range(1, 4):  # the virtual clock moves on: every tick may prune
+            await wait_until(f"prune attempt {attempt}", lambda n=attempt: pruned() >= n)
+            world.clock.advance(1)
+        daemon.request_stop("test")
+        await asyncio.wait_for(task, WAIT_SECONDS)
+    assert len([r for r in caplog.records if r.exc_info
+                and "internal error in prune" in r.getMessage()]) == 1
+    assert sum(t["poll_count"] for t in fetch(engine, "poll_target")) > 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("swap", ["deleted", "replaced"])
+async def test_a_sqlite_file_swapped_under_the_daemon_stops_recording(
+        swap: str, sqlite_template: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The SQLite file deleted or replaced while the daemon runs (SQLite would go on writing to
+    the unlinked file): one ERROR naming it, no more ticks, and ``/readyz`` says why."""
+    path = tmp_path / "swapped.db"
+    shutil.copy(sqlite_template, path)
+    engine = make_engine(f"sqlite:///{path}")
+    world = build_sim_world(conferences=2)
+    daemon = make_daemon(world, engine)
+
+    def recorded_ticks() -> float:
+        value = daemon.metrics.registry.get_sample_value("poller_ticks_total", {"result": "ok"})
+        return value or 0.0
+
+    task = asyncio.ensure_future(daemon.run())
+    try:
+        await wait_until("a tick to record", lambda: recorded_ticks() > 0)
+        path.unlink()
+        if swap == "replaced":
+            shutil.copy(sqlite_template, path)
+        await wait_until("the loss to be noticed", lambda: daemon._store_lost is not None)
+        stopped_at = recorded_ticks()
+        readiness = {r.name: r for r in await asyncio.to_thread(daemon.readiness.check)}
+        for _ in range(8):  # two tick periods: none records
+            await asyncio.sleep(0.25)
+        assert recorded_ticks() == stopped_at
+    finally:
+        daemon.request_stop("test")
+        await asyncio.wait_for(task, WAIT_SECONDS)
+        engine.dispose()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [e for e in errors if "nothing more is recorded" in e] == [
+        next(e for e in errors if "nothing more is recorded" in e)], "said once"
+    assert f"was {swap}" in caplog.text
+    assert not readiness["database"].ok
+    assert f"was {swap}" in readiness["database"].detail

@@ -440,3 +440,18 @@ def test_run_exits_1_when_another_process_takes_over_its_identity(sim: Sim, tmp_
     assert "'twin' was taken over by another process" in logged
     assert "Traceback" not in logged
     assert tuple(row) == ("elsewhere", 99)
+
+
+def test_a_sighup_right_after_the_start_reloads_instead_of_killing(sim: Sim,
+                                                                  tmp_path: Path) -> None:
+    """A SIGHUP while ``poller run`` is still loading (a ``systemctl reload`` right after a
+    start) is noted and acted on once the daemon runs: a reload, not death by signal."""
+    database, config = tmp_path / "hup.db", tmp_path / "config.toml"
+    write_config(config, database, sim.accounts)
+    with running_daemon(sim, config, database) as daemon:
+        time.sleep(0.05)  # well inside the imports
+        daemon.process.send_signal(signal.SIGHUP)
+        _wait_for("the early SIGHUP's reload", lambda: (
+            daemon.alive() and "configuration reloaded" in daemon.stderr()))
+        assert _terminate(daemon) == 0, daemon.stderr()
+        assert "SIGHUP received" in daemon.stderr()

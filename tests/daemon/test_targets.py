@@ -181,6 +181,26 @@ def test_recording_with_a_schedule_releases_the_lease(engine: Engine, recorder: 
         None, None, at(11))
 
 
+def test_a_stalled_owner_never_frees_a_lease_taken_over(engine: Engine, recorder: Recorder
+                                                         ) -> None:
+    """A daemon that stalled past its lease records its result (history is exactly-once), but
+    leaves the target's lease and schedule to the daemon that took it over; its own lease it
+    frees as usual."""
+    key, other = telnyx_target("conf-00"), telnyx_target("conf-01")
+    sync_targets(engine, [key, other], T0)
+    claim_due(engine, T0, 10, "stalled", 60)
+    claim_due(engine, at(61), 1, "taker", 60)  # conf-00's lease expired: taken over
+    recorder.record([telnyx_observation(at=70, target=key),
+                     telnyx_observation(at=70, target=other)],
+                    {key: ScheduleUpdate(next_poll_at=at(80)),
+                     other: ScheduleUpdate(next_poll_at=at(80))}, owner="stalled")
+    taken, mine = rows(engine)["conf-00"], rows(engine)["conf-01"]
+    assert (taken["lease_owner"], taken["lease_expires_at"]) == ("taker", at(121))
+    assert taken["next_poll_at"] == T0
+    assert taken["last_success_at"] == at(70)
+    assert (mine["lease_owner"], mine["next_poll_at"]) == (None, at(80))
+
+
 def test_release_hands_targets_back(engine: Engine) -> None:
     """Claimed targets released unpolled are due again at the given time, unleased."""
     sync_targets(engine, targets(1), T0)

@@ -10,20 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from databases import fetch
 from sim_world import BANDWIDTH_HOST, TELNYX_HOST, build_sim_world, drive
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from test_history_vs_truth import BANDWIDTH, TELNYX, compare, parse_time
 
 from poller.app import App
 from poller.model import Observation, Provider, TargetKey
 from poller.providers import Pace
 from poller.simulator import FaultConfig, FaultKind, ground_truth
+from poller.store.schema import PollTarget
 
 pytestmark = pytest.mark.anyio
 
@@ -194,6 +195,39 @@ async def test_unexpected_exception_is_one_internal_failure(
     assert "telnyx" in caplog.text
     [error] = fetch(engine, "poll_error", kind="internal")
     assert "RuntimeError" in error["detail"]
+
+
+async def test_a_bug_in_one_schedule_costs_that_schedule_only(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """Deciding one target's next poll raises (a hand-edited ``not_found_since`` at the end of
+    time overflows the date arithmetic): that poll is still recorded and polled again an
+    interval later, the others are scheduled as usual, and the traceback is logged once however
+    often it happens."""
+    world = build_sim_world(only=(), extra_bandwidth=("conf-broken", "conf-fine"))
+    poller = world.poller(engine)
+    await poller.sync(world.clock.now())
+    with engine.begin() as conn:
+        conn.execute(update(PollTarget).where(PollTarget.conference_id == "conf-broken")
+                     .values(not_found_since=datetime.max.replace(tzinfo=UTC)))
+    with caplog.at_level(logging.WARNING, logger="poller"):
+        for _ in range(3):
+            report = await poller.tick(world.clock.now())
+            assert report.polled == report.failed["not_found"] >= 1
+            world.clock.advance(20)
+    await poller.aclose()
+    targets = targets_by_id(engine)
+    broken, fine = targets["conf-broken"], targets["conf-fine"]
+    assert (broken["poll_count"], broken["last_outcome"]) == (3, "not_found")
+    assert broken["next_poll_at"] - broken["last_polled_at"] == timedelta(seconds=10), (
+        "the fallback: an interval later")
+    assert fine["poll_count"] == 3
+    assert fine["next_poll_at"] - fine["last_polled_at"] == timedelta(seconds=20), (
+        "never found: the idle interval as usual")
+    tracebacks = [r for r in caplog.records if r.exc_info and "internal error in schedule"
+                  in r.getMessage()]
+    assert len(tracebacks) == 1
+    assert poller.internal.counts == {("schedule", "OverflowError",
+                                       "date value out of range"): 3}
 
 
 async def test_token_bucket_paces_requests(engine: Engine) -> None:

@@ -127,7 +127,9 @@ def bandwidth_member(**overrides: Any) -> dict[str, Any]:
 
 
 def bandwidth_conference(**overrides: Any) -> dict[str, Any]:
-    """A Bandwidth ``conference`` object like the spec's example, with one active member."""
+    """A Bandwidth ``conference`` object like the spec's example, with one active member (of
+    that conference, whatever its ``id``)."""
+    conference_id = overrides.get("id", BW_ID)
     data: dict[str, Any] = {
         "id": BW_ID,
         "name": "my-conference-name",
@@ -136,7 +138,8 @@ def bandwidth_conference(**overrides: Any) -> dict[str, Any]:
         "conferenceEventUrl": "https://myServer.example/bandwidth/webhooks/conferenceEvent",
         "conferenceEventMethod": "POST",
         "tag": "my custom tag",
-        "activeMembers": [bandwidth_member()],
+        "activeMembers": [bandwidth_member(
+            conferenceId=conference_id if isinstance(conference_id, str) else BW_ID)],
     }
     data.update(copy.deepcopy(overrides))
     return data
@@ -152,9 +155,9 @@ def bandwidth_target(conference_id: str = BW_ID) -> TargetKey:
 
 def telnyx_client(server: FakeServer, clock: FakeClock | None = None, **kwargs: Any
                   ) -> TelnyxClient:
+    kwargs.setdefault("base_url", "https://api.telnyx.test/v2")
     client = build_client("telnyx", account="telnyx-main",
-                          credentials=ApiKeyCredentials(API_KEY),
-                          base_url="https://api.telnyx.test/v2", transport=server.transport,
+                          credentials=ApiKeyCredentials(API_KEY), transport=server.transport,
                           clock=clock or FakeClock(), **kwargs)
     assert isinstance(client, TelnyxClient)
     return client
@@ -176,8 +179,11 @@ def oauth2() -> OAuth2Credentials:
 
 def telnyx_ok(conference: dict[str, Any] | None = None,
               participants: list[dict[str, Any]] | None = None) -> Handler:
-    """A Telnyx server with one conference and one page of participants."""
-    members = [telnyx_participant()] if participants is None else participants
+    """A Telnyx server with one conference and one page of participants (of that conference,
+    unless ``participants`` says otherwise)."""
+    conference_id = (conference or {}).get("id", TELNYX_ID)
+    members = ([telnyx_participant(conference={"id": conference_id, "name": "1"})]
+               if participants is None else participants)
 
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/participants"):

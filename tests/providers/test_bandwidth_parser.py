@@ -78,7 +78,6 @@ def test_member_field_mapping(attribute: str, expected: object) -> None:
         (None, [bandwidth_member()], "in_progress", None),
         (None, [], "init", None),
         (None, None, "init", None),
-        ("garbage", [], "completed", None),
         ("", [bandwidth_member()], "in_progress", None),
     ],
 )
@@ -89,6 +88,14 @@ def test_status_derivation(completed: str | None, members: list[object] | None, 
         bandwidth_conference(completedTime=completed, activeMembers=members))
     assert (state.status, state.completed_at, state.end_reason) == (status, completed_at, None)
     assert state.provider_status is None
+
+
+@pytest.mark.parametrize("completed", ["garbage", [], 123, {}, True])
+def test_a_completed_time_that_is_no_time_is_refused(completed: object) -> None:
+    """``completedTime`` that is not null, empty or a timestamp does not say "completed": the
+    response is refused rather than a completion invented for a live conference."""
+    with pytest.raises(BadResponse, match="completedTime"):
+        parse_bandwidth_conference(bandwidth_conference(completedTime=completed))
 
 
 def test_absent_active_members_is_empty_with_warning() -> None:
@@ -105,14 +112,15 @@ def test_absent_active_members_is_empty_with_warning() -> None:
     ("field", "value", "attribute", "expected"),
     [
         ("conferenceEventMethod", "PUT", "event_method", "PUT"),
-        ("conferenceEventUrl", 5, "event_url", None),
-        ("createdTime", "June 17th", "created_at", None),
-        ("name", ["x"], "name", None),
+        ("createdTime", "2022-06-17T22:19:40", "created_at",
+         datetime(2022, 6, 17, 22, 19, 40, tzinfo=UTC)),
+        ("createdTime", "0001-01-01T00:00:00Z", "created_at", datetime(1, 1, 1, tzinfo=UTC)),
     ],
 )
 def test_conference_oddities_warn(field: str, value: object, attribute: str,
                                   expected: object) -> None:
-    """Unknown enums, wrong types and bad timestamps are tolerated with one warning."""
+    """An unknown enum value, a timestamp without a zone and an implausible date are kept,
+    each with one warning."""
     warnings: list[str] = []
     state, _ = parse_bandwidth_conference(bandwidth_conference(**{field: value}),
                                           warnings=warnings)
@@ -122,25 +130,33 @@ def test_conference_oddities_warn(field: str, value: object, attribute: str,
 
 
 @pytest.mark.parametrize(
-    ("field", "value", "attribute", "expected"),
-    [
-        ("mute", "false", "muted", None),
-        ("hold", 0, "on_hold", None),
-        ("callIdsToCoach", "c-1", "coaching", None),
-        ("memberUrl", 3, "member_url", None),
-        ("conferenceId", "conf-other", "member_id", CALL_ID),
-    ],
+    ("field", "value"),
+    [("conferenceEventUrl", 5), ("createdTime", "June 17th"), ("createdTime", 1655504380),
+     ("name", ["x"]), ("tag", {"a": 1})],
 )
-def test_member_oddities_warn(field: str, value: object, attribute: str,
-                              expected: object) -> None:
-    """Member oddities (wrong types, a foreign conferenceId) warn and never crash."""
-    warnings: list[str] = []
-    _, members = parse_bandwidth_conference(
-        bandwidth_conference(activeMembers=[bandwidth_member(**{field: value})]),
-        warnings=warnings)
-    assert getattr(members[0], attribute) == expected
-    assert len(warnings) == 1
-    assert field in warnings[0]
+def test_conference_fields_of_the_wrong_type_are_refused(field: str, value: object) -> None:
+    """A field that is not what the spec says is never guessed at: ``BadResponse`` naming it."""
+    with pytest.raises(BadResponse, match=f"conference.{field}: expected"):
+        parse_bandwidth_conference(bandwidth_conference(**{field: value}))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("mute", "false"), ("hold", 0), ("callIdsToCoach", "c-1"), ("callIdsToCoach", [1]),
+     ("memberUrl", 3)],
+)
+def test_member_fields_of_the_wrong_type_are_refused(field: str, value: object) -> None:
+    """A member field of the wrong type fails the whole response, naming the field."""
+    with pytest.raises(BadResponse, match=f"{field}: expected"):
+        parse_bandwidth_conference(
+            bandwidth_conference(activeMembers=[bandwidth_member(**{field: value})]))
+
+
+def test_a_member_of_another_conference_is_refused() -> None:
+    """A member whose conferenceId names another conference is never filed under this one."""
+    with pytest.raises(BadResponse, match="belongs to conference 'conf-other'"):
+        parse_bandwidth_conference(
+            bandwidth_conference(activeMembers=[bandwidth_member(conferenceId="conf-other")]))
 
 
 def test_null_coaching_list_is_none() -> None:

@@ -127,12 +127,14 @@ def _mock(handler: Any) -> httpx.MockTransport:
 
 @pytest.mark.anyio
 async def test_strange_telnyx_items_are_skipped_with_a_warning() -> None:
-    """An item that is not an object or has no ID is left out and noted; the rest is kept."""
+    """An item that is not an object, has no ID or a field of the wrong type is left out and
+    noted; the rest is kept."""
     good = {"record_type": "conference", "id": "c-1", "name": "a", "status": "weird_new",
-            "created_at": "not a time"}
+            "created_at": "2019-01-23T18:10:02Z"}
+    mistyped = {"record_type": "conference", "id": "c-2", "created_at": "not a time"}
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"data": [good, 42, {"name": "no id"}],
+        return httpx.Response(200, json={"data": [good, 42, {"name": "no id"}, mistyped],
                                          "meta": {"page_number": 1, "total_pages": 1}})
 
     clock = VirtualClock()
@@ -142,7 +144,8 @@ async def test_strange_telnyx_items_are_skipped_with_a_warning() -> None:
         listing = await client.list_conferences()
     assert [c.conference_id for c in listing.conferences] == ["c-1"]
     assert listing.conferences[0].conference.status == "weird_new"
-    assert len([w for w in listing.warnings if "skipped" in w]) == 2
+    assert len([w for w in listing.warnings if "skipped" in w]) == 3
+    assert any("created_at: expected an ISO 8601 timestamp" in w for w in listing.warnings)
     assert any("unknown value 'weird_new'" in w for w in listing.warnings)
     assert "KEYsecret-abc" not in json.dumps(listing.warnings)
 

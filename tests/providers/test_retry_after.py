@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from poller.errors import ProviderError, RateLimited, ServerError
+from poller.providers import HttpSettings
 from poller.providers.status import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
 
 from .fakes import (
@@ -49,7 +50,7 @@ NOW_EPOCH = int(START.timestamp())
     ],
 )
 def test_retry_after_variants(headers: dict[str, str], expected: float | None) -> None:
-    """Each header form gives the wait in seconds, clamped to [0, one day]."""
+    """Each header form gives the wait in seconds, clamped to [0, the default cap]."""
     assert retry_after_seconds(httpx.Headers(headers), START) == expected
 
 
@@ -87,3 +88,25 @@ async def test_bandwidth_retry_after_on_errors(status: int, headers: dict[str, s
         with pytest.raises(kind) as caught:
             await client.fetch(bandwidth_target())
     assert caught.value.retry_after_seconds == expected
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("cap", "expected", "said"), [
+    (600.0, 600.0, "asked to wait 86400 s; cut to max_retry_after_seconds = 600"),
+    (100_000.0, 86400.0, None),
+])
+async def test_a_huge_retry_after_is_cut_to_the_setting_and_says_so(
+        cap: float, expected: float, said: str | None) -> None:
+    """A day-long ``Retry-After`` pauses the account no longer than
+    ``max_retry_after_seconds``, and the error (hence the log and poll_error) says it was cut."""
+    server = FakeServer(lambda r: httpx.Response(429, headers={"Retry-After": "86400"},
+                                                 json={"type": "x", "description": "y"}))
+    settings = HttpSettings(max_retry_after_seconds=cap)
+    async with bandwidth_client(server, settings=settings) as client:
+        with pytest.raises(RateLimited) as caught:
+            await client.fetch(bandwidth_target())
+    assert caught.value.retry_after_seconds == expected
+    if said is None:
+        assert "cut" not in caught.value.message
+    else:
+        assert said in caught.value.message

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from poller.errors import BadResponse
 from poller.model import Provider, TargetKey
 
 from .fakes import (
@@ -95,12 +96,16 @@ async def test_observation_from_injected_clock() -> None:
 
 
 @pytest.mark.anyio
-async def test_id_mismatch_is_a_warning() -> None:
-    """A conference answering with another id is kept, with a warning."""
+async def test_an_answer_about_another_conference_is_refused() -> None:
+    """A conference answering with another id is never filed under the one polled: the poll
+    fails as ``BadResponse`` naming both, before the participants are asked for."""
     server = FakeServer(telnyx_ok(telnyx_conference(id="someone-else")))
     async with telnyx_client(server) as client:
-        observation = await client.fetch(telnyx_target())
-    assert "conference.id differs from the ID polled" in observation.warnings
+        with pytest.raises(BadResponse, match="about conference 'someone-else', not the one "
+                                              "polled") as caught:
+            await client.fetch(telnyx_target())
+    assert (caught.value.conference_id, caught.value.http_status) == (TELNYX_ID, 200)
+    assert len(server.requests) == 1
 
 
 @pytest.mark.anyio
@@ -238,3 +243,16 @@ def test_bad_paging_settings_are_refused() -> None:
     """max_pages below 1 or page_size above Telnyx's 250 are refused."""
     with pytest.raises(ValueError, match="max_pages"):
         telnyx_client(FakeServer(telnyx_ok()), max_pages=0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("base_url", ["https://api.telnyx.test", "https://api.telnyx.test/",
+                                      "https://api.telnyx.test/v2", "https://api.telnyx.test/v2/"])
+async def test_base_url_with_or_without_a_path_or_slash(base_url: str) -> None:
+    """A base URL works with or without a path and a trailing slash: the conference path is
+    always one segment below it."""
+    server = FakeServer(telnyx_ok())
+    async with telnyx_client(server, base_url=base_url) as client:
+        await client.fetch(telnyx_target())
+    prefix = base_url.rstrip("/").removeprefix("https://api.telnyx.test")
+    assert server.paths()[0] == f"{prefix}/conferences/{TELNYX_ID}".encode()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from databases import fetch, row_counts
 from factories import (
     T0,
@@ -204,3 +206,17 @@ def test_times_round_trip_as_aware_utc(recorder: Recorder, engine: Engine) -> No
         assert value.tzinfo is not None
         assert value.utcoffset().total_seconds() == 0
     assert conference["created_at"] == at(-60)
+
+
+def test_warnings_are_stored_with_the_state_they_were_seen_in(recorder: Recorder,
+                                                               engine: Engine) -> None:
+    """A parser's warnings are stored with the snapshot of that state and reported once; the
+    same state polled again adds nothing, a new state has its own (or none)."""
+    odd = replace(telnyx_observation(at=0), warnings=("conference.region: unknown value",))
+    first = recorder.record([odd])
+    again = recorder.record([replace(odd, observed_at=at(10))])
+    later = recorder.record([telnyx_observation(at=20, status="completed")])
+    assert first.warnings == [(odd.target, "conference.region: unknown value")]
+    assert (again.warnings, later.warnings) == ([], [])
+    snapshots = sorted(fetch(engine, "conference_snapshot"), key=lambda s: s["valid_from"])
+    assert [s["warnings"] for s in snapshots] == [["conference.region: unknown value"], None]
