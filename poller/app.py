@@ -47,6 +47,7 @@ from poller.providers.http import HttpSettings
 from poller.store.bootstrap import exclusive_sqlite, open_database
 from poller.store.gateway import Store
 from poller.store.recorder import Recorder
+from poller.store.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +164,15 @@ class App:
                       TickSettings(self.config.polling, **settings), clock=self.clock,
                       sleep=self.sleep, rng=rng, observer=self.metrics, internal=self.internal)
 
-    def daemon(self, store: Store, load: ConfigLoader) -> Daemon:
-        """The ``poller run`` daemon on ``store``; ``load`` reads the config again on SIGHUP.
+    def daemon(self, store: Store, load: ConfigLoader, spool: Spool | None = None) -> Daemon:
+        """The ``poller run`` daemon on ``store``; ``load`` reads the config again on SIGHUP;
+        results wait in ``spool`` while the store is away (default: ``[spool]``'s).
 
         A daemon always measures: an app made without ``metrics`` gets its own now, before the
         daemon builds its poller and accounts."""
         if self.metrics is None:
             self.metrics = self.internal.observer = PollerMetrics(clock=self.clock)
-        return Daemon(self, store, load)
+        if spool is None:
+            settings = self.config.spool
+            spool = Spool(settings.directory(self.config.database), max_bytes=settings.max_bytes)
+        return Daemon(self, store, load, spool)

@@ -5,7 +5,8 @@
     PollerError
     ├── ConfigError                 bad config file or missing secret (CLI exits 2)
     │   ├── IdentityInUse           a live daemon runs under this [daemon] identity
-    │   └── SchemaAhead             the database was migrated by a newer poller
+    │   ├── SchemaAhead             the database was migrated by a newer poller
+    │   └── SpoolInUse              another process uses this [spool] path
     ├── InvalidConferenceId         an ID that cannot be sent as one URL path segment
     ├── ProviderError               a poll failed; carries provider, account, conference, status
     │   ├── NotFound                404 (keeps the provider code, e.g. Telnyx "90058")
@@ -67,6 +68,10 @@ class IdentityInUse(ConfigError):
 
 class SchemaAhead(ConfigError):
     """The database's schema revision is newer than this poller knows (the CLI exits 2)."""
+
+
+class SpoolInUse(ConfigError):
+    """Another poller process holds the ``[spool]`` directory (the CLI exits 2)."""
 
 
 class IdentityLost(PollerError):

@@ -86,10 +86,19 @@ class Readiness:
     """The migration head to expect (default: read once from the migration tree)."""
     store_problem: Callable[[], str | None] = lambda: None
     """Why the store must not be used although it answers (its SQLite file was replaced)."""
+    spooling: Callable[[], int] = lambda: 0
+    """Results waiting in the spool for the store (``poller.store.spool``)."""
 
     def check(self) -> list[CheckResult]:
         """Run every check (blocking: the database is queried) and return their results."""
-        return [*self._database_checks(), self._tick_check()]
+        return [*self._database_checks(), self._tick_check(), self._spool_check()]
+
+    def _spool_check(self) -> CheckResult:
+        waiting = self.spooling()
+        if waiting:
+            return CheckResult("spool", False, f"store unavailable, spooling {waiting} results "
+                                               "(replayed once it is back)")
+        return CheckResult("spool", True)
 
     def _database_checks(self) -> list[CheckResult]:
         problem = self.store_problem()

@@ -1,11 +1,13 @@
 """The long-running side of ``poller run``: tick on a clock, reload on SIGHUP, stop on SIGTERM.
 
-:class:`Daemon` drives one :class:`~poller.polling.poller.Poller` from a
+:class:`Daemon` drives one :class:`~poller.polling.pipeline.Pipeline` (a poller claiming,
+polling and recording continuously, spooling while the store is away) from a
 :class:`~poller.daemon.ticker.TickScheduler` and owns the process life (DESIGN §4):
 
-* **SIGTERM / SIGINT**: no tick is started any more; the one in flight may finish within
-  ``polling.shutdown_grace_seconds`` (recording its results), after which it is cancelled (a
-  second SIGTERM / SIGINT cancels it at once: Ctrl-C twice stops now). The leases this process
+* **SIGTERM / SIGINT**: nothing more is claimed; the polls in flight may finish within
+  ``polling.shutdown_grace_seconds``, after which they are cancelled (a second SIGTERM /
+  SIGINT cancels them at once: Ctrl-C twice stops now); everything fetched is recorded, or
+  spooled. The leases this process
   still holds are then released without moving ``next_poll_at``, so the abandoned and unpolled
   targets stay due for the next run; the clients are closed and :meth:`Daemon.run` returns
   (exit 0). Signals received before the loop handled them (``poller.daemon.signals``) are acted
@@ -33,8 +35,8 @@
   stops as ``poller.daemon.membership`` describes; one whose identity was taken over stops at
   once and :meth:`Daemon.run` raises :class:`~poller.errors.IdentityLost` (exit 1). While other
   daemons are live a tick claims ``polling.concurrency`` targets at a time instead of four
-  times that; ``Poller.run_due`` claims again at once while claims come back full, so this
-  costs no throughput.
+  times that; the pipeline claims again at once while claims come back full, so this costs
+  no throughput.
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ from poller.daemon.signals import HANDLED_SIGNALS, STOP_SIGNALS
 from poller.daemon.ticker import TickScheduler, tick_seconds
 from poller.errors import ConfigError, IdentityLost, StoreUnavailable
 from poller.polling.discovery import Discovery
+from poller.polling.pipeline import Pipeline
 from poller.polling.report import TickReport
 from poller.store.gateway import Store
+from poller.store.spool import Spool
 
 if TYPE_CHECKING:
     from poller.app import App
@@ -77,7 +81,7 @@ ConfigLoader = Callable[[], tuple[Config, Mapping[str, Credentials]]]
 class Daemon:
     """Ticks a poller on a clock until stopped; see the module docstring."""
 
-    def __init__(self, app: App, store: Store, load: ConfigLoader) -> None:
+    def __init__(self, app: App, store: Store, load: ConfigLoader, spool: Spool) -> None:
         if app.metrics is None:
             raise ValueError("the daemon's app needs metrics (App.daemon provides them)")
         self.app = app
@@ -88,7 +92,8 @@ class Daemon:
         self.metrics: PollerMetrics = app.metrics
         self.readiness = Readiness(store.engine, lambda: self.metrics.last_successful_tick_at,
                                    _freshness(self.config), clock=self.clock,
-                                   store_problem=store.problem)
+                                   store_problem=store.problem,
+                                   spooling=lambda: self.spool.results)
         self.servers: list[ObservabilityServer] = []
         """The metrics / health servers, while :meth:`run` serves them."""
         self.internal = app.internal
@@ -99,6 +104,9 @@ class Daemon:
         self.identity = self.membership.identity
         self.lease_seconds = self.membership.lease_seconds
         self.poller = app.poller(store, owner=self.identity, lease_seconds=self.lease_seconds)
+        self.spool = spool
+        self.pipeline = Pipeline(self.poller, spool, on_report=self._observe)
+        """Claims, polls and records (or spools) continuously (``poller.polling.pipeline``)."""
         self.scheduler = TickScheduler(self._job, tick_seconds(self.config.polling))
         self._lock = asyncio.Lock()
         """Held by a tick and by a reload, so a reload swaps the poller between ticks."""
@@ -107,7 +115,6 @@ class Daemon:
         """Set by a second stop signal: abandon in-flight polls without waiting for the grace."""
         self._job_idle = asyncio.Event()
         self._job_idle.set()
-        self._inflight: asyncio.Task[None] | None = None
         self._sync_pending = False
         self._background: set[asyncio.Task[None]] = set()
         self._next_prune_at: datetime | None = None
@@ -235,22 +242,15 @@ class Daemon:
         if discovering is not None:
             discovering.cancel()
             await asyncio.wait([discovering])
-        grace = self.config.polling.shutdown_grace_seconds
-        inflight = self._inflight
-        if inflight is not None:
-            forced = asyncio.ensure_future(self._force.wait())
-            await asyncio.wait([inflight, forced], timeout=grace,
-                               return_when=asyncio.FIRST_COMPLETED)
-            forced.cancel()
-            if not inflight.done():
-                if self._force.is_set():
-                    log.warning("abandoning in-flight polls at once (they stay due)")
-                else:
-                    log.warning("in-flight polls did not finish within %g s: abandoning them "
-                                "(they stay due)", grace)
-                inflight.cancel()
-                await asyncio.wait([inflight])
         await self._job_idle.wait()
+        grace = self.config.polling.shutdown_grace_seconds
+        abandoned = await self.pipeline.stop(grace, self._force)
+        if abandoned:
+            if self._force.is_set():
+                log.warning("abandoning in-flight polls at once (they stay due): %d", abandoned)
+            else:
+                log.warning("%d in-flight polls did not finish within %g s: abandoning them "
+                            "(they stay due)", abandoned, grace)
         self.scheduler.shutdown()
         await self.membership.stop_heartbeats()
         async with self._lock:  # let a reload under way finish before closing its clients
@@ -263,23 +263,24 @@ class Daemon:
                     log.info("released %d leases of abandoned polls", released)
             await self.membership.mark_stopped()
             await self.poller.aclose()
+        if not self.spool.empty:
+            log.warning("%d results wait in the spool %s: the next start replays them",
+                        self.spool.results, self.spool.directory)
+        self.spool.close()
         log.info("poller stopped")
 
     # -- ticks -------------------------------------------------------------------------------
 
     async def _job(self) -> None:
-        """The scheduler's job: one tick, as a task the shutdown can wait for or cancel."""
+        """The scheduler's job: one round of claims (quick: the polls run on their own)."""
         if self._stop.is_set():
             return
         self._job_idle.clear()
         try:
             async with self._lock:
-                if self._stop.is_set():
-                    return
-                self._inflight = asyncio.ensure_future(self._tick())
-                await asyncio.wait([self._inflight])
+                if not self._stop.is_set():
+                    await self._tick()
         finally:
-            self._inflight = None
             self._job_idle.set()
 
     async def _tick(self) -> None:
@@ -289,8 +290,7 @@ class Daemon:
             if self._sync_pending:
                 await self.poller.sync()
                 self._sync_pending = False
-            await self.poller.run_due(keep_going=lambda: not self._stop.is_set(),
-                                      on_tick=self._observe)
+            await self.pipeline.run_due(keep_going=lambda: not self._stop.is_set())
         except Exception as error:  # the daemon never dies of one tick
             self.internal.report("tick", error, "ticking (the next tick runs as usual)")
             return
@@ -309,6 +309,8 @@ class Daemon:
     def _observe(self, report: TickReport) -> None:
         """Count one tick's report in the metrics and log it."""
         self.membership.count_polls(report.polled)
+        self.metrics.spool_bytes.set(self.spool.bytes)
+        self.metrics.spool_waiting.set(self.spool.results)
         observe_tick(self.metrics, report, by_provider=report.by_provider(),
                      transitions_by_status=report.transitions_by_status,
                      member_events_by_kind=report.member_events_by_kind)
@@ -368,8 +370,9 @@ class Daemon:
             self.poller = app.poller(self.store, accounts, owner=self.identity,
                                      lease_seconds=self.lease_seconds)
             self.poller.leases_stranded = old.leases_stranded  # handed back at the next tick
+            self.poller.backoff = old.backoff  # a store still away stays so
             self._fleet_size(self.membership.live)
-            await old.accounts.aclose(keep=accounts)
+            self.pipeline.replace(self.poller)  # the old accounts close once their polls end
             self.scheduler.reschedule(tick_seconds(app.config.polling))
             self._schedule_discovery()
             self.readiness.max_tick_age_seconds = _freshness(app.config)

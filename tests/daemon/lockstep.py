@@ -204,7 +204,8 @@ def write_config(path: Path, database_url: str, served: ServedSimulator, *,
     bandwidth = [cid for cid in sim.conference_ids(Provider.BANDWIDTH)
                  if only is None or (BANDWIDTH, cid) in only]
     settings = {**POLLING, **polling}
-    lines = ["[database]", f"url = {json.dumps(database_url)}", "", "[polling]"]
+    lines = ["[database]", f"url = {json.dumps(database_url)}", "",
+             "[spool]", f"path = {json.dumps(str(path.parent / 'spool'))}", "", "[polling]"]
     lines += [f"{key} = {_toml(value)}" for key, value in settings.items()]
     lines += ["", "[[accounts]]", f'name = "{TELNYX}"', 'provider = "telnyx"',
               f'api_key_env = "{TELNYX_KEY_ENV}"', f'base_url = "{served.url}/v2"',

@@ -1,0 +1,269 @@
+"""A local, crash-safe spool of the poll results the store could not take (DESIGN §9).
+
+While the database is away (PostgreSQL down or unreachable, SQLite locked, read-only or full),
+the daemon goes on polling and appends each batch of results, with the schedule decided for
+each target and the lease owner, to this spool; once the store is back, the batches are
+replayed in the order they were written through the same recorder. The design follows the
+write-ahead logs of Prometheus's agent and Vector's disk buffers:
+
+* **Segments**: the spool is a directory of numbered files (``00000001.log`` …), appended to
+  and rotated past ``SEGMENT_BYTES``; a segment wholly replayed is deleted.
+* **Records**: each batch is one record, ``length`` and ``CRC32`` (4 bytes each, little-endian)
+  then the batch as JSON (``poller.store.codec``). A batch is written and ``fsync``-ed before
+  :meth:`Spool.append` returns, so a SIGKILL or a power cut loses nothing appended. A torn
+  record at the end of a segment (the crash came mid-write) fails its length or checksum and
+  is cut off when the spool opens; nothing after a bad record is trusted.
+* **Cursor**: ``cursor`` names the first record not yet replayed (segment and offset). It is
+  moved, atomically (write, ``fsync``, rename, ``fsync`` the directory), only after a batch's
+  transaction has committed. A crash between the commit and the move replays that batch once
+  more: the recorder ignores what it already has (an observation not newer than the
+  target's last, a failure not newer than its last poll), so nothing is recorded twice.
+* **Size**: ``max_bytes`` bounds what is waiting; :meth:`Spool.fits` tells the caller (which
+  then keeps the changes and drops the unchanged polls, and says so).
+* **One process**: the spool takes an exclusive ``flock`` on ``lock`` in its directory for the
+  life of the process: two daemons appending to one spool would interleave their batches, so
+  a second one is refused (``SpoolInUse``). A restarted daemon (same directory) finds what its
+  predecessor spooled, and replays it first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from poller.errors import SpoolInUse, StoreUnavailable
+from poller.model import PollResult, TargetKey
+from poller.store.codec import decode, decode_result, encode, encode_result
+from poller.store.rows import ScheduleUpdate
+
+log = logging.getLogger(__name__)
+
+HEADER = struct.Struct("<II")
+"""A record's header: the payload's length and its CRC32."""
+SEGMENT_BYTES = 8 * 1024 * 1024
+"""A segment is closed and a new one started once it is this large."""
+CURSOR = "cursor"
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledBatch:
+    """One recorder batch kept for later: the results, their schedule, whose leases."""
+
+    results: tuple[PollResult, ...]
+    schedule: Mapping[TargetKey, ScheduleUpdate] = field(default_factory=dict)
+    owner: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The batch as a JSON object."""
+        return {"owner": self.owner, "results": [encode_result(r) for r in self.results],
+                "schedule": [[encode(key), encode(update)]
+                             for key, update in self.schedule.items()]}
+
+    @classmethod
+    def from_json(cls, data: Any) -> SpooledBatch:
+        """The batch of :meth:`to_json` (``ValueError`` if it is not one)."""
+        if not isinstance(data, dict):
+            raise ValueError("a spooled batch is a JSON object")
+        return cls(tuple(decode_result(r) for r in data["results"]),
+                   {decode(TargetKey, key): decode(ScheduleUpdate, update)
+                    for key, update in data["schedule"]}, data.get("owner"))
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """Where a record starts (or the spool ends): a segment and an offset in it."""
+
+    segment: int
+    offset: int
+
+
+class Spool:
+    """The spool in one directory (see the module docstring)."""
+
+    def __init__(self, directory: Path, *, max_bytes: int,
+                 segment_bytes: int = SEGMENT_BYTES) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock(directory)
+            self._cursor = self._read_cursor()
+            self._end = self._recover()
+        except OSError as error:
+            raise StoreUnavailable(f"spool {directory}: {error}") from None
+        self.bytes = self._pending_bytes()
+        """Bytes of records not yet replayed."""
+        self.results = sum(len(batch.results) for _, batch in self.batches())
+        """Results not yet replayed."""
+
+    def close(self) -> None:
+        """Let go of the directory (another process may take it)."""
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def fits(self, batch: SpooledBatch) -> bool:
+        """Whether ``batch`` can be appended without passing ``max_bytes``."""
+        return self.bytes + HEADER.size + len(_payload(batch)) <= self.max_bytes
+
+    def append(self, batch: SpooledBatch) -> None:
+        """Write ``batch`` durably at the end (``StoreUnavailable`` if the disk refuses)."""
+        payload = _payload(batch)
+        record = HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        segment = self._end.segment
+        if self._end.offset >= self.segment_bytes:
+            segment += 1
+        path = self._segment(segment)
+        try:
+            with path.open("ab") as file:
+                file.write(record)
+                file.flush()
+                os.fsync(file.fileno())
+            if segment != self._end.segment:
+                _fsync_directory(self.directory)
+        except OSError as error:
+            raise StoreUnavailable(f"spool {self.directory}: {error}") from None
+        offset = self._end.offset if segment == self._end.segment else 0
+        self._end = Position(segment, offset + len(record))
+        self.bytes += len(record)
+        self.results += len(batch.results)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def empty(self) -> bool:
+        """Whether every batch appended has been replayed."""
+        return self._cursor >= self._end
+
+    def batches(self) -> Iterator[tuple[Position, SpooledBatch]]:
+        """The batches not yet replayed, in order, each with the position after it."""
+        position = self._cursor
+        while position < self._end:
+            path = self._segment(position.segment)
+            data = path.read_bytes() if path.exists() else b""
+            offset = position.offset
+            while offset + HEADER.size <= len(data):
+                length, checksum = HEADER.unpack_from(data, offset)
+                payload = data[offset + HEADER.size:offset + HEADER.size + length]
+                if len(payload) != length or zlib.crc32(payload) != checksum:
+                    break
+                offset += HEADER.size + length
+                yield Position(position.segment, offset), SpooledBatch.from_json(
+                    json.loads(payload))
+            position = Position(position.segment + 1, 0)
+
+    def consumed(self, position: Position) -> None:
+        """Every batch before ``position`` is in the store: move the cursor there, durably,
+        and delete the segments wholly behind it."""
+        if position >= self._end:
+            position = self._end
+        while position.segment < self._end.segment and position.offset >= self._size(
+                position.segment):  # the end of a segment is the start of the next
+            position = Position(position.segment + 1, 0)
+        _write_atomically(self.directory / CURSOR,
+                          json.dumps({"segment": position.segment, "offset": position.offset}))
+        for segment in self._segments():
+            if segment < position.segment:
+                self._segment(segment).unlink(missing_ok=True)
+        self._cursor = position
+        self.bytes = self._pending_bytes()
+        self.results = 0 if self.empty else sum(len(b.results) for _, b in self.batches())
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def _segment(self, number: int) -> Path:
+        return self.directory / f"{number:08d}.log"
+
+    def _size(self, segment: int) -> int:
+        path = self._segment(segment)
+        return path.stat().st_size if path.exists() else 0
+
+    def _segments(self) -> list[int]:
+        return sorted(int(p.stem) for p in self.directory.glob("*.log") if p.stem.isdigit())
+
+    def _read_cursor(self) -> Position:
+        try:
+            data = json.loads((self.directory / CURSOR).read_text())
+            return Position(int(data["segment"]), int(data["offset"]))
+        except FileNotFoundError:
+            segments = self._segments()
+            return Position(segments[0] if segments else 1, 0)
+        except (ValueError, KeyError, TypeError) as error:
+            raise OSError(f"unreadable cursor ({error})") from None
+
+    def _recover(self) -> Position:
+        """The end of the last good record; a torn or corrupt tail is cut off (and said)."""
+        segments = [s for s in self._segments() if s >= self._cursor.segment]
+        if not segments:
+            return self._cursor
+        last = segments[-1]
+        path = self._segment(last)
+        data = path.read_bytes()
+        offset = self._cursor.offset if last == self._cursor.segment else 0
+        while offset + HEADER.size <= len(data):
+            length, checksum = HEADER.unpack_from(data, offset)
+            payload = data[offset + HEADER.size:offset + HEADER.size + length]
+            if len(payload) != length or zlib.crc32(payload) != checksum:
+                break
+            offset += HEADER.size + length
+        if offset != len(data):
+            log.warning("spool %s: cut off %d bytes of a record torn by a crash (it was never "
+                        "acknowledged)", path, len(data) - offset)
+            with path.open("r+b") as file:
+                file.truncate(offset)
+                os.fsync(file.fileno())
+        return Position(last, offset)
+
+    def _pending_bytes(self) -> int:
+        total = 0
+        for segment in self._segments():
+            if segment < self._cursor.segment:
+                continue
+            size = self._segment(segment).stat().st_size
+            total += size - (self._cursor.offset if segment == self._cursor.segment else 0)
+        return max(total, 0)
+
+
+def _lock(directory: Path) -> int:
+    """An exclusive ``flock`` on the spool's ``lock`` file, kept until the process ends."""
+    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SpoolInUse(f"the spool {directory} is used by another poller process; give each "
+                         "daemon its own [spool] path") from None
+    return fd
+
+
+def _payload(batch: SpooledBatch) -> bytes:
+    return json.dumps(batch.to_json(), separators=(",", ":")).encode()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    temporary.replace(path)
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
