@@ -47,7 +47,7 @@ from poller.providers.http import HttpSettings
 from poller.store.bootstrap import exclusive_sqlite, open_database
 from poller.store.gateway import Store
 from poller.store.recorder import Recorder
-from poller.store.spool import Spool
+from poller.store.spool import Spool, open_spool
 
 log = logging.getLogger(__name__)
 
@@ -174,5 +174,6 @@ class App:
             self.metrics = self.internal.observer = PollerMetrics(clock=self.clock)
         if spool is None:
             settings = self.config.spool
-            spool = Spool(settings.directory(self.config.database), max_bytes=settings.max_bytes)
+            spool = open_spool(settings.directory(self.config.database),
+                               max_bytes=settings.max_bytes)
         return Daemon(self, store, load, spool)

@@ -135,8 +135,8 @@ class SpoolSettings(Section):
     """``[spool]``: where poll results wait while the database is away (DESIGN §9)."""
 
     path: Annotated[str, Strict()] | None = None
-    """A directory of its own; absent: beside a SQLite file (``<file>.spool``), else
-    ``poller-spool`` in the working directory. Several daemons never share one."""
+    """A directory; absent: beside a SQLite file (``<file>.spool``), else ``poller-spool`` in
+    the working directory. Several daemons may share one: each takes a slot of its own."""
     max_bytes: Annotated[int, Strict(), Field(ge=1024 * 1024, le=1024 ** 4)] = 256 * 1024 ** 2
     """The most the spool holds (256 MiB); when full, changes are kept over unchanged polls
     and what does not fit is dropped, loudly."""

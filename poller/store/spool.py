@@ -20,10 +20,13 @@ write-ahead logs of Prometheus's agent and Vector's disk buffers:
   target's last, a failure not newer than its last poll), so nothing is recorded twice.
 * **Size**: ``max_bytes`` bounds what is waiting; :meth:`Spool.fits` tells the caller (which
   then keeps the changes and drops the unchanged polls, and says so).
-* **One process**: the spool takes an exclusive ``flock`` on ``lock`` in its directory for the
-  life of the process: two daemons appending to one spool would interleave their batches, so
-  a second one is refused (``SpoolInUse``). A restarted daemon (same directory) finds what its
-  predecessor spooled, and replays it first.
+* **One process per slot**: a spool directory takes an exclusive ``flock`` on its ``lock``
+  for the life of the process, since two daemons appending to one would interleave their
+  batches. The configured ``[spool] path`` is a root of *slots* (``0``, ``1`` …):
+  :func:`open_spool` takes the first slot no live process holds, so several daemons may share
+  one root (a fleet started from one directory), and then takes over the batches any other
+  free slot still holds (a daemon that was killed and not restarted, or came back in another
+  slot). A restarted daemon therefore replays what its predecessor spooled, first.
 """
 
 from __future__ import annotations
@@ -235,6 +238,50 @@ class Spool:
         return max(total, 0)
 
 
+MAX_SLOTS = 1024
+"""More daemons than this sharing one spool root are refused."""
+
+
+def open_spool(root: Path, *, max_bytes: int, segment_bytes: int = SEGMENT_BYTES) -> Spool:
+    """The spool in the first free slot of ``root``, holding every batch the other free slots
+    still had (see the module docstring); ``SpoolInUse`` if ``MAX_SLOTS`` are taken."""
+    spool = None
+    for slot in range(MAX_SLOTS):
+        try:
+            spool = Spool(root / str(slot), max_bytes=max_bytes, segment_bytes=segment_bytes)
+            break
+        except SpoolInUse:
+            continue
+    if spool is None:
+        raise SpoolInUse(f"all {MAX_SLOTS} slots of the spool {root} are held by running "
+                         "poller processes")
+    for other in sorted(root.iterdir(), key=lambda p: p.name):
+        if other.is_dir() and other.name.isdigit() and other != spool.directory:
+            _take_over(spool, other)
+    return spool
+
+
+def _take_over(spool: Spool, directory: Path) -> None:
+    """Move what the free slot ``directory`` still holds to the end of ``spool``. Each batch
+    is appended (durably) before the slot's cursor passes it, so a crash between the two
+    replays that batch twice, which the recorder ignores, and loses nothing."""
+    try:
+        orphan = Spool(directory, max_bytes=spool.max_bytes, segment_bytes=spool.segment_bytes)
+    except SpoolInUse:
+        return  # a live daemon's own
+    try:
+        moved = 0
+        for position, batch in orphan.batches():
+            spool.append(batch)
+            orphan.consumed(position)
+            moved += len(batch.results)
+        if moved:
+            log.warning("spool %s: took over %d results left in %s by a process that is no "
+                        "longer running", spool.directory, moved, directory)
+    finally:
+        orphan.close()
+
+
 def _lock(directory: Path) -> int:
     """An exclusive ``flock`` on the spool's ``lock`` file, kept until the process ends."""
     fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -242,8 +289,7 @@ def _lock(directory: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise SpoolInUse(f"the spool {directory} is used by another poller process; give each "
-                         "daemon its own [spool] path") from None
+        raise SpoolInUse(f"the spool {directory} is used by another poller process") from None
     return fd
 
 

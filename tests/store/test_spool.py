@@ -11,7 +11,7 @@ from factories import at, failure, telnyx_member, telnyx_observation, telnyx_tar
 from poller.errors import SpoolInUse, StoreUnavailable
 from poller.store.codec import decode_result, encode_result
 from poller.store.rows import ScheduleUpdate
-from poller.store.spool import Spool, SpooledBatch
+from poller.store.spool import Spool, SpooledBatch, open_spool
 
 
 def batch(n: int, *, at_seconds: float = 0) -> SpooledBatch:
@@ -110,3 +110,37 @@ def test_one_spool_one_process(tmp_path: Path) -> None:
         Spool(tmp_path, max_bytes=1_000_000)
     first.close()
     Spool(tmp_path, max_bytes=1_000_000).close()
+
+
+def test_daemons_sharing_a_root_take_slots_of_their_own(tmp_path: Path) -> None:
+    """Several daemons given one spool path (a fleet started from one directory) each take a
+    free slot; a slot let go is taken again by the next to start."""
+    first = open_spool(tmp_path, max_bytes=1_000_000)
+    second = open_spool(tmp_path, max_bytes=1_000_000)
+    assert (first.directory.name, second.directory.name) == ("0", "1")
+    first.close()
+    third = open_spool(tmp_path, max_bytes=1_000_000)
+    assert third.directory.name == "0"
+
+
+def test_what_a_stopped_daemon_left_in_another_slot_is_taken_over(tmp_path: Path) -> None:
+    """Batches in a slot no process holds (its daemon was killed and came back elsewhere, or
+    not at all) are moved, in order, behind the new daemon's own, and leave that slot empty;
+    a slot a live daemon holds is left alone."""
+    own_past = Spool(tmp_path / "0", max_bytes=1_000_000)
+    own_past.append(batch(1, at_seconds=0))
+    own_past.close()
+    live = Spool(tmp_path / "1", max_bytes=1_000_000)
+    live.append(batch(4, at_seconds=0))
+    orphan = Spool(tmp_path / "2", max_bytes=1_000_000)
+    orphan.append(batch(2, at_seconds=5))
+    orphan.append(batch(3, at_seconds=6))
+    orphan.close()
+
+    spool = open_spool(tmp_path, max_bytes=1_000_000)
+    assert spool.directory.name == "0"
+    assert [len(b.results) for _, b in spool.batches()] == [1, 2, 3]
+    assert spool.results == 6
+    assert [len(b.results) for _, b in live.batches()] == [4]
+    spool.close()
+    assert Spool(tmp_path / "2", max_bytes=1_000_000).empty
