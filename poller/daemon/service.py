@@ -62,7 +62,7 @@ from poller.daemon.metrics import PollerMetrics, observe_tick
 from poller.daemon.reload import settle
 from poller.daemon.signals import HANDLED_SIGNALS, STOP_SIGNALS
 from poller.daemon.ticker import TickScheduler, tick_seconds
-from poller.errors import ConfigError, IdentityLost, StoreUnavailable
+from poller.errors import ConfigError, IdentityInUse, IdentityLost, StoreUnavailable
 from poller.polling.discovery import Discovery
 from poller.polling.pipeline import Pipeline
 from poller.polling.report import TickReport
@@ -105,7 +105,8 @@ class Daemon:
         self.lease_seconds = self.membership.lease_seconds
         self.poller = app.poller(store, owner=self.identity, lease_seconds=self.lease_seconds)
         self.spool = spool
-        self.pipeline = Pipeline(self.poller, spool, on_report=self._observe)
+        self.pipeline = Pipeline(self.poller, spool, on_report=self._observe,
+                                 ready=lambda: self.membership.registered)
         """Claims, polls and records (or spools) continuously (``poller.polling.pipeline``)."""
         self.scheduler = TickScheduler(self._job, tick_seconds(self.config.polling))
         self._lock = asyncio.Lock()
@@ -115,13 +116,18 @@ class Daemon:
         """Set by a second stop signal: abandon in-flight polls without waiting for the grace."""
         self._job_idle = asyncio.Event()
         self._job_idle.set()
-        self._sync_pending = False
+        self._sync_pending = True
+        """The targets are to be synced with the config (at the start, after a reload)."""
+        self._fatal: BaseException | None = None
+        """Why the daemon stopped by itself (raised once it has stopped)."""
         self._background: set[asyncio.Task[None]] = set()
         self._next_prune_at: datetime | None = None
         self._store_lost: str | None = None
         """Why recording stopped for good (the SQLite file was deleted or replaced)."""
         self.discovery = Discovery()
         self._discovering: asyncio.Task[object] | None = None
+        self._joining: asyncio.Task[None] | None = None
+        """A later attempt at :meth:`_join` (the store was away), run beside the ticks."""
 
     # -- life --------------------------------------------------------------------------------
 
@@ -148,9 +154,8 @@ class Daemon:
     async def _serve_and_tick(self) -> None:
         try:
             await self._start_servers()
-            await self.membership.register()
             async with self._lock:  # an early SIGHUP's reload syncs too: one at a time
-                await self.poller.sync()
+                await self._join(starting=True)
         except BaseException:
             await self.membership.stop_heartbeats()
             await self.membership.mark_stopped()
@@ -170,11 +175,62 @@ class Daemon:
             await self._shutdown()
         finally:
             await self._stop_servers()
+        if self._fatal is not None:
+            raise self._fatal
         if self.membership.lost:
             raise IdentityLost(
                 f"daemon identity {self.identity!r} was taken over by another process (this "
                 f"one missed its heartbeats for longer than its {self.lease_seconds:g} s lease); "
                 "stopped without touching its leases")
+
+    async def _join(self, *, starting: bool = False) -> bool:
+        """Register this daemon and sync its targets, whichever is still to do; False while the
+        store is away (at the start too: the pipeline then polls the configured conferences
+        into the spool, and the next ticks try again, backing off).
+
+        A live daemon of the same identity raises ``IdentityInUse`` at the start (exit 2); found
+        later, once the store is back, it stops this daemon with that error."""
+        backoff = self.poller.backoff
+        if starting and not self.store.ready:  # it just failed to open: said, and try later
+            backoff.failed(self.clock())
+            return False
+        try:
+            if not self.membership.registered and not self.membership.lost:
+                await self.membership.register()
+            if self._sync_pending:
+                await self.poller.sync()
+                self._sync_pending = False
+        except StoreUnavailable as error:
+            backoff.failed(self.clock(), f"store unavailable: {error}; the configured conferences "
+                                         f"are polled into the spool {self.spool.directory} "
+                                         f"until it is back")
+            return False
+        except IdentityInUse as error:
+            if not starting:
+                log.error("%s: stopping (the spool keeps what was polled)", error)
+                self._fatal = error
+                self._identity_lost()
+                return False
+            raise
+        return True
+
+    def _join_later(self) -> None:
+        """Try :meth:`_join` again beside the ticks if it is still to do (and the store's
+        backoff allows): a store that hangs (SQLite locked) holds up no poll."""
+        to_do = not self.membership.registered or self._sync_pending
+        if (not to_do or self.membership.lost or self._joining is not None
+                or self.poller.backoff.waiting(self.clock())):
+            return
+
+        async def join() -> None:
+            try:
+                await self._join()
+            except Exception as error:
+                self.internal.report("tick", error, "registering (retried at the next tick)")
+            finally:
+                self._joining = None
+
+        self._joining = asyncio.ensure_future(join())
 
     def request_stop(self, why: str = "request") -> None:
         """Begin a graceful stop (the SIGTERM / SIGINT handler); a second one stops at once."""
@@ -243,6 +299,10 @@ class Daemon:
             discovering.cancel()
             await asyncio.wait([discovering])
         await self._job_idle.wait()
+        joining = self._joining
+        if joining is not None:
+            joining.cancel()
+            await asyncio.wait([joining])
         grace = self.config.polling.shutdown_grace_seconds
         abandoned = await self.pipeline.stop(grace, self._force)
         if abandoned:
@@ -255,7 +315,8 @@ class Daemon:
         await self.membership.stop_heartbeats()
         async with self._lock:  # let a reload under way finish before closing its clients
             try:
-                released = 0 if self.membership.lost else await self.poller.release_leases()
+                released = (await self.poller.release_leases()
+                            if self.membership.registered else 0)
             except StoreUnavailable as error:
                 log.error("could not release leases (they expire on their own): %s", error)
             else:
@@ -287,9 +348,7 @@ class Daemon:
         if self._lost_store():
             return
         try:
-            if self._sync_pending:
-                await self.poller.sync()
-                self._sync_pending = False
+            self._join_later()
             await self.pipeline.run_due(keep_going=lambda: not self._stop.is_set())
         except Exception as error:  # the daemon never dies of one tick
             self.internal.report("tick", error, "ticking (the next tick runs as usual)")

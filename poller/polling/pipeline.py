@@ -71,12 +71,16 @@ class Pipeline:
     """Claims, polls, records and spools for ``poller run`` (see the module docstring)."""
 
     def __init__(self, poller: Poller, spool: Spool, *,
-                 on_report: Callable[[TickReport], None] = lambda report: None) -> None:
+                 on_report: Callable[[TickReport], None] = lambda report: None,
+                 ready: Callable[[], bool] = lambda: True) -> None:
         self.poller = poller
         """The poller new polls start with (a reload swaps it; polls in flight keep theirs)."""
         self.spool = spool
         self.on_report = on_report
         """Told every claim round and every batch written (metrics and logs)."""
+        self.ready = ready
+        """Whether the store may be used at all (the daemon has registered): until then the
+        pipeline polls the targets it knows and spools."""
         self.known: dict[TargetKey, Known] = {}
         self._in_flight: dict[asyncio.Task[None], tuple[Poller, TargetKey]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
@@ -96,7 +100,7 @@ class Pipeline:
     @property
     def offline(self) -> bool:
         """Whether results go to the spool (it holds batches, or the store failed last)."""
-        return not self.spool.empty or self.poller.backoff.failures > 0
+        return not self.spool.empty or self.poller.backoff.failures > 0 or not self.ready()
 
     # -- claiming --------------------------------------------------------------------------
 
@@ -112,6 +116,9 @@ class Pipeline:
             if room <= 0:
                 return
             now = poller.clock()
+            if not self.ready():
+                self._start_known(now, room)
+                return
             if not self.spool.empty:  # replay first: the writer probes the store
                 if not poller.backoff.waiting(now):
                     self._finished.put_nowait(KICK)
@@ -270,7 +277,7 @@ class Pipeline:
     async def _replay(self, report: TickReport | None = None) -> None:
         """Replay the spool in order while the store takes it (not while backing off)."""
         poller = self.poller
-        if self.spool.empty or poller.backoff.waiting(poller.clock()):
+        if self.spool.empty or poller.backoff.waiting(poller.clock()) or not self.ready():
             return
         own = report if report is not None else TickReport()
         replayed = 0

@@ -211,7 +211,7 @@ class Poller:
             # A claim whose commit was lost with the connection may still have leased targets.
             self.leases_stranded = True
             report.store_error = str(error)
-            self.backoff.failed(now, f"tick skipped: {error}")
+            self.backoff.failed(now, f"store unavailable, nothing claimed: {error}")
             return [], report
         self.backoff.worked()
         report.claimed = len(claimed)
