@@ -4,14 +4,14 @@
 polling and recording continuously, spooling while the store is away) from a
 :class:`~poller.daemon.ticker.TickScheduler` and owns the process life (DESIGN §4):
 
+* **Start**: register and sync the targets (``poller.daemon.joining``: with the store away,
+  the configured conferences are polled into the spool meanwhile), then tick.
 * **SIGTERM / SIGINT**: nothing more is claimed; the polls in flight may finish within
-  ``polling.shutdown_grace_seconds``, after which they are cancelled (a second SIGTERM /
-  SIGINT cancels them at once: Ctrl-C twice stops now); everything fetched is recorded, or
-  spooled. The leases this process
-  still holds are then released without moving ``next_poll_at``, so the abandoned and unpolled
-  targets stay due for the next run; the clients are closed and :meth:`Daemon.run` returns
-  (exit 0). Signals received before the loop handled them (``poller.daemon.signals``) are acted
-  on first.
+  ``polling.shutdown_grace_seconds``, then they are cancelled (a second signal cancels them at
+  once: Ctrl-C twice stops now); everything fetched is recorded, or spooled. The leases still
+  held are released without moving ``next_poll_at`` (the targets stay due), the clients are
+  closed and :meth:`Daemon.run` returns (exit 0). Signals received before the loop handled
+  them (``poller.daemon.signals``) are acted on first.
 * **SIGHUP**: the config is loaded and validated again. A bad file (or an unset credential
   variable, or an account whose client cannot be built) logs one error and the running
   configuration carries on whole. Otherwise, between two ticks, the app builds new accounts
@@ -22,11 +22,9 @@ polling and recording continuously, spooling while the store is away) from a
   ``polling.discovery_interval_seconds`` (first right after the start) for the accounts with
   ``discover = true``; a reload applies a new interval. A failing run is logged; shutdown
   cancels one in flight (what it listed but did not store is listed again next time).
-* A tick never takes the daemon down: ``StoreUnavailable`` is handled inside the tick, and any
-  other exception is logged and the next tick runs as usual.
-* **Retention**: every ``retention.prune_interval_seconds`` (after a tick; the first right
-  after the first tick) old ``poll_error`` rows and, if configured, old raw payloads are pruned
-  as ``poller prune`` would; a failure is logged and retried at the next interval.
+* A tick never takes the daemon down: an unavailable store is handled inside the pipeline, and
+  any other exception is logged and the next tick runs as usual.
+* **Retention** after a tick, every ``prune_interval_seconds`` (``poller.daemon.pruning``).
 * **Observability** (``docs/operations.md``): every tick feeds the app's
   :class:`~poller.daemon.metrics.PollerMetrics`; when ``[metrics]`` / ``[health]`` ``listen``
   is set, their servers (``poller.daemon.endpoints``) start before the first tick (an address
@@ -46,7 +44,6 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from poller.config import Config, Credentials
@@ -57,8 +54,10 @@ from poller.daemon.endpoints import (
     start_servers,
     stop_servers,
 )
+from poller.daemon.joining import Joining
 from poller.daemon.membership import Membership
 from poller.daemon.metrics import PollerMetrics, observe_tick
+from poller.daemon.pruning import Pruner
 from poller.daemon.reload import settle
 from poller.daemon.signals import HANDLED_SIGNALS, STOP_SIGNALS
 from poller.daemon.ticker import TickScheduler, tick_seconds
@@ -93,7 +92,7 @@ class Daemon:
         self.readiness = Readiness(store.engine, lambda: self.metrics.last_successful_tick_at,
                                    _freshness(self.config), clock=self.clock,
                                    store_problem=store.problem,
-                                   spooling=lambda: self.spool.results)
+                                   spool_problem=self._spool_problem)
         self.servers: list[ObservabilityServer] = []
         """The metrics / health servers, while :meth:`run` serves them."""
         self.internal = app.internal
@@ -116,18 +115,17 @@ class Daemon:
         """Set by a second stop signal: abandon in-flight polls without waiting for the grace."""
         self._job_idle = asyncio.Event()
         self._job_idle.set()
-        self._sync_pending = True
-        """The targets are to be synced with the config (at the start, after a reload)."""
         self._fatal: BaseException | None = None
         """Why the daemon stopped by itself (raised once it has stopped)."""
         self._background: set[asyncio.Task[None]] = set()
-        self._next_prune_at: datetime | None = None
+        self.pruner = Pruner(store, clock=self.clock, internal=self.internal)
         self._store_lost: str | None = None
         """Why recording stopped for good (the SQLite file was deleted or replaced)."""
         self.discovery = Discovery()
         self._discovering: asyncio.Task[object] | None = None
-        self._joining: asyncio.Task[None] | None = None
-        """A later attempt at :meth:`_join` (the store was away), run beside the ticks."""
+        self.joining = Joining(store, self.membership, lambda: self.poller,
+                               spool=spool.directory, clock=self.clock, internal=self.internal,
+                               on_refused=self._refused)
 
     # -- life --------------------------------------------------------------------------------
 
@@ -155,7 +153,7 @@ class Daemon:
         try:
             await self._start_servers()
             async with self._lock:  # an early SIGHUP's reload syncs too: one at a time
-                await self._join(starting=True)
+                await self.joining.join(starting=True)
         except BaseException:
             await self.membership.stop_heartbeats()
             await self.membership.mark_stopped()
@@ -183,54 +181,10 @@ class Daemon:
                 f"one missed its heartbeats for longer than its {self.lease_seconds:g} s lease); "
                 "stopped without touching its leases")
 
-    async def _join(self, *, starting: bool = False) -> bool:
-        """Register this daemon and sync its targets, whichever is still to do; False while the
-        store is away (at the start too: the pipeline then polls the configured conferences
-        into the spool, and the next ticks try again, backing off).
-
-        A live daemon of the same identity raises ``IdentityInUse`` at the start (exit 2); found
-        later, once the store is back, it stops this daemon with that error."""
-        backoff = self.poller.backoff
-        if starting and not self.store.ready:  # it just failed to open: said, and try later
-            backoff.failed(self.clock())
-            return False
-        try:
-            if not self.membership.registered and not self.membership.lost:
-                await self.membership.register()
-            if self._sync_pending:
-                await self.poller.sync()
-                self._sync_pending = False
-        except StoreUnavailable as error:
-            backoff.failed(self.clock(), f"store unavailable: {error}; the configured conferences "
-                                         f"are polled into the spool {self.spool.directory} "
-                                         f"until it is back")
-            return False
-        except IdentityInUse as error:
-            if not starting:
-                log.error("%s: stopping (the spool keeps what was polled)", error)
-                self._fatal = error
-                self._identity_lost()
-                return False
-            raise
-        return True
-
-    def _join_later(self) -> None:
-        """Try :meth:`_join` again beside the ticks if it is still to do (and the store's
-        backoff allows): a store that hangs (SQLite locked) holds up no poll."""
-        to_do = not self.membership.registered or self._sync_pending
-        if (not to_do or self.membership.lost or self._joining is not None
-                or self.poller.backoff.waiting(self.clock())):
-            return
-
-        async def join() -> None:
-            try:
-                await self._join()
-            except Exception as error:
-                self.internal.report("tick", error, "registering (retried at the next tick)")
-            finally:
-                self._joining = None
-
-        self._joining = asyncio.ensure_future(join())
+    def _refused(self, error: IdentityInUse) -> None:
+        """A live daemon holds this identity (found once the store was back): stop with it."""
+        self._fatal = error
+        self._identity_lost()
 
     def request_stop(self, why: str = "request") -> None:
         """Begin a graceful stop (the SIGTERM / SIGINT handler); a second one stops at once."""
@@ -253,6 +207,17 @@ class Daemon:
         """Another process holds the identity now: stop at once, polls in flight abandoned."""
         self.request_stop("identity lost")
         self.request_stop("identity lost")
+
+    def _spool_problem(self) -> str | None:
+        """``/readyz``'s ``spool`` check: results wait (and some were dropped), or ``None``."""
+        waiting = self.spool.results
+        if not waiting:
+            return None
+        problem = f"store unavailable, spooling {waiting} results (replayed once it is back)"
+        if self.pipeline.dropped:
+            problem += (f"; the spool is full ({self.spool.bytes} of {self.spool.max_bytes} "
+                        f"bytes): {self.pipeline.dropped} results dropped")
+        return problem
 
     def _fleet_size(self, live: int) -> None:
         """Claim ``concurrency`` targets at a time while other daemons are live (module doc)."""
@@ -299,10 +264,7 @@ class Daemon:
             discovering.cancel()
             await asyncio.wait([discovering])
         await self._job_idle.wait()
-        joining = self._joining
-        if joining is not None:
-            joining.cancel()
-            await asyncio.wait([joining])
+        await self.joining.cancel()
         grace = self.config.polling.shutdown_grace_seconds
         abandoned = await self.pipeline.stop(grace, self._force)
         if abandoned:
@@ -348,12 +310,12 @@ class Daemon:
         if self._lost_store():
             return
         try:
-            self._join_later()
+            self.joining.later()
             await self.pipeline.run_due(keep_going=lambda: not self._stop.is_set())
         except Exception as error:  # the daemon never dies of one tick
             self.internal.report("tick", error, "ticking (the next tick runs as usual)")
             return
-        await self._prune_if_due()
+        await self.pruner.prune_if_due(self.config.retention)
 
     def _lost_store(self) -> bool:
         """Whether the store's file is gone (checked every tick; said once, loudly)."""
@@ -374,29 +336,6 @@ class Daemon:
                      transitions_by_status=report.transitions_by_status,
                      member_events_by_kind=report.member_events_by_kind)
         _log_report(report)
-
-    async def _prune_if_due(self) -> None:
-        """Prune old history by ``[retention]`` when ``prune_interval_seconds`` has passed."""
-        retention = self.config.retention
-        now = self.clock()
-        if retention.prune_interval_seconds <= 0 or (
-                self._next_prune_at is not None and now < self._next_prune_at):
-            return
-        self._next_prune_at = now + timedelta(seconds=retention.prune_interval_seconds)
-        try:
-            stats = await self.store.prune(poll_error_days=retention.poll_error_days,
-                                           raw_payload_days=retention.raw_payload_days, now=now)
-        except StoreUnavailable as error:
-            log.error("pruning old history failed (retried in %g s): %s",
-                      retention.prune_interval_seconds, error)
-            return
-        except Exception as error:
-            self.internal.report("prune", error, "pruning old history (retried in "
-                                                 f"{retention.prune_interval_seconds:g} s)")
-            return
-        if stats.poll_errors_deleted or stats.raw_payloads_cleared:
-            log.info("pruned %d poll_error rows and %d raw payloads",
-                     stats.poll_errors_deleted, stats.raw_payloads_cleared)
 
     # -- reload ------------------------------------------------------------------------------
 
@@ -442,7 +381,7 @@ class Daemon:
             try:
                 await self.poller.sync()
             except StoreUnavailable as error:
-                self._sync_pending = True
+                self.joining.sync_pending = True
                 log.error("targets not synced yet (retried at the next tick): %s", error)
 
 

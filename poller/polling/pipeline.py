@@ -90,6 +90,8 @@ class Pipeline:
         self._last_hash: dict[TargetKey, str] = {}
         self.unwritten = 0
         """Polls finished but not yet recorded or spooled."""
+        self.dropped = 0
+        """Results dropped because the spool was full, since it was last replayed whole."""
         self.stopping = False
 
     @property
@@ -139,15 +141,19 @@ class Pipeline:
         """Poll, by itself, the known targets that are due (the store is away). A process
         that knows none yet (it started while the store was away) knows its config's."""
         if not self.known:
-            for account in self.poller.accounts:
-                for key in account.settings.targets():
-                    self.known[key] = Known(ClaimedTarget(pk=0, key=key, next_poll_at=now), now)
+            self._know_config(now)
         running = {key for _, key in self._in_flight.values()}
         due = sorted((k for k in self.known.values()
                       if k.next_poll_at <= now and k.target.key not in running),
                      key=lambda k: (k.next_poll_at, k.target.key.conference_id))
         for known in due[:room]:
             self._start(self.poller, known.target, None)
+
+    def _know_config(self, now: datetime) -> None:
+        """Know exactly the targets of the config (those known already keep their schedule)."""
+        wanted = {key for account in self.poller.accounts for key in account.settings.targets()}
+        self.known = {key: self.known.get(key) or Known(
+            ClaimedTarget(pk=0, key=key, next_poll_at=now), now) for key in wanted}
 
     def _start(self, poller: Poller, target: ClaimedTarget, plan: object) -> None:
         task = asyncio.ensure_future(self._poll(poller, target, plan))
@@ -161,8 +167,11 @@ class Pipeline:
 
     def replace(self, poller: Poller) -> None:
         """New polls start with ``poller`` (a reload); the old one's accounts that it does not
-        carry over are closed once the polls still running with them end."""
+        carry over are closed once the polls still running with them end. Before the daemon
+        could register, the targets polled follow the new config at once."""
         old, self.poller = self.poller, poller
+        if not self.ready():  # no store to sync with yet: the config says what to poll
+            self._know_config(poller.clock())
         task = asyncio.ensure_future(self._retire(old))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
@@ -259,6 +268,7 @@ class Pipeline:
             report.spool_dropped += len(batch.results)
             batch = replace(batch, results=())
         if report.spool_dropped:
+            self.dropped += report.spool_dropped
             log.error("the spool is full (%d of %d bytes): %d poll results dropped, changes "
                       "kept first; the history misses what they saw", self.spool.bytes,
                       self.spool.max_bytes, report.spool_dropped)
@@ -294,6 +304,7 @@ class Pipeline:
             own.count_history(stats)
         else:
             poller.backoff.worked()
+            self.dropped = 0
             if replayed:
                 log.info("the spool is replayed: %d results recorded in the order they were "
                          "polled; claiming again", replayed)

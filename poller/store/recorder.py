@@ -22,7 +22,7 @@ delivery, two pollers), and a result not newer than its ``last_polled_at`` count
 counter (a failure like that leaves no trace at all); rows are locked in one global order
 (targets first), and a transaction that loses a race (unique violation, serialization failure,
 deadlock, an insert conflict) is retried whole, a few times, before
-:class:`poller.errors.StoreUnavailable` is raised. Unreachable databases raise it at once.
+:class:`poller.errors.StoreDown` is raised. Unreachable databases raise it at once.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, exc
 
-from poller.errors import StoreUnavailable
+from poller.errors import StoreDown
 from poller.model import PollResult, TargetKey, utc_now
 from poller.store.batch import BatchWriter, InsertConflict
 from poller.store.database import store_errors
@@ -131,7 +131,7 @@ class Recorder:
                     if not is_retryable(error):
                         raise
                     if attempt == self.max_attempts:
-                        raise StoreUnavailable(
+                        raise StoreDown(
                             f"recording poll results: still conflicting after {attempt} attempts"
                         ) from error
         raise AssertionError("unreachable")  # pragma: no cover

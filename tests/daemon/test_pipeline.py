@@ -222,6 +222,7 @@ async def test_a_full_spool_keeps_changes_and_says_so(
     assert pipeline.spool.bytes <= 1024 * 1024
     assert "the spool is full" in caplog.text
     assert dropped > 0
+    assert pipeline.dropped == dropped, "what /readyz reports until the spool is replayed"
 
 
 def _at(engine: Engine) -> datetime:
