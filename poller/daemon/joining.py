@@ -71,6 +71,7 @@ class Joining:
             log.error("%s: stopping (the spool keeps what was polled)", error)
             self.on_refused(error)
             return False
+        backoff.worked()
         return True
 
     def later(self) -> None:

@@ -315,7 +315,8 @@ class Daemon:
         except Exception as error:  # the daemon never dies of one tick
             self.internal.report("tick", error, "ticking (the next tick runs as usual)")
             return
-        await self.pruner.prune_if_due(self.config.retention)
+        if not self.pipeline.offline:  # a store that is away is not asked to prune
+            await self.pruner.prune_if_due(self.config.retention)
 
     def _lost_store(self) -> bool:
         """Whether the store's file is gone (checked every tick; said once, loudly)."""
@@ -358,6 +359,7 @@ class Daemon:
         async with self._lock:
             if self._stop.is_set():
                 return
+            await self.joining.cancel()  # its sync is the old config's: this one syncs anew
             old = self.poller
             try:
                 accounts = app.accounts(self.store, previous=old.accounts)
@@ -380,6 +382,7 @@ class Daemon:
                      ", ".join(rebuilt) or "none")
             try:
                 await self.poller.sync()
+                self.joining.sync_pending = False
             except StoreUnavailable as error:
                 self.joining.sync_pending = True
                 log.error("targets not synced yet (retried at the next tick): %s", error)

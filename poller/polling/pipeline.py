@@ -83,6 +83,8 @@ class Pipeline:
         pipeline polls the targets it knows and spools."""
         self.known: dict[TargetKey, Known] = {}
         self._in_flight: dict[asyncio.Task[None], tuple[Poller, TargetKey]] = {}
+        self._busy: set[TargetKey] = set()
+        """Targets polled or waiting to be written (not to be polled again meanwhile)."""
         self._retiring: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Queue[Finished | None] = asyncio.Queue()
         self._stop_writer = False
@@ -110,8 +112,7 @@ class Pipeline:
         """One round: start polls for what is due, while there is room (see the module doc)."""
         if self.stopping:
             return
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.ensure_future(self._write())
+        self._ensure_writer()
         poller = self.poller
         while keep_going() and not self.stopping:
             room = poller.batch_size - len(self._in_flight)
@@ -142,12 +143,11 @@ class Pipeline:
         that knows none yet (it started while the store was away) knows its config's."""
         if not self.known:
             self._know_config(now)
-        running = {key for _, key in self._in_flight.values()}
         due = sorted((k for k in self.known.values()
-                      if k.next_poll_at <= now and k.target.key not in running),
+                      if k.next_poll_at <= now and k.target.key not in self._busy),
                      key=lambda k: (k.next_poll_at, k.target.key.conference_id))
-        for known in due[:room]:
-            self._start(self.poller, known.target, None)
+        for known in due[:room]:  # pk 0: not leased by this poll, so never handed back
+            self._start(self.poller, replace(known.target, pk=0), None)
 
     def _know_config(self, now: datetime) -> None:
         """Know exactly the targets of the config (those known already keep their schedule)."""
@@ -158,6 +158,7 @@ class Pipeline:
     def _start(self, poller: Poller, target: ClaimedTarget, plan: object) -> None:
         task = asyncio.ensure_future(self._poll(poller, target, plan))
         self._in_flight[task] = (poller, target.key)
+        self._busy.add(target.key)
         task.add_done_callback(lambda done: self._in_flight.pop(done, None))
 
     async def _poll(self, poller: Poller, target: ClaimedTarget, plan: object) -> None:
@@ -184,10 +185,22 @@ class Pipeline:
 
     # -- writing ---------------------------------------------------------------------------
 
+    def _ensure_writer(self) -> None:
+        """Start the writer if it is not running (at the first round; after a crash of its
+        own, which is logged)."""
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write())
+            self._writer.add_done_callback(self._writer_ended)
+
+    def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self.poller.internal.report("write", error, "writing results (the writer starts "
+                                                        "again)")
+
     async def _write(self) -> None:
         """Write finished polls in batches until :meth:`stop` says there is nothing more; replay
         the spool when woken (or every ``IDLE_SECONDS``) with nothing else to write."""
-        await self._replay()
         while True:
             try:
                 first = await asyncio.wait_for(self._finished.get(), IDLE_SECONDS)
@@ -199,16 +212,18 @@ class Pipeline:
                 if item is not KICK:
                     batch.append(item)
             done = self._stop_writer and self._finished.empty()
-            if not batch:
-                await self._replay()
-            else:
-                try:
+            try:
+                if batch:
                     await self._write_batch(batch)
-                except Exception as error:  # the writer never dies of one batch
-                    self.poller.internal.report("write", error, f"writing {len(batch)} results "
-                                                                "(they are lost)")
-                finally:
-                    self.unwritten -= len(batch)
+                else:
+                    await self._replay()
+            except Exception as error:  # the writer never dies of one batch
+                self.poller.internal.report("write", error, f"writing {len(batch)} results "
+                                                            "(what was not recorded or "
+                                                            "spooled yet is lost)")
+            finally:
+                self.unwritten -= len(batch)
+                self._busy.difference_update(target.key for _, target, _ in batch)
             if done:
                 return
 
@@ -232,10 +247,12 @@ class Pipeline:
         report.polled, report.deferred = len(results), len(handed_back)
         owner = poller.settings.owner
         if results and (self.offline or not await self._record(results, schedule, report)):
-            self._spool(SpooledBatch(tuple(results), schedule, owner), report)
+            await asyncio.to_thread(self._spool, SpooledBatch(tuple(results), schedule, owner),
+                                    report)
             await self._replay(report)
         elif results:
             self._remember_hashes(results)
+        handed_back.pop(0, None)  # polled while the store was away: no lease to hand back
         if handed_back and not self.offline:
             with contextlib.suppress(StoreUnavailable):  # their leases expire on their own
                 await poller.store.release(handed_back)
@@ -257,7 +274,8 @@ class Pipeline:
         return True
 
     def _spool(self, batch: SpooledBatch, report: TickReport) -> None:
-        """Append ``batch`` (changes first when the spool is full), and count it."""
+        """Append ``batch`` (changes first when the spool is full), and count it (in a worker
+        thread: the writer waits, the polls go on)."""
         report.store_error = report.store_error or "store unavailable: spooled"
         if not self.spool.fits(batch):
             changed = tuple(r for r in batch.results if not self._unchanged(r))
@@ -285,24 +303,33 @@ class Pipeline:
         self._remember_hashes(batch.results)
 
     async def _replay(self, report: TickReport | None = None) -> None:
-        """Replay the spool in order while the store takes it (not while backing off)."""
+        """Replay the spool in order while the store takes it (not while backing off, nor
+        once stopping: the next start replays). Reading the spool runs in a worker thread."""
         poller = self.poller
-        if self.spool.empty or poller.backoff.waiting(poller.clock()) or not self.ready():
+        if (self.spool.empty or poller.backoff.waiting(poller.clock()) or not self.ready()
+                or self._stop_writer):
             return
         own = report if report is not None else TickReport()
         replayed = 0
-        for position, batch in self.spool.batches():
-            try:
-                stats = await poller.store.record(batch.results, batch.schedule, batch.owner)
-            except StoreUnavailable as error:
-                poller.backoff.failed(poller.clock(), f"store still unavailable; "
-                                                      f"{self.spool.results} results wait in the "
-                                                      f"spool ({error})")
+        batches = self.spool.batches()
+        while not self._stop_writer:
+            item = await asyncio.to_thread(next, batches, None)
+            if item is None:
                 break
-            self.spool.consumed(position)
+            position, batch = item
+            if batch.results:
+                try:
+                    stats = await poller.store.record(batch.results, batch.schedule,
+                                                      batch.owner)
+                except StoreUnavailable as error:
+                    poller.backoff.failed(poller.clock(), f"store still unavailable; "
+                                                          f"{self.spool.results} results wait in "
+                                                          f"the spool ({error})")
+                    break
+                own.count_history(stats)
+            await asyncio.to_thread(self.spool.consumed, position, len(batch.results))
             replayed += len(batch.results)
-            own.count_history(stats)
-        else:
+        if self.spool.empty:
             poller.backoff.worked()
             self.dropped = 0
             if replayed:
@@ -349,10 +376,11 @@ class Pipeline:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-        if self._writer is not None and not self._writer.done():
-            self._stop_writer = True
-            self._finished.put_nowait(KICK)
-            await self._writer
+        self._stop_writer = True
+        self._ensure_writer()  # also when it crashed: what is queued is still written
+        self._finished.put_nowait(KICK)
+        assert self._writer is not None
+        await asyncio.wait([self._writer])
         if self._retiring:
             await asyncio.wait(self._retiring)
         return abandoned

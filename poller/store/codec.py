@@ -44,22 +44,30 @@ def encode_result(result: PollResult) -> dict[str, Any]:
     return {"kind": kind, "result": encode(result)}
 
 
-def decode_result(data: dict[str, Any]) -> PollResult:
-    """The poll result of :func:`encode_result`."""
+def decode_result(data: Any) -> PollResult:
+    """The poll result of :func:`encode_result` (``ValueError`` if it is not one)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a result is a JSON object, got {type(data).__name__}")
     cls = KINDS.get(data.get("kind", ""))
     if cls is None:
         raise ValueError(f"unknown result kind {data.get('kind')!r}")
-    result: PollResult = decode(cls, data["result"])
+    result: PollResult = decode(cls, data.get("result"))
     return result
 
 
 def decode(cls: type[T], data: Any) -> T:
-    """An instance of the dataclass ``cls`` from its :func:`encode` form."""
+    """An instance of the dataclass ``cls`` from its :func:`encode` form (``ValueError`` if
+    it is not one: a field missing or of another type)."""
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
     hints = _hints(cls)
-    values = {name: _value(hint, data[name]) for name, hint in hints.items() if name in data}
-    return cls(**values)
+    try:
+        values = {name: _value(hint, data[name]) for name, hint in hints.items() if name in data}
+        return cls(**values)
+    except ValueError:
+        raise
+    except (TypeError, KeyError, AttributeError) as error:
+        raise ValueError(f"{cls.__name__}: {error}") from None
 
 
 _HINTS: dict[type[Any], dict[str, Any]] = {}

@@ -75,9 +75,12 @@ class SpooledBatch:
         """The batch of :meth:`to_json` (``ValueError`` if it is not one)."""
         if not isinstance(data, dict):
             raise ValueError("a spooled batch is a JSON object")
-        return cls(tuple(decode_result(r) for r in data["results"]),
-                   {decode(TargetKey, key): decode(ScheduleUpdate, update)
-                    for key, update in data["schedule"]}, data.get("owner"))
+        try:
+            return cls(tuple(decode_result(r) for r in data["results"]),
+                       {decode(TargetKey, key): decode(ScheduleUpdate, update)
+                        for key, update in data["schedule"]}, data.get("owner"))
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"a spooled batch: {error!r}") from None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -96,17 +99,24 @@ class Spool:
         self.directory = directory
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self._lock = -1
+        self._rotate = False
+        """Start a new segment at the next append (a failed one left bytes it could not cut)."""
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self._lock = _lock(directory)
             self._cursor = self._read_cursor()
             self._end = self._recover()
+            self.bytes = self._pending_bytes()
+            """Bytes of records not yet replayed."""
+            self.results = sum(len(batch.results) for _, batch in self.batches())
+            """Results not yet replayed."""
         except OSError as error:
+            self.close()
             raise StoreUnavailable(f"spool {directory}: {error}") from None
-        self.bytes = self._pending_bytes()
-        """Bytes of records not yet replayed."""
-        self.results = sum(len(batch.results) for _, batch in self.batches())
-        """Results not yet replayed."""
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Let go of the directory (another process may take it)."""
@@ -121,13 +131,15 @@ class Spool:
         return self.bytes + HEADER.size + len(_payload(batch)) <= self.max_bytes
 
     def append(self, batch: SpooledBatch) -> None:
-        """Write ``batch`` durably at the end (``StoreUnavailable`` if the disk refuses)."""
+        """Write ``batch`` durably at the end (``StoreUnavailable`` if the disk refuses: then
+        nothing of it stays behind, or the next append starts a new segment)."""
         payload = _payload(batch)
         record = HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         segment = self._end.segment
-        if self._end.offset >= self.segment_bytes:
+        if self._end.offset >= self.segment_bytes or self._rotate:
             segment += 1
         path = self._segment(segment)
+        offset = self._end.offset if segment == self._end.segment else 0
         try:
             with path.open("ab") as file:
                 file.write(record)
@@ -136,8 +148,9 @@ class Spool:
             if segment != self._end.segment:
                 _fsync_directory(self.directory)
         except OSError as error:
+            self._rotate = not _cut(path, offset)
             raise StoreUnavailable(f"spool {self.directory}: {error}") from None
-        offset = self._end.offset if segment == self._end.segment else 0
+        self._rotate = False
         self._end = Position(segment, offset + len(record))
         self.bytes += len(record)
         self.results += len(batch.results)
@@ -150,25 +163,29 @@ class Spool:
         return self._cursor >= self._end
 
     def batches(self) -> Iterator[tuple[Position, SpooledBatch]]:
-        """The batches not yet replayed, in order, each with the position after it."""
+        """The batches not yet replayed, in order, each with the position after it. What
+        cannot be read (bytes damaged on disk, a record this version cannot decode) is said
+        at ERROR and stands as an empty batch, so that the cursor moves past it."""
         position = self._cursor
         while position < self._end:
             path = self._segment(position.segment)
             data = path.read_bytes() if path.exists() else b""
+            end = self._end.offset if position.segment == self._end.segment else len(data)
             offset = position.offset
-            while offset + HEADER.size <= len(data):
-                length, checksum = HEADER.unpack_from(data, offset)
-                payload = data[offset + HEADER.size:offset + HEADER.size + length]
-                if len(payload) != length or zlib.crc32(payload) != checksum:
+            while offset < end:
+                payload = _payload_at(data, offset, end)
+                if payload is None:
+                    log.error("spool %s: the %d bytes from offset %d are damaged: skipped (the "
+                              "results in them are lost)", path, end - offset, offset)
+                    yield Position(position.segment, end), SpooledBatch(())
                     break
-                offset += HEADER.size + length
-                yield Position(position.segment, offset), SpooledBatch.from_json(
-                    json.loads(payload))
+                offset += HEADER.size + len(payload)
+                yield Position(position.segment, offset), _decoded(payload, path, offset)
             position = Position(position.segment + 1, 0)
 
-    def consumed(self, position: Position) -> None:
-        """Every batch before ``position`` is in the store: move the cursor there, durably,
-        and delete the segments wholly behind it."""
+    def consumed(self, position: Position, results: int = 0) -> None:
+        """Every batch before ``position`` (``results`` results since the last call) is in the
+        store: move the cursor there, durably, and delete the segments wholly behind it."""
         if position >= self._end:
             position = self._end
         while position.segment < self._end.segment and position.offset >= self._size(
@@ -181,7 +198,7 @@ class Spool:
                 self._segment(segment).unlink(missing_ok=True)
         self._cursor = position
         self.bytes = self._pending_bytes()
-        self.results = 0 if self.empty else sum(len(b.results) for _, b in self.batches())
+        self.results = 0 if self.empty else max(0, self.results - results)
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -214,12 +231,8 @@ class Spool:
         path = self._segment(last)
         data = path.read_bytes()
         offset = self._cursor.offset if last == self._cursor.segment else 0
-        while offset + HEADER.size <= len(data):
-            length, checksum = HEADER.unpack_from(data, offset)
-            payload = data[offset + HEADER.size:offset + HEADER.size + length]
-            if len(payload) != length or zlib.crc32(payload) != checksum:
-                break
-            offset += HEADER.size + length
+        while (payload := _payload_at(data, offset, len(data))) is not None:
+            offset += HEADER.size + len(payload)
         if offset != len(data):
             log.warning("spool %s: cut off %d bytes of a record torn by a crash (it was never "
                         "acknowledged)", path, len(data) - offset)
@@ -257,7 +270,10 @@ def open_spool(root: Path, *, max_bytes: int, segment_bytes: int = SEGMENT_BYTES
                          "poller processes")
     for other in sorted(root.iterdir(), key=lambda p: p.name):
         if other.is_dir() and other.name.isdigit() and other != spool.directory:
-            _take_over(spool, other)
+            try:
+                _take_over(spool, other)
+            except StoreUnavailable as error:  # this slot's disk trouble: its batches wait
+                log.error("spool %s: could not take over %s: %s", spool.directory, other, error)
     return spool
 
 
@@ -272,8 +288,9 @@ def _take_over(spool: Spool, directory: Path) -> None:
     try:
         moved = 0
         for position, batch in orphan.batches():
-            spool.append(batch)
-            orphan.consumed(position)
+            if batch.results:
+                spool.append(batch)
+            orphan.consumed(position, len(batch.results))
             moved += len(batch.results)
         if moved:
             log.warning("spool %s: took over %d results left in %s by a process that is no "
@@ -291,6 +308,41 @@ def _lock(directory: Path) -> int:
         os.close(fd)
         raise SpoolInUse(f"the spool {directory} is used by another poller process") from None
     return fd
+
+
+def _payload_at(data: bytes, offset: int, end: int) -> bytes | None:
+    """The payload of the record at ``offset`` of ``data[:end]``, if it is whole and sound."""
+    if offset + HEADER.size > end:
+        return None
+    length, checksum = HEADER.unpack_from(data, offset)
+    payload = data[offset + HEADER.size:offset + HEADER.size + length]
+    if offset + HEADER.size + length > end or zlib.crc32(payload) != checksum:
+        return None
+    return payload
+
+
+def _decoded(payload: bytes, path: Path, offset: int) -> SpooledBatch:
+    """The batch of one record's payload; an empty one (said at ERROR) if it does not decode."""
+    try:
+        return SpooledBatch.from_json(json.loads(payload))
+    except ValueError as error:
+        log.error("spool %s: the record before offset %d does not decode (%s): skipped (the "
+                  "results in it are lost)", path, offset, error)
+        return SpooledBatch(())
+
+
+def _cut(path: Path, offset: int) -> bool:
+    """Cut ``path`` back to ``offset`` bytes (a failed append); whether that worked."""
+    try:
+        if offset == 0:
+            path.unlink(missing_ok=True)
+        else:
+            with path.open("r+b") as file:
+                file.truncate(offset)
+                os.fsync(file.fileno())
+    except OSError:
+        return False
+    return True
 
 
 def _payload(batch: SpooledBatch) -> bytes:

@@ -227,3 +227,49 @@ async def test_a_full_spool_keeps_changes_and_says_so(
 
 def _at(engine: Engine) -> datetime:
     return max(t["last_polled_at"] for t in fetch(engine, "poll_target"))
+
+
+class HangingStore(SwitchableStore):
+    """While ``down``: claims fail, and a ``record`` (the spool's replay) hangs until
+    ``release_record`` is set, as on a connection that died without a word, then fails."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.release_record = asyncio.Event()
+        self.hanging = 0
+
+    async def record(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.down:
+            return await super().record(*args, **kwargs)
+        self.hanging += 1
+        await self.release_record.wait()
+        raise StoreUnavailable("connection lost (the test's hang)")
+
+
+async def test_a_hanging_store_does_not_make_the_pipeline_poll_twice(
+        engine: Engine, tmp_path: Path) -> None:
+    """While the writer waits on a store that hangs, polls that finished but are not written
+    yet keep their targets busy: the pipeline does not poll them again meanwhile, however
+    many intervals pass (each target has at most one result waiting)."""
+    world = build_sim_world(conferences=3)
+    store = HangingStore(engine)
+    pipeline, poller = make_pipeline(world, store, tmp_path)
+    await poller.sync(world.clock.now())
+    await drive(pipeline, world, 20)  # the store works: the pipeline knows its targets
+    store.down = True
+    known = len(pipeline.known)
+    assert known > 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_SECONDS
+    for _ in range(40):  # 200 virtual seconds: every target due many times
+        await pipeline.run_due()
+        await asyncio.sleep(0.02)
+        world.clock.advance(5)
+        assert loop.time() < deadline
+    assert store.hanging, "the writer is waiting on the store"
+    assert 0 < pipeline.unwritten <= known
+    store.release_record.set()
+    await pipeline.stop(10, asyncio.Event())
+    await poller.aclose()
+    assert pipeline.unwritten == 0
+    assert pipeline.spool.results >= 1

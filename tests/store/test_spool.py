@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import resource
+import signal
+import zlib
 from pathlib import Path
 
 import pytest
@@ -11,7 +15,7 @@ from factories import at, failure, telnyx_member, telnyx_observation, telnyx_tar
 from poller.errors import SpoolInUse, StoreUnavailable
 from poller.store.codec import decode_result, encode_result
 from poller.store.rows import ScheduleUpdate
-from poller.store.spool import Spool, SpooledBatch, open_spool
+from poller.store.spool import HEADER, Spool, SpooledBatch, open_spool
 
 
 def batch(n: int, *, at_seconds: float = 0) -> SpooledBatch:
@@ -79,7 +83,7 @@ def test_segments_rotate_and_replayed_ones_are_deleted(tmp_path: Path) -> None:
         spool.append(batch(1, at_seconds=i))
     assert len(list(tmp_path.glob("*.log"))) == 3
     positions = [position for position, _ in spool.batches()]
-    spool.consumed(positions[1])
+    spool.consumed(positions[1], 2)
     assert len(list(tmp_path.glob("*.log"))) == 1
     assert spool.results == 1
 
@@ -144,3 +148,57 @@ def test_what_a_stopped_daemon_left_in_another_slot_is_taken_over(tmp_path: Path
     assert [len(b.results) for _, b in live.batches()] == [4]
     spool.close()
     assert Spool(tmp_path / "2", max_bytes=1_000_000).empty
+
+
+def test_an_append_the_disk_refuses_leaves_nothing_behind(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The disk fills up in the middle of a record (a file size limit, here): the append fails
+    with ``StoreUnavailable``, the half-written bytes are cut off, and the batches before and
+    after it read back whole, also after a restart."""
+    spool = Spool(tmp_path, max_bytes=10_000_000)
+    spool.append(batch(1))
+    [segment] = tmp_path.glob("*.log")
+    limit = segment.stat().st_size + 100  # room for a part of the next record only
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        with pytest.raises(StoreUnavailable, match="spool"):
+            spool.append(batch(5))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert segment.stat().st_size == limit - 100, "the partial record was cut off"
+    spool.append(batch(2, at_seconds=10))
+    assert [len(b.results) for _, b in spool.batches()] == [1, 2]
+    spool.close()
+    caplog.set_level(logging.WARNING, logger="poller")
+    reopened = Spool(tmp_path, max_bytes=10_000_000)
+    assert [len(b.results) for _, b in reopened.batches()] == [1, 2]
+    assert reopened.results == 3
+    assert "damaged" not in caplog.text
+
+
+def test_a_record_that_does_not_decode_is_said_and_passed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A sound record whose JSON is not a batch this version knows (a field missing) is said
+    at ERROR and stands as an empty batch: the cursor moves past it and the batches after it
+    are replayed; nothing crashes, at open or at replay."""
+    spool = Spool(tmp_path, max_bytes=10_000_000)
+    spool.append(batch(1))
+    payload = json.dumps({"owner": "me", "results": [{"kind": "observation",
+                                                       "result": {"target": 7}}],
+                          "schedule": []}).encode()
+    [segment] = tmp_path.glob("*.log")
+    with segment.open("ab") as file:
+        file.write(HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
+    spool.close()
+    caplog.set_level(logging.ERROR, logger="poller")
+    reopened = Spool(tmp_path, max_bytes=10_000_000)
+    reopened.append(batch(2, at_seconds=10))
+    read = list(reopened.batches())
+    assert [len(b.results) for _, b in read] == [1, 0, 2]
+    assert "does not decode" in caplog.text
+    reopened.consumed(read[-1][0], 3)
+    assert reopened.empty
+    assert reopened.results == 0
