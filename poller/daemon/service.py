@@ -92,7 +92,7 @@ class Daemon:
         self.readiness = Readiness(store.engine, lambda: self.metrics.last_successful_tick_at,
                                    _freshness(self.config), clock=self.clock,
                                    store_problem=store.problem,
-                                   spool_problem=self._spool_problem)
+                                   spool_problem=lambda: self.pipeline.problem())
         self.servers: list[ObservabilityServer] = []
         """The metrics / health servers, while :meth:`run` serves them."""
         self.internal = app.internal
@@ -207,17 +207,6 @@ class Daemon:
         """Another process holds the identity now: stop at once, polls in flight abandoned."""
         self.request_stop("identity lost")
         self.request_stop("identity lost")
-
-    def _spool_problem(self) -> str | None:
-        """``/readyz``'s ``spool`` check: results wait (and some were dropped), or ``None``."""
-        waiting = self.spool.results
-        if not waiting:
-            return None
-        problem = f"store unavailable, spooling {waiting} results (replayed once it is back)"
-        if self.pipeline.dropped:
-            problem += (f"; the spool is full ({self.spool.bytes} of {self.spool.max_bytes} "
-                        f"bytes): {self.pipeline.dropped} results dropped")
-        return problem
 
     def _fleet_size(self, live: int) -> None:
         """Claim ``concurrency`` targets at a time while other daemons are live (module doc)."""

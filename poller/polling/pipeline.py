@@ -106,6 +106,17 @@ class Pipeline:
         """Whether results go to the spool (it holds batches, or the store failed last)."""
         return not self.spool.empty or self.poller.backoff.failures > 0 or not self.ready()
 
+    def problem(self) -> str | None:
+        """Why results wait in the spool (``/readyz``'s ``spool`` check), or ``None``."""
+        waiting = self.spool.results
+        if not waiting:
+            return None
+        problem = f"store unavailable, spooling {waiting} results (replayed once it is back)"
+        if self.dropped:
+            problem += (f"; the spool is full ({self.spool.bytes} of {self.spool.max_bytes} "
+                        f"bytes): {self.dropped} results dropped")
+        return problem
+
     # -- claiming --------------------------------------------------------------------------
 
     async def run_due(self, keep_going: Callable[[], bool] = lambda: True) -> None:

@@ -222,7 +222,11 @@ async def test_a_full_spool_keeps_changes_and_says_so(
     assert pipeline.spool.bytes <= 1024 * 1024
     assert "the spool is full" in caplog.text
     assert dropped > 0
-    assert pipeline.dropped == dropped, "what /readyz reports until the spool is replayed"
+    assert pipeline.dropped == dropped
+    problem = pipeline.problem()  # what /readyz says until the spool is replayed
+    assert problem is not None
+    assert "store unavailable, spooling" in problem
+    assert f"the spool is full ({pipeline.spool.bytes} of {1024 * 1024} bytes)" in problem
 
 
 def _at(engine: Engine) -> datetime:
