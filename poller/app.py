@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import httpx
@@ -35,7 +36,7 @@ from sqlalchemy import Engine
 from poller.config import Account, BandwidthAccount, Config, Credentials
 from poller.daemon.metrics import PollerMetrics
 from poller.daemon.service import ConfigLoader, Daemon
-from poller.errors import ConfigError
+from poller.errors import ConfigError, StoreDown
 from poller.model import utc_now
 from poller.polling.accounts import Accounts, PolledAccount
 from poller.polling.internal import InternalErrors
@@ -44,9 +45,11 @@ from poller.polling.pacing import AccountGate, Clock, Sleep, TokenBucket
 from poller.polling.poller import Poller, TickSettings
 from poller.providers import ProviderClient, build_client
 from poller.providers.http import HttpSettings
-from poller.store.bootstrap import exclusive_sqlite, open_database
+from poller.store.bootstrap import exclusive_sqlite, open_database, prepare
+from poller.store.database import make_engine
 from poller.store.gateway import Store
 from poller.store.recorder import Recorder
+from poller.store.spool import Spool, open_spool
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +80,40 @@ class App:
     # -- the store ---------------------------------------------------------------------------
 
     @contextmanager
-    def open_store(self, *, recorder: Recorder | None = None) -> Iterator[Store]:
+    def open_store(self, *, recorder: Recorder | None = None,
+                   even_if_down: bool = False) -> Iterator[Store]:
         """The configured database for a poller of this process, for the block.
 
         A SQLite file is locked for the block (``AlreadyRunning`` if another poller holds it),
         migrated if ``auto_migrate`` allows, and freed of the leases a killed poller left; any
-        other database must be at head (``poller.store.bootstrap``).
+        other database must be at head (``poller.store.bootstrap``). A database that does not
+        answer raises ``StoreDown``, unless ``even_if_down`` (``poller run``): the store is
+        then handed out unopened, and opens itself once the database answers
+        (``poller.store.gateway``).
         """
         settings = self.config.database
         with exclusive_sqlite(settings) as lock:
-            engine = open_database(settings, exclusive=lock is not None)
+            exclusive = lock is not None
+            opening = None
             try:
-                yield self.store(engine, recorder=recorder)
+                engine = open_database(settings, exclusive=exclusive)
+            except StoreDown as error:
+                if not even_if_down:
+                    raise
+                log.error("the database does not answer (%s): polling the configured "
+                          "conferences into the spool until it does", error)
+                engine = make_engine(settings.url)
+                opening = partial(prepare, settings, engine, exclusive=exclusive)
+            try:
+                yield self.store(engine, recorder=recorder, opening=opening)
             finally:
                 engine.dispose()
 
-    def store(self, engine: Engine, *, recorder: Recorder | None = None) -> Store:
-        """A :class:`Store` over an open ``engine`` (tests open their own databases)."""
-        return Store(engine, recorder=recorder, clock=self.clock)
+    def store(self, engine: Engine, *, recorder: Recorder | None = None,
+              opening: Callable[[], None] | None = None) -> Store:
+        """A :class:`Store` over ``engine`` (tests open their own databases); ``opening``: the
+        steps still to run before it is used (:class:`~poller.store.gateway.Store`)."""
+        return Store(engine, recorder=recorder, clock=self.clock, opening=opening)
 
     # -- accounts ----------------------------------------------------------------------------
 
@@ -163,11 +182,16 @@ class App:
                       TickSettings(self.config.polling, **settings), clock=self.clock,
                       sleep=self.sleep, rng=rng, observer=self.metrics, internal=self.internal)
 
-    def daemon(self, store: Store, load: ConfigLoader) -> Daemon:
-        """The ``poller run`` daemon on ``store``; ``load`` reads the config again on SIGHUP.
+    def daemon(self, store: Store, load: ConfigLoader, spool: Spool | None = None) -> Daemon:
+        """The ``poller run`` daemon on ``store``; ``load`` reads the config again on SIGHUP;
+        results wait in ``spool`` while the store is away (default: ``[spool]``'s).
 
         A daemon always measures: an app made without ``metrics`` gets its own now, before the
         daemon builds its poller and accounts."""
         if self.metrics is None:
             self.metrics = self.internal.observer = PollerMetrics(clock=self.clock)
-        return Daemon(self, store, load)
+        if spool is None:
+            settings = self.config.spool
+            spool = open_spool(settings.directory(self.config.database),
+                               max_bytes=settings.max_bytes)
+        return Daemon(self, store, load, spool)

@@ -5,7 +5,8 @@
     PollerError
     ├── ConfigError                 bad config file or missing secret (CLI exits 2)
     │   ├── IdentityInUse           a live daemon runs under this [daemon] identity
-    │   └── SchemaAhead             the database was migrated by a newer poller
+    │   ├── SchemaAhead             the database was migrated by a newer poller
+    │   └── SpoolInUse              every slot of this [spool] path is held by a live process
     ├── InvalidConferenceId         an ID that cannot be sent as one URL path segment
     ├── ProviderError               a poll failed; carries provider, account, conference, status
     │   ├── NotFound                404 (keeps the provider code, e.g. Telnyx "90058")
@@ -17,7 +18,8 @@
     │   │   └── NetworkError        connection refused / reset, protocol errors
     │   └── BadResponse             not JSON, wrong shape, too large (``excerpt`` kept)
     ├── Internal                    a bug of poller's own met while polling (never the provider's)
-    ├── StoreUnavailable            the database could not be reached or written
+    ├── StoreUnavailable            the database cannot be used (e.g. not migrated)
+    │   └── StoreDown               … for now: no answer, locked, read-only, full
     ├── AlreadyRunning              another poller holds the SQLite file (CLI exits 1)
     ├── IdentityLost                another process took over this daemon's identity (exits 1)
     └── NotWatched                  ``poller watch remove`` of something it cannot remove
@@ -54,7 +56,12 @@ class InvalidConferenceId(PollerError, ValueError):
 
 
 class StoreUnavailable(PollerError):
-    """The database could not be reached or a transaction could not be committed."""
+    """The database cannot be used: it is not at this poller's schema, or :class:`StoreDown`."""
+
+
+class StoreDown(StoreUnavailable):
+    """The database could not be reached or a transaction could not be committed: waiting may
+    cure it (the daemon spools meanwhile, and starts spooling when it starts with it down)."""
 
 
 class AlreadyRunning(PollerError):
@@ -67,6 +74,10 @@ class IdentityInUse(ConfigError):
 
 class SchemaAhead(ConfigError):
     """The database's schema revision is newer than this poller knows (the CLI exits 2)."""
+
+
+class SpoolInUse(ConfigError):
+    """Every slot of the ``[spool]`` directory is held by a live process (the CLI exits 2)."""
 
 
 class IdentityLost(PollerError):

@@ -283,7 +283,8 @@ async def test_readyz_ok_on_migrated_database_with_fresh_tick(fresh_tick: Poller
     response = await get(app, "/readyz")
     assert response.status_code == 200
     assert response.json() == {"ready": True, "failing": [],
-                               "checks": {"database": "ok", "migrations": "ok", "tick": "ok"}}
+                               "checks": {"database": "ok", "migrations": "ok", "tick": "ok",
+                                          "spool": "ok"}}
 
 
 @pytest.mark.anyio

@@ -147,6 +147,7 @@ def start_afresh(path: Path) -> None:
                 param_hint="--database")
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(f"{path}.spool", ignore_errors=True)  # a previous demo's spool
 
 
 class SimulatorThread:

@@ -10,8 +10,10 @@ Examples::
 It loads the config and credentials (a bad file or an unset variable: exit 2), refuses to start
 when another ``poller run`` holds the same SQLite file (exit 1; several may share a PostgreSQL
 database, DESIGN §8), opens the database like ``poller once`` (SQLite is migrated first by
-default), then ticks until SIGTERM / SIGINT (exit 0), or until another process takes over its
-``[daemon] identity`` (exit 1, so ``Restart=on-failure`` restarts it). See
+default; a database that does not answer yet is opened once it does, the configured
+conferences polled into the spool meanwhile), then ticks until SIGTERM / SIGINT (exit 0), or
+until another process takes over its ``[daemon] identity`` (exit 1, so ``Restart=on-failure``
+restarts it). See
 :mod:`poller.daemon.service` for what happens on each signal.
 """
 
@@ -49,7 +51,7 @@ def run(state: CliState) -> None:
     try:
         state.configure_logging()
         app = App(*load_all(state.config_path))
-        with app.open_store() as store:
+        with app.open_store(even_if_down=True) as store:
             daemon = app.daemon(store, lambda: load_all(state.config_path))
             asyncio.run(daemon.run(early.received))
     finally:

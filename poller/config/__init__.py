@@ -46,6 +46,7 @@ from poller.config.settings import (
     ListenSettings,
     PollingSettings,
     RetentionSettings,
+    SpoolSettings,
 )
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "OAuth2Credentials",
     "PollingSettings",
     "RetentionSettings",
+    "SpoolSettings",
     "TelnyxAccount",
     "config_path",
     "database_url",

@@ -41,6 +41,7 @@ from poller.config.settings import (
     ListenSettings,
     PollingSettings,
     RetentionSettings,
+    SpoolSettings,
 )
 from poller.errors import ConfigError
 
@@ -63,6 +64,7 @@ _SECRET_KEYS = {
 
 _MODELS: tuple[type[BaseModel], ...] = (
     Config, DatabaseSettings, PollingSettings, RetentionSettings, ListenSettings, DaemonSettings,
+    SpoolSettings,
     TelnyxAccount, BandwidthAccount, Conference, BandwidthConference,
 )
 _KNOWN_KEYS = sorted({name for model in _MODELS for name in model.model_fields})

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Strict, field_validator, model_validator
+from pydantic import AfterValidator, Field, Strict, field_validator, model_validator
 from sqlalchemy.engine import make_url
 
 from poller.config.accounts import Account, BandwidthAccount, TelnyxAccount
@@ -130,6 +131,26 @@ class RetentionSettings(Section):
     """How often ``poller run`` prunes by these settings (0: never; ``poller prune`` by hand)."""
 
 
+class SpoolSettings(Section):
+    """``[spool]``: where poll results wait while the database is away (DESIGN §9)."""
+
+    path: Annotated[str, Strict()] | None = None
+    """A directory; absent: beside a SQLite file (``<file>.spool``), else ``poller-spool`` in
+    the working directory. Several daemons may share one: each takes a slot of its own."""
+    max_bytes: Annotated[int, Strict(), Field(ge=1024 * 1024, le=1024 ** 4)] = 256 * 1024 ** 2
+    """The most the spool holds (256 MiB); when full, changes are kept over unchanged polls
+    and what does not fit is dropped, loudly."""
+
+    def directory(self, database: DatabaseSettings) -> Path:
+        """Where the spool lives for ``database`` (see ``path``)."""
+        if self.path is not None:
+            return Path(self.path)
+        url = make_url(database.url)
+        if database.is_sqlite and url.database not in (None, "", ":memory:"):
+            return Path(f"{url.database}.spool")
+        return Path("poller-spool")
+
+
 class ListenSettings(Section):
     """``[metrics]`` / ``[health]``: an HTTP endpoint, off unless ``listen`` is set."""
 
@@ -201,6 +222,7 @@ class Config(Section):
     database: DatabaseSettings = DatabaseSettings()
     polling: PollingSettings = PollingSettings()
     retention: RetentionSettings = RetentionSettings()
+    spool: SpoolSettings = SpoolSettings()
     metrics: ListenSettings = ListenSettings()
     health: ListenSettings = ListenSettings()
     daemon: DaemonSettings = DaemonSettings()

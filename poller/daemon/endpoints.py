@@ -86,10 +86,17 @@ class Readiness:
     """The migration head to expect (default: read once from the migration tree)."""
     store_problem: Callable[[], str | None] = lambda: None
     """Why the store must not be used although it answers (its SQLite file was replaced)."""
+    spool_problem: Callable[[], str | None] = lambda: None
+    """Why results wait in the spool (``poller.polling.pipeline``), or ``None``: none wait."""
 
     def check(self) -> list[CheckResult]:
         """Run every check (blocking: the database is queried) and return their results."""
-        return [*self._database_checks(), self._tick_check()]
+        return [*self._database_checks(), self._tick_check(), self._spool_check()]
+
+    def _spool_check(self) -> CheckResult:
+        problem = self.spool_problem()
+        return CheckResult("spool", True) if problem is None else CheckResult(
+            "spool", False, problem)
 
     def _database_checks(self) -> list[CheckResult]:
         problem = self.store_problem()

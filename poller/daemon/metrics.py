@@ -45,6 +45,9 @@ TARGET_STATES: Final[tuple[tuple[str, str], ...]] = (
 LEASE_EVENTS: Final = ("taken", "renewed", "expired")
 """``poller_leases`` events, always exported (0 until they happen)."""
 
+SPOOL_EVENTS: Final = ("spooled", "replayed", "dropped")
+"""``poller_spool_results`` events, always exported (0 until they happen)."""
+
 POLL_SECONDS_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Poll latency buckets: provider APIs answer in tens of ms; timeouts sit at tens of seconds."""
 LATENESS_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0,
@@ -114,6 +117,15 @@ class PollerMetrics:
                                        "Our own bugs met and carried on from, by where (poll, "
                                        "schedule, list polling, discovery, prune, reload, "
                                        "heartbeat, tick, client).", ["where"], registry=r)
+        self.spool_results = Counter("poller_spool_results",
+                                     "Poll results the store could not take: spooled (kept on "
+                                     "disk), replayed (recorded once it was back), dropped "
+                                     "(the spool was full or the disk refused).", ["event"],
+                                     registry=r)
+        self.spool_bytes = Gauge("poller_spool_bytes",
+                                 "Bytes of results waiting in the spool.", registry=r)
+        self.spool_waiting = Gauge("poller_spool_waiting_results",
+                                   "Results waiting in the spool for the store.", registry=r)
         self.ticks = Counter("poller_ticks", "Ticks run, by result (ok, store_error).",
                              ["result"], registry=r)
         self.targets = Gauge("poller_targets", "Poll targets by state and retired reason "
@@ -128,6 +140,8 @@ class PollerMetrics:
             self.targets.labels(state, reason)
         for event in LEASE_EVENTS:
             self.leases.labels(event)
+        for event in SPOOL_EVENTS:
+            self.spool_results.labels(event)
 
     # -- ResponseObserver and PollObserver --------------------------------------------------
 
@@ -217,6 +231,9 @@ def observe_tick(metrics: PollerMetrics, report: TickReport, *,
     _add(metrics.leases.labels("taken"), report.claimed)
     _add(metrics.leases.labels("expired"), report.taken_over)
     _add(metrics.deferred, report.deferred)
+    _add(metrics.spool_results.labels("spooled"), report.spooled)
+    _add(metrics.spool_results.labels("replayed"), report.spool_replayed)
+    _add(metrics.spool_results.labels("dropped"), report.spool_dropped)
     if report.store_error is None:
         metrics.ticks.labels("ok").inc()
         metrics.tick_succeeded(at)

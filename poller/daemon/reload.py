@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 RESTART_ONLY = (
     (("database",), "[database] changed: that takes a restart; the running database is kept"),
+    (("spool",), "[spool] changed: that takes a restart; the running spool is kept"),
     (("daemon",), "[daemon] changed: that takes a restart; the running identity and lease "
                   "times are kept"),
     (("metrics", "health"), "[metrics] / [health] changed: that takes a restart; the running "

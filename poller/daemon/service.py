@@ -1,15 +1,17 @@
 """The long-running side of ``poller run``: tick on a clock, reload on SIGHUP, stop on SIGTERM.
 
-:class:`Daemon` drives one :class:`~poller.polling.poller.Poller` from a
+:class:`Daemon` drives one :class:`~poller.polling.pipeline.Pipeline` (a poller claiming,
+polling and recording continuously, spooling while the store is away) from a
 :class:`~poller.daemon.ticker.TickScheduler` and owns the process life (DESIGN §4):
 
-* **SIGTERM / SIGINT**: no tick is started any more; the one in flight may finish within
-  ``polling.shutdown_grace_seconds`` (recording its results), after which it is cancelled (a
-  second SIGTERM / SIGINT cancels it at once: Ctrl-C twice stops now). The leases this process
-  still holds are then released without moving ``next_poll_at``, so the abandoned and unpolled
-  targets stay due for the next run; the clients are closed and :meth:`Daemon.run` returns
-  (exit 0). Signals received before the loop handled them (``poller.daemon.signals``) are acted
-  on first.
+* **Start**: register and sync the targets (``poller.daemon.joining``: with the store away,
+  the configured conferences are polled into the spool meanwhile), then tick.
+* **SIGTERM / SIGINT**: nothing more is claimed; the polls in flight may finish within
+  ``polling.shutdown_grace_seconds``, then they are cancelled (a second signal cancels them at
+  once: Ctrl-C twice stops now); everything fetched is recorded, or spooled. The leases still
+  held are released without moving ``next_poll_at`` (the targets stay due), the clients are
+  closed and :meth:`Daemon.run` returns (exit 0). Signals received before the loop handled
+  them (``poller.daemon.signals``) are acted on first.
 * **SIGHUP**: the config is loaded and validated again. A bad file (or an unset credential
   variable, or an account whose client cannot be built) logs one error and the running
   configuration carries on whole. Otherwise, between two ticks, the app builds new accounts
@@ -20,11 +22,9 @@
   ``polling.discovery_interval_seconds`` (first right after the start) for the accounts with
   ``discover = true``; a reload applies a new interval. A failing run is logged; shutdown
   cancels one in flight (what it listed but did not store is listed again next time).
-* A tick never takes the daemon down: ``StoreUnavailable`` is handled inside the tick, and any
-  other exception is logged and the next tick runs as usual.
-* **Retention**: every ``retention.prune_interval_seconds`` (after a tick; the first right
-  after the first tick) old ``poll_error`` rows and, if configured, old raw payloads are pruned
-  as ``poller prune`` would; a failure is logged and retried at the next interval.
+* A tick never takes the daemon down: an unavailable store is handled inside the pipeline, and
+  any other exception is logged and the next tick runs as usual.
+* **Retention** after a tick, every ``prune_interval_seconds`` (``poller.daemon.pruning``).
 * **Observability** (``docs/operations.md``): every tick feeds the app's
   :class:`~poller.daemon.metrics.PollerMetrics`; when ``[metrics]`` / ``[health]`` ``listen``
   is set, their servers (``poller.daemon.endpoints``) start before the first tick (an address
@@ -33,8 +33,8 @@
   stops as ``poller.daemon.membership`` describes; one whose identity was taken over stops at
   once and :meth:`Daemon.run` raises :class:`~poller.errors.IdentityLost` (exit 1). While other
   daemons are live a tick claims ``polling.concurrency`` targets at a time instead of four
-  times that; ``Poller.run_due`` claims again at once while claims come back full, so this
-  costs no throughput.
+  times that; the pipeline claims again at once while claims come back full, so this costs
+  no throughput.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from poller.config import Config, Credentials
@@ -55,15 +54,19 @@ from poller.daemon.endpoints import (
     start_servers,
     stop_servers,
 )
+from poller.daemon.joining import Joining
 from poller.daemon.membership import Membership
 from poller.daemon.metrics import PollerMetrics, observe_tick
+from poller.daemon.pruning import Pruner
 from poller.daemon.reload import settle
 from poller.daemon.signals import HANDLED_SIGNALS, STOP_SIGNALS
 from poller.daemon.ticker import TickScheduler, tick_seconds
-from poller.errors import ConfigError, IdentityLost, StoreUnavailable
+from poller.errors import ConfigError, IdentityInUse, IdentityLost, StoreUnavailable
 from poller.polling.discovery import Discovery
+from poller.polling.pipeline import Pipeline
 from poller.polling.report import TickReport
 from poller.store.gateway import Store
+from poller.store.spool import Spool
 
 if TYPE_CHECKING:
     from poller.app import App
@@ -77,7 +80,7 @@ ConfigLoader = Callable[[], tuple[Config, Mapping[str, Credentials]]]
 class Daemon:
     """Ticks a poller on a clock until stopped; see the module docstring."""
 
-    def __init__(self, app: App, store: Store, load: ConfigLoader) -> None:
+    def __init__(self, app: App, store: Store, load: ConfigLoader, spool: Spool) -> None:
         if app.metrics is None:
             raise ValueError("the daemon's app needs metrics (App.daemon provides them)")
         self.app = app
@@ -88,7 +91,8 @@ class Daemon:
         self.metrics: PollerMetrics = app.metrics
         self.readiness = Readiness(store.engine, lambda: self.metrics.last_successful_tick_at,
                                    _freshness(self.config), clock=self.clock,
-                                   store_problem=store.problem)
+                                   store_problem=store.problem,
+                                   spool_problem=lambda: self.pipeline.problem())
         self.servers: list[ObservabilityServer] = []
         """The metrics / health servers, while :meth:`run` serves them."""
         self.internal = app.internal
@@ -99,6 +103,10 @@ class Daemon:
         self.identity = self.membership.identity
         self.lease_seconds = self.membership.lease_seconds
         self.poller = app.poller(store, owner=self.identity, lease_seconds=self.lease_seconds)
+        self.spool = spool
+        self.pipeline = Pipeline(self.poller, spool, on_report=self._observe,
+                                 ready=lambda: self.membership.registered)
+        """Claims, polls and records (or spools) continuously (``poller.polling.pipeline``)."""
         self.scheduler = TickScheduler(self._job, tick_seconds(self.config.polling))
         self._lock = asyncio.Lock()
         """Held by a tick and by a reload, so a reload swaps the poller between ticks."""
@@ -107,14 +115,17 @@ class Daemon:
         """Set by a second stop signal: abandon in-flight polls without waiting for the grace."""
         self._job_idle = asyncio.Event()
         self._job_idle.set()
-        self._inflight: asyncio.Task[None] | None = None
-        self._sync_pending = False
+        self._fatal: BaseException | None = None
+        """Why the daemon stopped by itself (raised once it has stopped)."""
         self._background: set[asyncio.Task[None]] = set()
-        self._next_prune_at: datetime | None = None
+        self.pruner = Pruner(store, clock=self.clock, internal=self.internal)
         self._store_lost: str | None = None
         """Why recording stopped for good (the SQLite file was deleted or replaced)."""
         self.discovery = Discovery()
         self._discovering: asyncio.Task[object] | None = None
+        self.joining = Joining(store, self.membership, lambda: self.poller,
+                               spool=spool.directory, clock=self.clock, internal=self.internal,
+                               on_refused=self._refused)
 
     # -- life --------------------------------------------------------------------------------
 
@@ -141,9 +152,8 @@ class Daemon:
     async def _serve_and_tick(self) -> None:
         try:
             await self._start_servers()
-            await self.membership.register()
             async with self._lock:  # an early SIGHUP's reload syncs too: one at a time
-                await self.poller.sync()
+                await self.joining.join(starting=True)
         except BaseException:
             await self.membership.stop_heartbeats()
             await self.membership.mark_stopped()
@@ -163,11 +173,18 @@ class Daemon:
             await self._shutdown()
         finally:
             await self._stop_servers()
+        if self._fatal is not None:
+            raise self._fatal
         if self.membership.lost:
             raise IdentityLost(
                 f"daemon identity {self.identity!r} was taken over by another process (this "
                 f"one missed its heartbeats for longer than its {self.lease_seconds:g} s lease); "
                 "stopped without touching its leases")
+
+    def _refused(self, error: IdentityInUse) -> None:
+        """A live daemon holds this identity (found once the store was back): stop with it."""
+        self._fatal = error
+        self._identity_lost()
 
     def request_stop(self, why: str = "request") -> None:
         """Begin a graceful stop (the SIGTERM / SIGINT handler); a second one stops at once."""
@@ -235,27 +252,22 @@ class Daemon:
         if discovering is not None:
             discovering.cancel()
             await asyncio.wait([discovering])
-        grace = self.config.polling.shutdown_grace_seconds
-        inflight = self._inflight
-        if inflight is not None:
-            forced = asyncio.ensure_future(self._force.wait())
-            await asyncio.wait([inflight, forced], timeout=grace,
-                               return_when=asyncio.FIRST_COMPLETED)
-            forced.cancel()
-            if not inflight.done():
-                if self._force.is_set():
-                    log.warning("abandoning in-flight polls at once (they stay due)")
-                else:
-                    log.warning("in-flight polls did not finish within %g s: abandoning them "
-                                "(they stay due)", grace)
-                inflight.cancel()
-                await asyncio.wait([inflight])
         await self._job_idle.wait()
+        await self.joining.cancel()
+        grace = self.config.polling.shutdown_grace_seconds
+        abandoned = await self.pipeline.stop(grace, self._force)
+        if abandoned:
+            if self._force.is_set():
+                log.warning("abandoning in-flight polls at once (they stay due): %d", abandoned)
+            else:
+                log.warning("%d in-flight polls did not finish within %g s: abandoning them "
+                            "(they stay due)", abandoned, grace)
         self.scheduler.shutdown()
         await self.membership.stop_heartbeats()
         async with self._lock:  # let a reload under way finish before closing its clients
             try:
-                released = 0 if self.membership.lost else await self.poller.release_leases()
+                released = (await self.poller.release_leases()
+                            if self.membership.registered else 0)
             except StoreUnavailable as error:
                 log.error("could not release leases (they expire on their own): %s", error)
             else:
@@ -263,38 +275,37 @@ class Daemon:
                     log.info("released %d leases of abandoned polls", released)
             await self.membership.mark_stopped()
             await self.poller.aclose()
+        if not self.spool.empty:
+            log.warning("%d results wait in the spool %s: the next start replays them",
+                        self.spool.results, self.spool.directory)
+        self.spool.close()
         log.info("poller stopped")
 
     # -- ticks -------------------------------------------------------------------------------
 
     async def _job(self) -> None:
-        """The scheduler's job: one tick, as a task the shutdown can wait for or cancel."""
+        """The scheduler's job: one round of claims (quick: the polls run on their own)."""
         if self._stop.is_set():
             return
         self._job_idle.clear()
         try:
             async with self._lock:
-                if self._stop.is_set():
-                    return
-                self._inflight = asyncio.ensure_future(self._tick())
-                await asyncio.wait([self._inflight])
+                if not self._stop.is_set():
+                    await self._tick()
         finally:
-            self._inflight = None
             self._job_idle.set()
 
     async def _tick(self) -> None:
         if self._lost_store():
             return
         try:
-            if self._sync_pending:
-                await self.poller.sync()
-                self._sync_pending = False
-            await self.poller.run_due(keep_going=lambda: not self._stop.is_set(),
-                                      on_tick=self._observe)
+            self.joining.later()
+            await self.pipeline.run_due(keep_going=lambda: not self._stop.is_set())
         except Exception as error:  # the daemon never dies of one tick
             self.internal.report("tick", error, "ticking (the next tick runs as usual)")
             return
-        await self._prune_if_due()
+        if not self.pipeline.offline:  # a store that is away is not asked to prune
+            await self.pruner.prune_if_due(self.config.retention)
 
     def _lost_store(self) -> bool:
         """Whether the store's file is gone (checked every tick; said once, loudly)."""
@@ -309,33 +320,12 @@ class Daemon:
     def _observe(self, report: TickReport) -> None:
         """Count one tick's report in the metrics and log it."""
         self.membership.count_polls(report.polled)
+        self.metrics.spool_bytes.set(self.spool.bytes)
+        self.metrics.spool_waiting.set(self.spool.results)
         observe_tick(self.metrics, report, by_provider=report.by_provider(),
                      transitions_by_status=report.transitions_by_status,
                      member_events_by_kind=report.member_events_by_kind)
         _log_report(report)
-
-    async def _prune_if_due(self) -> None:
-        """Prune old history by ``[retention]`` when ``prune_interval_seconds`` has passed."""
-        retention = self.config.retention
-        now = self.clock()
-        if retention.prune_interval_seconds <= 0 or (
-                self._next_prune_at is not None and now < self._next_prune_at):
-            return
-        self._next_prune_at = now + timedelta(seconds=retention.prune_interval_seconds)
-        try:
-            stats = await self.store.prune(poll_error_days=retention.poll_error_days,
-                                           raw_payload_days=retention.raw_payload_days, now=now)
-        except StoreUnavailable as error:
-            log.error("pruning old history failed (retried in %g s): %s",
-                      retention.prune_interval_seconds, error)
-            return
-        except Exception as error:
-            self.internal.report("prune", error, "pruning old history (retried in "
-                                                 f"{retention.prune_interval_seconds:g} s)")
-            return
-        if stats.poll_errors_deleted or stats.raw_payloads_cleared:
-            log.info("pruned %d poll_error rows and %d raw payloads",
-                     stats.poll_errors_deleted, stats.raw_payloads_cleared)
 
     # -- reload ------------------------------------------------------------------------------
 
@@ -358,6 +348,7 @@ class Daemon:
         async with self._lock:
             if self._stop.is_set():
                 return
+            await self.joining.cancel()  # its sync is the old config's: this one syncs anew
             old = self.poller
             try:
                 accounts = app.accounts(self.store, previous=old.accounts)
@@ -368,8 +359,9 @@ class Daemon:
             self.poller = app.poller(self.store, accounts, owner=self.identity,
                                      lease_seconds=self.lease_seconds)
             self.poller.leases_stranded = old.leases_stranded  # handed back at the next tick
+            self.poller.backoff = old.backoff  # a store still away stays so
             self._fleet_size(self.membership.live)
-            await old.accounts.aclose(keep=accounts)
+            self.pipeline.replace(self.poller)  # the old accounts close once their polls end
             self.scheduler.reschedule(tick_seconds(app.config.polling))
             self._schedule_discovery()
             self.readiness.max_tick_age_seconds = _freshness(app.config)
@@ -379,8 +371,9 @@ class Daemon:
                      ", ".join(rebuilt) or "none")
             try:
                 await self.poller.sync()
+                self.joining.sync_pending = False
             except StoreUnavailable as error:
-                self._sync_pending = True
+                self.joining.sync_pending = True
                 log.error("targets not synced yet (retried at the next tick): %s", error)
 
 

@@ -20,7 +20,7 @@ drawn at random between half and one and a half periods (:class:`JitteredInterva
 one period): several daemons sharing one database then take turns at claiming instead of one
 of them, always a little ahead, taking every due target. A due target waits at most one and a
 half periods for its poll. A tick that finds nothing due costs one indexed ``UPDATE``; each
-tick polls (``Poller.run_due``) until nothing more is due.
+tick claims (``Pipeline.run_due``) while there is room and something is due.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """One tick of the poll lifecycle: claim what is due, fetch it, record it, reschedule it.
 
-``Poller(accounts, store, settings).tick(now)`` is the unit both ``poller once`` (:meth:`Poller.
-burst`: ticks until nothing due at its start is left, arq's *burst* mode) and the long-running
-``poller run`` (:meth:`Poller.run_due`, from an APScheduler job) drive. A tick:
+``Poller(accounts, store, settings).tick(now)`` is the unit ``poller once`` drives
+(:meth:`Poller.burst`: ticks until nothing due at its start is left, arq's *burst* mode); the
+long-running ``poller run`` uses the same steps (:meth:`Poller.claim`, :meth:`Poller.poll`,
+:meth:`Poller.decide`) through a continuous ``poller.polling.pipeline.Pipeline``. A tick:
 
 1. leases the due targets (``Store.claim_due``), skipping paused accounts;
 2. fetches them concurrently within the limits of ``poller.polling.pacing``: at most
@@ -44,7 +45,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -64,6 +65,7 @@ from poller.polling.schedule import (
     transient_backoff_seconds,
 )
 from poller.store.gateway import Store
+from poller.store.recorder import RecordStats
 from poller.store.rows import ScheduleUpdate
 from poller.store.targets import ClaimedTarget, SyncReport
 
@@ -151,30 +153,6 @@ class Poller:
                 break
         return total
 
-    async def run_due(self, *, keep_going: Callable[[], bool] = lambda: True,
-                      on_tick: Callable[[TickReport], None] | None = None,
-                      max_ticks: int = 1000) -> TickReport:
-        """Tick while ticks come back with a full batch; the reports added up.
-
-        One tick claims at most ``batch_size`` targets (4 × ``polling.concurrency``), so one tick
-        per scheduler period would cap the poller at that many polls a period (5,000 targets
-        at a 10 s interval need 500 a second). ``poller run`` calls this instead: each tick
-        claims what is due at its own start, and a full batch means more may be waiting. It
-        stops after a short batch, a store error, ``max_ticks`` ticks, or as soon as
-        ``keep_going()`` is false (checked between ticks: a stopping daemon does not start
-        another batch). ``on_tick`` is given each tick's report as soon as it is done (metrics
-        and logs stay current while a long run goes on).
-        """
-        total = TickReport()
-        for _ in range(max_ticks):
-            report = await self.tick()
-            if on_tick is not None:
-                on_tick(report)
-            total.add(report)
-            if report.claimed < self.batch_size or report.store_error or not keep_going():
-                break
-        return total
-
     async def tick(self, now: datetime | None = None, *, due_by: datetime | None = None
                    ) -> TickReport:
         """Poll what is due at ``now`` (default: the clock) and record it; see the module doc.
@@ -182,33 +160,11 @@ class Poller:
         ``due_by`` bounds ``next_poll_at`` of the targets claimed (default ``now``).
         """
         now = now or self.clock()
-        report = TickReport()
-        if self.backoff.waiting(now):
-            report.skipped = True  # backing off: the store failed the last attempt
-            report.store_error = "store unavailable: waiting to try again"
-            return report
-        try:
-            if self.leases_stranded:
-                await self._hand_back_stranded()
-            claimed = await self.store.claim_due(now, self.batch_size, self.settings.owner,
-                                                 self.settings.lease_seconds, due_by=due_by,
-                                                 exclude_accounts=self.accounts.paused(now))
-        except StoreUnavailable as error:
-            # A claim whose commit was lost with the connection may still have leased targets.
-            self.leases_stranded = True
-            report.store_error = str(error)
-            self.backoff.failed(now, f"tick skipped: {error}")
-            return report
-        self.backoff.worked()
-        report.claimed = len(claimed)
+        claimed, report = await self.claim(now, self.batch_size, due_by=due_by)
         if not claimed:
             return report
-        report.taken_over = sum(1 for target in claimed if target.taken_over)
-        if report.taken_over:
-            log.info("took over %d targets whose lease had expired (their daemon stopped "
-                     "without releasing them)", report.taken_over)
-        plans = await self._plans(claimed, now)
-        outcomes = await asyncio.gather(*(self._poll(target, plans.get(target.pk))
+        plans = await self.plans(claimed, now)
+        outcomes = await asyncio.gather(*(self.poll(target, plans.get(target.pk))
                                           for target in claimed))
         results: list[PollResult] = []
         schedule: dict[TargetKey, ScheduleUpdate] = {}
@@ -218,7 +174,7 @@ class Poller:
                 handed_back[target.pk] = outcome.until
                 continue
             results.append(outcome)
-            schedule[target.key] = self._decide(target, outcome)
+            schedule[target.key] = self.decide(target, outcome)
             report.count_poll(target.key.provider.value, outcome)
         report.polled = len(results)
         report.deferred = len(handed_back)
@@ -236,7 +192,36 @@ class Poller:
             self.backoff.failed(now)
         return report
 
-    async def _plans(self, claimed: list[ClaimedTarget], now: datetime) -> dict[int, ListPlan]:
+    async def claim(self, now: datetime, limit: int, *, due_by: datetime | None = None
+                    ) -> tuple[list[ClaimedTarget], TickReport]:
+        """Lease up to ``limit`` due targets (none while backing off from a failed store); the
+        report says how many, and why none when the store failed."""
+        report = TickReport()
+        if self.backoff.waiting(now):
+            report.skipped = True  # backing off: the store failed the last attempt
+            report.store_error = "store unavailable: waiting to try again"
+            return [], report
+        try:
+            if self.leases_stranded:
+                await self._hand_back_stranded()
+            claimed = await self.store.claim_due(now, limit, self.settings.owner,
+                                                 self.settings.lease_seconds, due_by=due_by,
+                                                 exclude_accounts=self.accounts.paused(now))
+        except StoreUnavailable as error:
+            # A claim whose commit was lost with the connection may still have leased targets.
+            self.leases_stranded = True
+            report.store_error = str(error)
+            self.backoff.failed(now, f"store unavailable, nothing claimed: {error}")
+            return [], report
+        self.backoff.worked()
+        report.claimed = len(claimed)
+        report.taken_over = sum(1 for target in claimed if target.taken_over)
+        if report.taken_over:
+            log.info("took over %d targets whose lease had expired (their daemon stopped "
+                     "without releasing them)", report.taken_over)
+        return claimed, report
+
+    async def plans(self, claimed: list[ClaimedTarget], now: datetime) -> dict[int, ListPlan]:
         """What the list planners can serve of ``claimed`` (by pk); never raises."""
         plans: dict[int, ListPlan] = {}
         for account in self.accounts:
@@ -268,8 +253,9 @@ class Poller:
 
     # -- one target --------------------------------------------------------------------------
 
-    async def _poll(self, target: ClaimedTarget, plan: ListPlan | None = None
-                    ) -> PollResult | Deferred:
+    async def poll(self, target: ClaimedTarget, plan: ListPlan | None = None
+                   ) -> PollResult | Deferred:
+        """Poll one claimed target within the pacing limits (or defer it); never raises."""
         account = self.accounts.get(target.key.account)
         if account is None:
             log.warning("no configured account %r for %s: not polled", target.key.account,
@@ -345,7 +331,7 @@ class Poller:
                       key.provider.value, key.account, failure.http_status, failure.message,
                       self.settings.auth_pause_seconds)
 
-    def _decide(self, target: ClaimedTarget, result: PollResult) -> ScheduleUpdate:
+    def decide(self, target: ClaimedTarget, result: PollResult) -> ScheduleUpdate:
         """The target's next poll (or retirement), moved past its account's pause. A bug here
         costs one poll's schedule, never its result: it is polled again an interval later."""
         try:
@@ -379,7 +365,12 @@ class Poller:
                 await self.sleep(wait)
                 continue
             report.count_recorded(stats, schedule.values())
-            for key, warning in stats.warnings:  # once per new state, not once per poll
-                log.warning("%s conference %s of account %r: %s", key.provider.value,
-                            key.conference_id, key.account, warning)
+            self.log_warnings(stats)
             return
+
+    @staticmethod
+    def log_warnings(stats: RecordStats) -> None:
+        """Log the parser warnings of the states just recorded (once per new state)."""
+        for key, warning in stats.warnings:
+            log.warning("%s conference %s of account %r: %s", key.provider.value,
+                        key.conference_id, key.account, warning)

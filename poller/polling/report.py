@@ -52,6 +52,12 @@ class TickReport:
     member_events: int = 0
     store_error: str | None = None
     """Why results could not be recorded, if they could not."""
+    spooled: int = 0
+    """Results appended to the spool (the store was away)."""
+    spool_replayed: int = 0
+    """Spooled results recorded now that the store is back."""
+    spool_dropped: int = 0
+    """Results lost: the spool was full (unchanged polls first) or the disk refused."""
     skipped: bool = False
     """The tick did not try: it is backing off after the store failed (``store_error`` says
     so); the metrics count no tick for it."""
@@ -80,21 +86,26 @@ class TickReport:
     def count_recorded(self, stats: RecordStats, decisions: Iterable[ScheduleUpdate]) -> None:
         """Count what recording the tick's results did, and the retirements decided."""
         self.unchanged += stats.unchanged
-        self.transitions += stats.transitions
-        self.member_events += stats.member_events
         for provider, n in stats.unchanged_by_provider.items():
             self.polls_by_provider[provider, "ok"] -= n
             self.polls_by_provider[provider, "unchanged"] += n
-        self.transitions_by_status.update(stats.transitions_by_status)
-        self.member_events_by_kind.update(stats.member_events_by_kind)
+        self.count_history(stats)
         for decision in decisions:
             if decision.state == "retired" and decision.retired_reason is not None:
                 self.retired[decision.retired_reason] += 1
 
+    def count_history(self, stats: RecordStats) -> None:
+        """Count the history rows a recording wrote (transitions and member events)."""
+        self.transitions += stats.transitions
+        self.member_events += stats.member_events
+        self.transitions_by_status.update(stats.transitions_by_status)
+        self.member_events_by_kind.update(stats.member_events_by_kind)
+
     def add(self, other: TickReport) -> None:
         """Add ``other``'s counts to this report (the last store error wins)."""
         for name in ("claimed", "taken_over", "polled", "ok", "unchanged", "deferred",
-                     "transitions", "member_events"):
+                     "transitions", "member_events", "spooled", "spool_replayed",
+                     "spool_dropped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed.update(other.failed)
         self.retired.update(other.retired)

@@ -30,6 +30,7 @@ Nothing here reads a clock or a global RNG: the same inputs give the same decisi
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from poller.config import PollingSettings
@@ -99,6 +100,18 @@ def _after_not_found(state: TargetState, now: datetime, settings: PollingSetting
     delay = never_found_backoff_seconds(count, settings)
     # One last look exactly at the deadline, so retirement is never later than configured.
     return ScheduleUpdate(next_poll_at=min(now + timedelta(seconds=delay), deadline))
+
+
+def state_after(state: TargetState, result: PollResult) -> TargetState:
+    """What the store will know of the target once ``result`` is recorded: the state the next
+    decision starts from when the store is away and the poller keeps the schedule itself."""
+    if isinstance(result, Observation):
+        return TargetState(last_status=result.conference.status)
+    if result.kind != "not_found":
+        return replace(state, consecutive_failures=state.consecutive_failures + 1)
+    return replace(state, consecutive_failures=state.consecutive_failures + 1,
+                   not_found_since=state.not_found_since or result.observed_at,
+                   not_found_count=state.not_found_count + 1)
 
 
 def transient_backoff_seconds(failures: int, settings: PollingSettings,

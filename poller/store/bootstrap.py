@@ -3,7 +3,8 @@
 Every command that uses the database opens it here, one of four ways:
 
 * :func:`open_database` (``poller once``, ``run``, ``demo``): :func:`open_migrated`, and, when
-  the process holds the SQLite lock, the leases of a poller that died are dropped;
+  the process holds the SQLite lock, the leases of a poller that died are dropped
+  (:func:`prepare`, which ``poller run`` calls again later when the database is down at start);
 * :func:`open_migrated` (``poller watch add``): a SQLite file is created and migrated when
   ``[database] auto_migrate`` allows it (on by default for SQLite); any other database must
   already be at head (``poller db upgrade``), or ``StoreUnavailable`` says what to run;
@@ -101,23 +102,38 @@ def exclusive_sqlite(settings: DatabaseSettings) -> Iterator[SqliteLock | None]:
 
 
 def open_database(settings: DatabaseSettings, *, exclusive: bool = False) -> Engine:
-    """:func:`open_migrated`, then, when this process holds the SQLite lock (``exclusive``),
-    the leases of a poller that died are dropped so its targets are polled again at once."""
-    engine = open_migrated(settings)
-    if exclusive:
-        try:
-            released = release_all(engine)
-        except BaseException:
-            engine.dispose()
-            raise
-        if released:
-            log.warning("released %d leases left by a poller that stopped without releasing "
-                        "them (killed?); those targets are polled again now", released)
+    """An engine on the configured database, made ready by :func:`prepare`."""
+    engine = make_engine(settings.url)
+    try:
+        prepare(settings, engine, exclusive=exclusive)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 
+def prepare(settings: DatabaseSettings, engine: Engine, *, exclusive: bool = False) -> None:
+    """Make the database behind ``engine`` ready for a poller: migrated if allowed, refused if
+    not at head (:func:`check_schema`); and, when this process holds the SQLite lock
+    (``exclusive``), the leases of a poller that died are dropped so its targets are polled
+    again at once. ``StoreDown`` when the database does not answer (``poller run`` then
+    starts spooling, and calls this again until it does)."""
+    check_schema(settings)
+    if exclusive:
+        released = release_all(engine)
+        if released:
+            log.warning("released %d leases left by a poller that stopped without releasing "
+                        "them (killed?); those targets are polled again now", released)
+
+
 def open_migrated(settings: DatabaseSettings) -> Engine:
-    """An engine on the configured database, migrated if allowed, refused if not at head (a
+    """An engine on the configured database once :func:`check_schema` passes."""
+    check_schema(settings)
+    return make_engine(settings.url)
+
+
+def check_schema(settings: DatabaseSettings) -> None:
+    """Migrate the configured database if allowed; refuse it if it is not at head then (a
     database a newer poller migrated: ``SchemaAhead``, naming both revisions)."""
     revision = migrate.require_known(settings.url)
     if settings.auto_migrate:
@@ -128,7 +144,6 @@ def open_migrated(settings: DatabaseSettings) -> Engine:
             f"database {settings.display_url()} is at schema {revision}, not the newest "
             f"({migrate.head()}): run `poller db upgrade` first (or set "
             f"[database] auto_migrate = true)")
-    return make_engine(settings.url)
 
 
 def open_existing(settings: DatabaseSettings) -> Engine:

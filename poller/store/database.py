@@ -18,7 +18,7 @@
   connection attempt within about a minute instead of hanging the tick for minutes or hours.
 
 ``store_errors()`` translates the driver's "cannot reach / cannot write" errors into
-:class:`poller.errors.StoreUnavailable` once, at the store boundary, and
+:class:`poller.errors.StoreDown` once, at the store boundary, and
 ``insert_ignoring_duplicates()`` is ``INSERT … ON CONFLICT DO NOTHING`` in either dialect.
 
 :class:`FileIdentity` notices a SQLite file deleted or replaced under a running poller: SQLite
@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from poller.errors import StoreUnavailable
+from poller.errors import StoreDown, StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 """How long a SQLite connection waits for another's write lock before giving up."""
@@ -170,7 +170,7 @@ def is_unavailable(error: BaseException) -> bool:
 
 @contextmanager
 def store_errors(action: str) -> Iterator[None]:
-    """Translate unreachable/unwritable database errors raised inside into ``StoreUnavailable``.
+    """Translate unreachable/unwritable database errors raised inside into ``StoreDown``.
 
     Programming errors (bad SQL, constraint violations that should never happen) propagate
     unchanged: hiding a bug behind "database unavailable" would send operators the wrong way.
@@ -179,11 +179,11 @@ def store_errors(action: str) -> Iterator[None]:
         yield
     except exc.DBAPIError as error:
         if is_unavailable(error):
-            raise StoreUnavailable(f"{action}: {_short(error)}") from error
+            raise StoreDown(f"{action}: {_short(error)}") from error
         raise
     except exc.SQLAlchemyError as error:
         if isinstance(error, exc.TimeoutError | exc.DisconnectionError):
-            raise StoreUnavailable(f"{action}: {error}") from error
+            raise StoreDown(f"{action}: {error}") from error
         raise
 
 

@@ -4,7 +4,9 @@ Each daemon has an identity (``[daemon] identity``; ``host:pid`` by default) and
 ``poller_daemon``:
 
 * :func:`register` at start: a row whose daemon is *live* (not stopped, heartbeat younger than
-  its lease) refuses the identity with :class:`IdentityInUse` (a ``ConfigError``: exit 2).
+  its lease) refuses the identity with :class:`IdentityInUse` (a ``ConfigError``: exit 2),
+  unless it is this very process's (same host and pid: an earlier attempt whose commit the
+  process did not hear of, the connection lost or the attempt cancelled).
   Otherwise the row is (re)written, the leases an earlier process of that identity left behind
   are dropped (so its targets are polled again at once), and rows of daemons gone for a week
   are deleted. It runs in one transaction; on PostgreSQL the row is locked (``INSERT … ON
@@ -137,7 +139,7 @@ def register(engine: Engine, identity: str, *, host: str, pid: int, now: datetim
                                     .with_for_update()).one()
             replaced = daemon_state(previous.stopped_at, previous.heartbeat_at,
                                     previous.lease_seconds, now)
-            if replaced == "live":
+            if replaced == "live" and (previous.host, previous.pid) != (host, pid):
                 age = (now - previous.heartbeat_at).total_seconds()
                 raise IdentityInUse(
                     f"daemon.identity: {identity!r} is in use by a running poller (host "

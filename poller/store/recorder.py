@@ -22,12 +22,13 @@ delivery, two pollers), and a result not newer than its ``last_polled_at`` count
 counter (a failure like that leaves no trace at all); rows are locked in one global order
 (targets first), and a transaction that loses a race (unique violation, serialization failure,
 deadlock, an insert conflict) is retried whole, a few times, before
-:class:`poller.errors.StoreUnavailable` is raised. Unreachable databases raise it at once.
+:class:`poller.errors.StoreDown` is raised. Unreachable databases raise it at once.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,11 +36,15 @@ from datetime import datetime
 
 from sqlalchemy import Engine, exc
 
-from poller.errors import StoreUnavailable
+from poller.errors import StoreDown
 from poller.model import PollResult, TargetKey, utc_now
 from poller.store.batch import BatchWriter, InsertConflict
 from poller.store.database import store_errors
 from poller.store.rows import ScheduleUpdate
+
+WAITED_OUT_SECONDS = 1.0
+"""A SQLite lock error after this long came after the busy timeout: another process holds
+the file (a lock error at once is a lost race between two transactions, worth retrying)."""
 
 RETRYABLE_SQLSTATES = frozenset({
     "23505",  # unique_violation: a racing transaction inserted the same row first
@@ -119,6 +124,7 @@ class Recorder:
             return RecordStats()
         with store_errors("recording poll results"):  # translates what is not retried
             for attempt in range(1, self.max_attempts + 1):
+                started = time.monotonic()
                 try:
                     with self.engine.begin() as conn:
                         writer = BatchWriter(conn, self.clock(), schedule or {}, owner)
@@ -128,13 +134,21 @@ class Recorder:
                                        writer.transitions_by_status,
                                        writer.member_events_by_kind, writer.warnings)
                 except (InsertConflict, exc.DBAPIError) as error:
-                    if not is_retryable(error):
-                        raise
+                    waited = time.monotonic() - started >= WAITED_OUT_SECONDS
+                    if not is_retryable(error) or (waited and is_sqlite_busy(error)):
+                        raise  # a lock held past the busy timeout: the store is away
                     if attempt == self.max_attempts:
-                        raise StoreUnavailable(
+                        raise StoreDown(
                             f"recording poll results: still conflicting after {attempt} attempts"
                         ) from error
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def is_sqlite_busy(error: BaseException) -> bool:
+    """True for SQLite's "database is locked" / "busy"."""
+    original = getattr(error, "orig", None)
+    return isinstance(original, sqlite3.OperationalError) and (
+        "locked" in str(original) or "busy" in str(original))
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -148,6 +162,4 @@ def is_retryable(error: BaseException) -> bool:
         return True
     if isinstance(original, sqlite3.IntegrityError):
         return "UNIQUE" in str(original)
-    if isinstance(original, sqlite3.OperationalError):
-        return "locked" in str(original) or "busy" in str(original)
-    return False
+    return is_sqlite_busy(error)

@@ -40,7 +40,8 @@ def write_fleet_config(path: Path, database_url: str, accounts: list[dict[str, A
     lines = ["[database]", f"url = {json.dumps(url)}", "", "[polling]",
              *(f"{key} = {_toml_value(value)}" for key, value in settings.items()), "",
              "[daemon]", f"identity = {json.dumps(identity)}", f"lease_seconds = {lease}",
-             f"heartbeat_seconds = {heartbeat}", ""]
+             f"heartbeat_seconds = {heartbeat}", "",
+             "[spool]", f"path = {json.dumps(str(path.parent / f'spool-{identity}'))}", ""]
     for account in accounts:
         lines.append("[[accounts]]")
         lines += [f"{key} = {_toml_value(value)}" for key, value in account.items()]

@@ -16,6 +16,12 @@ history can be compared with the simulator's ground truth (``GET /_sim/truth``) 
   (*duplicates*), sequence numbers have no gaps and every transition's ``from_status`` is the
   previous one's ``to_status``.
 
+While the database is away (an outage) the poller cannot record, so the harness cannot read
+its looks from the database: it waits instead until the simulator has *served* every conference
+that could still change a whole answer after the move (:class:`FetchLog`); the daemon spools
+what it fetched, and the comparison later requires those states too. A daemon killed after a
+move must look again (the results it had fetched may not have reached the spool).
+
 Faults (:class:`poller.simulator.FaultConfig`), ``SIGKILL`` of the daemon and database outages
 are applied between or during steps by the tests in ``test_proofs.py``; each test prints one
 line of figures (``Figures.line``) and adds it to the pytest terminal summary.
@@ -27,6 +33,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -57,6 +64,7 @@ from test_history_vs_truth import (
 
 from poller.model import Provider
 from poller.simulator import FaultConfig, ScenarioConfig, Simulator, VirtualClock, create_app
+from poller.simulator.app import BANDWIDTH_PREFIX, TELNYX_PREFIX
 from poller.store.database import normalise_url
 from poller.store.schema import PollTarget
 
@@ -114,6 +122,44 @@ def poller_command() -> list[str]:
 
 # --- the simulator, served ----------------------------------------------------------------------
 
+class FetchLog:
+    """The simulator's ASGI app, noting when each conference was last served whole: the last
+    request of a poll (Telnyx's participants, Bandwidth's conference with its members) answered
+    200 and its body sent, by ``(account, conference_id)``, in ``time.monotonic()``."""
+
+    LAST_REQUEST = (
+        (TELNYX, re.compile(rf"^{TELNYX_PREFIX}/conferences/([^/]+)/participants$")),
+        (BANDWIDTH, re.compile(rf"^{BANDWIDTH_PREFIX}/accounts/[^/]+/conferences/([^/]+)$")),
+    )
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.served: dict[tuple[str, str], float] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        key = None
+        if scope["type"] == "http":
+            for account, pattern in self.LAST_REQUEST:
+                match = pattern.match(scope["path"])
+                if match:
+                    key = (account, match.group(1))
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+            if (message["type"] == "http.response.body" and not message.get("more_body")
+                    and status == 200):
+                self.served[key] = time.monotonic()
+
+        await self.app(scope, receive, sending)
+
+
 class ServedSimulator:
     """A ``Simulator`` on a ``VirtualClock`` served by uvicorn on a free 127.0.0.1 port."""
 
@@ -124,8 +170,9 @@ class ServedSimulator:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self.fetches = FetchLog(create_app(self.sim))
         self._server = uvicorn.Server(uvicorn.Config(
-            create_app(self.sim), log_level="warning", access_log=False, lifespan="off",
+            self.fetches, log_level="warning", access_log=False, lifespan="off",
             timeout_graceful_shutdown=1))
         self._thread = threading.Thread(target=self._serve, name="simulator", daemon=True)
         self._http = httpx.Client(base_url=self.url, timeout=30)
@@ -175,6 +222,20 @@ class ServedSimulator:
                     found.add((account, cid))
         return found
 
+    def served_since(self, since: float, looked: datetime) -> bool:
+        """Whether every conference that exists now and had not ended by ``looked`` (the last
+        look: an ended conference changes no more) was served whole after ``since``."""
+        looked_ms = self.sim.to_ms(looked)
+        for account, cid in self.existing():
+            provider = Provider.TELNYX if account == TELNYX else Provider.BANDWIDTH
+            timeline = self.sim.timeline(provider, cid)
+            assert timeline is not None
+            if timeline.ended_ms <= looked_ms:
+                continue
+            if self.fetches.served.get((account, cid), -1.0) <= since:
+                return False
+        return True
+
     def environ(self) -> dict[str, str]:
         """The credential variables a config from :func:`write_config` names."""
         creds = self.sim.credentials
@@ -204,7 +265,8 @@ def write_config(path: Path, database_url: str, served: ServedSimulator, *,
     bandwidth = [cid for cid in sim.conference_ids(Provider.BANDWIDTH)
                  if only is None or (BANDWIDTH, cid) in only]
     settings = {**POLLING, **polling}
-    lines = ["[database]", f"url = {json.dumps(database_url)}", "", "[polling]"]
+    lines = ["[database]", f"url = {json.dumps(database_url)}", "",
+             "[spool]", f"path = {json.dumps(str(path.parent / 'spool'))}", "", "[polling]"]
     lines += [f"{key} = {_toml(value)}" for key, value in settings.items()]
     lines += ["", "[[accounts]]", f'name = "{TELNYX}"', 'provider = "telnyx"',
               f'api_key_env = "{TELNYX_KEY_ENV}"', f'base_url = "{served.url}/v2"',
@@ -296,8 +358,8 @@ class Stepper:
     """Simulated time of the first look."""
     looked: datetime | None = None
     """Simulated time of the last look the poller finished."""
-    blind: list[tuple[datetime, datetime]] = field(default_factory=list)
-    """Simulated spans the poller could not look at (:meth:`blind_moves`)."""
+    restarts: int = 0
+    """Daemons killed and started again (a look must follow each)."""
 
     def first(self, before: Callable[[], None] = lambda: None) -> datetime:
         """The first look, at the world as it is (no move)."""
@@ -312,28 +374,42 @@ class Stepper:
         self.steps += 1
         return self.served.clock.now()
 
-    def blind_moves(self, moves: int, real_seconds: float) -> int:
-        """Move the world ``moves`` intervals over ``real_seconds`` without waiting for the
-        poller (it cannot record meanwhile: an outage); the moments in between are blind.
-        Returns the number of truth changes made meanwhile (status and member events)."""
+    def moves_while_away(self, moves: int, real_seconds: float, *,
+                         restart: Callable[[], None] | None = None) -> int:
+        """The database is away: look at this step's move, then move the world ``moves - 1``
+        more intervals, over ``real_seconds`` at least. Each look waits until the simulator
+        has served every conference that can still change (the daemon spools what it
+        fetched). ``restart`` (SIGKILL and a new daemon) is called half-way through, a moment
+        after a move; the new daemon starts with the database away. The number of truth
+        changes made meanwhile (status and member events)."""
         before = self.looked
-        assert before is not None, "blind moves follow a first look"
-        for _ in range(moves):
-            time.sleep(real_seconds / moves)  # the outage lasts this long, in real time
-            self.served.advance(INTERVAL)
-            self.steps += 1
+        assert before is not None, "an outage follows a first look"
+        began = time.monotonic()
+        for move in range(moves):
+            if move:
+                self.served.advance(INTERVAL)
+                self.steps += 1
+            since = time.monotonic()
+            if restart is not None and move == moves // 2:
+                time.sleep(0.3)  # the kill lands among fetches and spool appends
+                restart()
+                since = time.monotonic()
+            looked = self.looked
+            wait_for(f"the poller to fetch step {self.steps} while the database is away",
+                     lambda since=since, looked=looked: self.served.served_since(since, looked))
+            self.looked = self.served.clock.now()
+            time.sleep(max(0.0, began + real_seconds * (move + 1) / moves - time.monotonic()))
         after = self.served.clock.now()
-        self.blind.append((before, after))
         return sum(1 for conf in self.served.truth()["conferences"]
                    for at in ([c["at"] for c in conf["status_changes"]]
                               + [e["at"] for e in conf["member_events"]])
                    if before < parse_time(at) <= after)
 
     def _look(self, during: Callable[[], None]) -> None:
-        since, world = datetime.now(UTC), self.served.clock.now()
+        since, world, restarts = datetime.now(UTC), self.served.clock.now(), self.restarts
         during()
-        if self.served.clock.now() != world:  # ``during`` moved it (blind moves): look anew
-            since = datetime.now(UTC)
+        if self.served.clock.now() != world or self.restarts != restarts:
+            since = datetime.now(UTC)  # moved on meanwhile, or restarted: look anew
         wait_for(f"the poller to catch up with step {self.steps}",
                  lambda: caught_up(self.engine, self.served, since))
         self.looked = self.served.clock.now()
@@ -376,16 +452,13 @@ def _overlap(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> floa
 
 
 def merged_runs(changes: Sequence[tuple[datetime, Hashable]], end_of_life: datetime | None,
-                window: tuple[datetime, datetime],
-                blind: Sequence[tuple[datetime, datetime]] = ()
-                ) -> list[tuple[Hashable, float]]:
+                window: tuple[datetime, datetime]) -> list[tuple[Hashable, float]]:
     """Each state (consecutive equal values merged) with the seconds it lasted in ``window``
-    outside the ``blind`` spans (a state lasting two intervals there spans a look)."""
+    (a state lasting two intervals spans a look)."""
     runs: list[tuple[Hashable, float]] = []
     for i, (at, value) in enumerate(changes):
         until = changes[i + 1][0] if i + 1 < len(changes) else (end_of_life or window[1])
-        overlap = _overlap((at, until), window) - sum(
-            _overlap((at, until), span) for span in blind)
+        overlap = _overlap((at, until), window)
         if runs and runs[-1][0] == value:
             runs[-1] = (value, runs[-1][1] + overlap)
         else:
@@ -446,10 +519,8 @@ def _compare_sequence(figures: Figures, label: str, runs: list[tuple[Hashable, f
 
 
 def compare_with_truth(engine: Engine, truth: dict[str, Any], window: tuple[datetime, datetime],
-                       figures: Figures, blind: Sequence[tuple[datetime, datetime]] = ()
-                       ) -> Figures:
-    """Fill ``figures`` from the recorded history against ``truth`` inside ``window`` (less
-    the ``blind`` spans)."""
+                       figures: Figures) -> Figures:
+    """Fill ``figures`` from the recorded history against ``truth`` inside ``window``."""
     recorded = history(engine)
     for conf in truth["conferences"]:
         account = TELNYX if conf["provider"] == "telnyx" else BANDWIDTH
@@ -460,7 +531,7 @@ def compare_with_truth(engine: Engine, truth: dict[str, Any], window: tuple[date
         chain = recorded["transitions"].get(row.id, []) if row is not None else []
         figures.conferences += row is not None
         _compare_sequence(figures, f"{label} status",
-                          merged_runs(status_changes, gone_at, window, blind),
+                          merged_runs(status_changes, gone_at, window),
                           [t.to_status for t in chain], flags=False)
         if [t.seq for t in chain] != list(range(1, len(chain) + 1)):
             figures.problems.append(f"{label}: transition seqs {[t.seq for t in chain]}")
@@ -476,12 +547,12 @@ def compare_with_truth(engine: Engine, truth: dict[str, Any], window: tuple[date
                 figures.problems.append(f"{label} member {member['member_id']}: event seqs")
             got = member_sequences(events)
             truth_changes = truth_member_changes(conf, member["member_id"])
-            presence = merged_runs(truth_changes["present"], gone_at, window, blind)
+            presence = merged_runs(truth_changes["present"], gone_at, window)
             seen = mrow is not None or any(
                 value and overlap >= SIGNIFICANT for value, overlap in presence)
             for key in ("present", "muted", "on_hold"):
                 _compare_sequence(figures, f"{label} member {member['member_id']} {key}",
-                                  merged_runs(truth_changes[key], gone_at, window, blind),
+                                  merged_runs(truth_changes[key], gone_at, window),
                                   got[key],
                                   flags=key != "present", required=seen)
     return figures

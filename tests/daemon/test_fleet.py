@@ -115,6 +115,17 @@ def test_register_refuses_an_identity_a_live_daemon_holds(engine: Engine) -> Non
             row["polls_total"]) == ("h3", 33, at(41), None, 0)
 
 
+def test_a_process_registering_again_is_not_refused_by_its_own_row(engine: Engine) -> None:
+    """A registration whose commit the process never heard of (the connection dropped after
+    it, or the attempt was cancelled) leaves a live row of this very process: registering
+    again takes it back instead of refusing this process as "another running poller"."""
+    register(engine, "poller-a", host="h1", pid=11, now=T0, lease_seconds=30)
+    again = register(engine, "poller-a", host="h1", pid=11, now=at(5), lease_seconds=30)
+    assert again.replaced == "live"
+    with pytest.raises(IdentityInUse):
+        register(engine, "poller-a", host="h1", pid=12, now=at(6), lease_seconds=30)
+
+
 def test_a_lost_identity_is_taken_over_with_its_leases_released(engine: Engine) -> None:
     """A daemon killed without a stop: after its lease its identity is free again, and the
     leases it left are dropped so its targets are due at once."""

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from poller.store.database import make_engine
 from poller.store.gateway import Store
 from poller.store.retention import PruneStats
 from poller.store.schema import PollError, PollTarget
+from poller.store.spool import Spool
 
 WAIT_SECONDS = 30.0
 """Bound on waiting for something the daemon does at once (a loaded machine is slow)."""
@@ -54,8 +56,9 @@ def make_daemon(world: SimWorld, engine: Engine, *, config: Config | None = None
     config = config or world.config
     credentials = world.credentials(config)
     app = App(config, credentials, transport=transport or world.router, clock=world.clock.now)
-    return app.daemon(app.store(engine),
-                      load or (lambda: (config, credentials)))  # type: ignore[arg-type,return-value]
+    spool = Spool(Path(tempfile.mkdtemp(prefix="poller-spool-")), max_bytes=10 ** 8)
+    reload = load or (lambda: (config, credentials))
+    return app.daemon(app.store(engine), reload, spool=spool)  # type: ignore[arg-type]
 
 
 async def wait_until(what: str, condition: Callable[[], bool]) -> None:
@@ -247,7 +250,7 @@ class BrokenPruneStore(Store):
 
 @pytest.mark.anyio
 async def test_a_bug_in_pruning_is_logged_once_and_the_daemon_carries_on(
-        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+        engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Pruning that raises something unexpected costs that prune only: ticks go on recording,
     and the traceback is logged once however often it happens."""
     world = build_sim_world(conferences=2, polling={"interval_seconds": 0.5})
@@ -255,7 +258,8 @@ async def test_a_bug_in_pruning_is_logged_once_and_the_daemon_carries_on(
         prune_interval_seconds=0.01)})
     credentials = world.credentials(config)
     app = App(config, credentials, transport=world.router, clock=world.clock.now)
-    daemon = app.daemon(BrokenPruneStore(engine), lambda: (config, credentials))
+    daemon = app.daemon(BrokenPruneStore(engine), lambda: (config, credentials),
+                        spool=Spool(tmp_path / "spool", max_bytes=10 ** 8))
 
     def pruned() -> float:
         value = daemon.metrics.registry.get_sample_value("poller_internal_errors_total",

@@ -11,6 +11,7 @@ appears in the pytest terminal summary. The quick variants run by default; the l
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -105,6 +106,7 @@ def prove_with_run(tmp_path: Path, database_url: str, label: str, *, conferences
         def restart() -> None:
             daemons[-1].kill()
             daemons.append(PollerRun(config, served.environ(), log))
+            stepper.restarts += 1
 
         try:
             served.advance(start_at)
@@ -124,7 +126,7 @@ def prove_with_run(tmp_path: Path, database_url: str, label: str, *, conferences
         truth = served.truth()
         stats = served.stats()
         figures = compare_with_truth(engine, truth, stepper.window(),
-                                     Figures(label, steps=stepper.steps), stepper.blind)
+                                     Figures(label, steps=stepper.steps))
         engine.dispose()
     figures.requests = stats["requests"]
     figures.failed_requests = sum(stats["faults"].values())
@@ -339,60 +341,68 @@ OUTAGE_STEP = 3
 
 @dataclass
 class Outage:
-    """The database is unreachable for ``seconds`` of real time while the world moves
-    ``moves`` intervals; then it is back and the poller must catch up."""
+    """The database is away for ``seconds`` of real time while the world moves ``moves``
+    intervals (``Stepper.moves_while_away``: the daemon keeps looking, into its spool); with
+    ``kill``, the daemon is SIGKILLed half-way and a new one starts while it is still away.
+    Then it is back, and the daemon must replay what it spooled."""
 
     seconds: float
     moves: int
     cut: Callable[[], None]
     restore: Callable[[], None]
+    kill: bool = False
     notes: list[str] = field(default_factory=list)
     began: datetime | None = None
     ended: datetime | None = None
 
-    def __call__(self, step: int, stepper: Stepper, _restart: Callable[[], None]) -> None:
+    def __call__(self, step: int, stepper: Stepper, restart: Callable[[], None]) -> None:
         if step != OUTAGE_STEP:
             return
         self.cut()
         self.began = datetime.now(UTC)
         try:
-            changed = stepper.blind_moves(self.moves, self.seconds)
+            changed = stepper.moves_while_away(self.moves, self.seconds,
+                                               restart=restart if self.kill else None)
         finally:
             self.restore()
             self.ended = datetime.now(UTC)
         self.notes.append(f"outage {self.seconds:g} s ({self.moves} intervals, {changed} "
-                          f"truth changes meanwhile)")
+                          f"truth changes meanwhile{', SIGKILL and restart in it' * self.kill})")
 
-    def recorded_across(self, database_url: str) -> int:
-        """Transitions and member events whose bracket starts before the outage and ends
-        after it began: what changed while the database was away, recorded once it was back
-        (nothing can be recorded while it is away)."""
+    def observed_inside(self, database_url: str) -> int:
+        """Transitions and member events observed while the database was away (recorded
+        later, from the spool, with their own observation times)."""
         assert self.began is not None
         assert self.ended is not None
         engine = reader(database_url)
         try:
             with engine.connect() as conn:
                 return sum(conn.execute(select(func.count()).select_from(table).where(
-                    table.previous_observed_at <= self.began,
-                    table.observed_at > self.began)).scalar_one()
+                    table.observed_at > self.began,
+                    table.observed_at < self.ended)).scalar_one()
                     for table in (StatusTransition, MemberEvent))
         finally:
             engine.dispose()
 
 
 def finish_outage(proof: Proof, outage: Outage, database_url: str) -> None:
-    across = outage.recorded_across(database_url)
-    proof.figures.notes += [*outage.notes, f"{across} changes recorded across it"]
-    assert across > 0, "what changed during the outage is recorded once it is over"
+    inside = outage.observed_inside(database_url)
+    replayed = sum(int(n) for n in re.findall(r"the spool is replayed: (\d+) results",
+                                             proof.log))
+    proof.figures.notes += [*outage.notes, f"{inside} changes observed inside it",
+                            f"{replayed} results replayed from the spool"]
+    assert inside > 0, "what changed during the outage is recorded at its own time"
+    assert replayed > 0, proof.log[-3000:]
+    assert "store unavailable" in proof.log, proof.log[-3000:]
 
 
 def prove_postgresql_outage(tmp_path: Path, postgres_url: str, seconds: float, moves: int,
-                            steps: int) -> Proof:
+                            steps: int, *, kill: bool = False) -> Proof:
     url = make_url(postgres_url)
     with TcpProxy((url.host or "127.0.0.1", url.port or 5432)) as proxy:
         daemon_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
             hide_password=False)
-        outage = Outage(seconds, moves, proxy.cut, proxy.restore)
+        outage = Outage(seconds, moves, proxy.cut, proxy.restore, kill=kill)
         proof = prove_with_run(tmp_path, postgres_url,
                                f"PostgreSQL down {seconds:g} s, run", conferences=4,
                                steps=steps, start_at=QUICK_START, daemon_url=daemon_url,
@@ -400,58 +410,63 @@ def prove_postgresql_outage(tmp_path: Path, postgres_url: str, seconds: float, m
         refused = proxy.refused
     finish_outage(proof, outage, postgres_url)
     assert refused > 0, "the daemon tried to reconnect during the outage"
-    assert "tick skipped" in proof.log or "could not record" in proof.log, proof.log[-3000:]
     return proof
 
 
 @pytest.mark.postgres
-def test_postgresql_outage_loses_and_duplicates_nothing(
+def test_postgresql_outage_with_a_sigkill_loses_nothing(
         tmp_path: Path, postgres_url: str, record_property: Callable[[str, object], None]
         ) -> None:
-    """PostgreSQL unreachable for 3 s while the world moves two intervals: the daemon stays
-    up, reconnects, records what changed meanwhile, duplicates nothing."""
-    proof = prove_postgresql_outage(tmp_path, postgres_url, 3.0, 2, steps=8)
+    """PostgreSQL unreachable for 3 s while the world moves two intervals, the daemon killed
+    in the middle and started again while it is still away: every lasting change, those
+    inside the outage too, is recorded once, at its own time, from the spool."""
+    proof = prove_postgresql_outage(tmp_path, postgres_url, 3.0, 2, steps=6, kill=True)
     report(proof.figures, record_property)
     assert_exact(proof.figures, proof.log)
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_postgresql_outage_of_30_seconds(
-        tmp_path: Path, postgres_url: str, record_property: Callable[[str, object], None]
-        ) -> None:
-    """The same for 30 s (the world moves three intervals), then on to the end of the scenario."""
-    proof = prove_postgresql_outage(tmp_path, postgres_url, 30.0, 3, steps=22)
+@pytest.mark.parametrize("kill", [False, True], ids=["", "sigkill"])
+def test_postgresql_outage_of_60_seconds(
+        tmp_path: Path, postgres_url: str, kill: bool,
+        record_property: Callable[[str, object], None]) -> None:
+    """60 s (a managed server's failover) while the world moves six intervals; with and
+    without a SIGKILL and restart in the middle; then on to the end of the scenario."""
+    proof = prove_postgresql_outage(tmp_path, postgres_url, 60.0, 6, steps=24, kill=kill)
     report(proof.figures, record_property)
     assert_exact(proof.figures, proof.log)
 
 
-def prove_sqlite_lock(tmp_path: Path, seconds: float, moves: int, steps: int) -> Proof:
+def prove_sqlite_lock(tmp_path: Path, seconds: float, moves: int, steps: int, *,
+                      kill: bool = False) -> Proof:
     database = tmp_path / "locked.db"
     with ExitStack() as stack:
         outage = Outage(seconds, moves, lambda: stack.enter_context(sqlite_locked(database)),
-                        stack.close)
+                        stack.close, kill=kill)
         proof = prove_with_run(tmp_path, f"sqlite:///{database}",
                                f"SQLite locked {seconds:g} s, run", conferences=4, steps=steps,
                                start_at=QUICK_START, during=outage)
     finish_outage(proof, outage, f"sqlite:///{database}")
+    assert "database is locked" in proof.log
     return proof
 
 
-def test_sqlite_lock_loses_and_duplicates_nothing(
+def test_sqlite_lock_with_a_sigkill_loses_nothing(
         tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
-    """Another process holds BEGIN EXCLUSIVE on the SQLite file for 3 s (the daemon's writes
-    wait on the busy timeout) while the world moves two intervals."""
-    proof = prove_sqlite_lock(tmp_path, 3.0, 2, steps=8)
+    """Another process holds BEGIN EXCLUSIVE on the SQLite file for 12 s (past the 10 s busy
+    timeout: writes fail) while the world moves two intervals, the daemon killed in the middle
+    and started again while the file is still locked."""
+    proof = prove_sqlite_lock(tmp_path, 12.0, 2, steps=6, kill=True)
     report(proof.figures, record_property)
     assert_exact(proof.figures, proof.log)
 
 
 @pytest.mark.slow
-def test_sqlite_lock_of_30_seconds(tmp_path: Path,
+@pytest.mark.parametrize("kill", [False, True], ids=["", "sigkill"])
+def test_sqlite_lock_of_60_seconds(tmp_path: Path, kill: bool,
                                    record_property: Callable[[str, object], None]) -> None:
-    """30 s, longer than the busy timeout: writes fail, the daemon carries on and catches up."""
-    proof = prove_sqlite_lock(tmp_path, 30.0, 3, steps=22)
+    """60 s of lock, with and without a SIGKILL and restart in the middle."""
+    proof = prove_sqlite_lock(tmp_path, 60.0, 6, steps=24, kill=kill)
     report(proof.figures, record_property)
     assert_exact(proof.figures, proof.log)
-    assert "database is locked" in proof.log

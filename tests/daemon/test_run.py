@@ -313,7 +313,8 @@ def test_sighup_adds_a_conference_and_survives_a_bad_config(sim: Sim, tmp_path: 
 
 def test_sigterm_abandons_slow_polls_after_the_grace_and_leaves_them_due(tmp_path: Path) -> None:
     """Polls still in flight when the grace runs out are abandoned: exit 0, no lease left,
-    every target still due."""
+    every abandoned target still due (or due when its account's 429 pause ends); the polls that
+    had finished (the fast failures) are recorded."""
     database, config = tmp_path / "run.db", tmp_path / "config.toml"
     # 80 targets, a seventh of the requests held for 60 s: the first tick is still waiting.
     with serving_simulator("--conferences", "40", "--fault-rate", "1", "--slow-seconds", "60",
@@ -332,12 +333,19 @@ def test_sigterm_abandons_slow_polls_after_the_grace_and_leaves_them_due(tmp_pat
     engine = make_engine(f"sqlite:///{database}")
     try:
         with engine.connect() as conn:
-            targets = conn.execute(select(PollTarget.lease_owner, PollTarget.next_poll_at)).all()
+            targets = conn.execute(select(PollTarget.lease_owner, PollTarget.next_poll_at,
+                                          PollTarget.last_polled_at)).all()
     finally:
         engine.dispose()
     assert len(targets) == 80
-    assert all(owner is None for owner, _ in targets)
-    assert all(next_poll_at <= stopped_at for _, next_poll_at in targets)
+    assert all(target.lease_owner is None for target in targets)
+    unpolled = [target for target in targets if target.last_polled_at is None]
+    assert unpolled, "the held polls were abandoned"
+    assert len(unpolled) < len(targets), "what had finished before the stop is recorded"
+    # Abandoned targets stay due; those handed back for a 429 pause (2 s) are due when it ends.
+    paused_until = stopped_at + timedelta(seconds=2)
+    assert all(target.next_poll_at <= paused_until for target in unpolled)
+    assert any(target.next_poll_at <= stopped_at for target in unpolled)
 
 
 def _served_url(daemon: Daemon, key: str) -> str | None:

@@ -249,28 +249,6 @@ async def test_token_bucket_paces_requests(engine: Engine) -> None:
     assert Provider.BANDWIDTH.value in {t["provider"] for t in targets_by_id(engine).values()}
 
 
-async def test_run_due_ticks_while_batches_come_back_full(engine: Engine) -> None:
-    """``run_due`` claims batch after batch until one is short: every due target is polled
-    in one call, however small the batch; ``keep_going`` stops it between batches."""
-    world = build_sim_world(conferences=5)  # 10 targets
-    poller = world.poller(engine, batch_size=3)
-    await poller.sync(world.clock.now())
-    ticks: list[int] = []
-    report = await poller.run_due(on_tick=lambda tick: ticks.append(tick.claimed))
-    assert (report.claimed, report.polled) == (10, 10)
-    assert ticks == [3, 3, 3, 1]
-    assert all(t["poll_count"] == 1 for t in targets_by_id(engine).values())
-
-    world.clock.advance(3600)  # everything due again (retired ones aside)
-    due = sum(t["state"] == "active" for t in targets_by_id(engine).values())
-    assert due > 3
-    stopped = await poller.run_due(keep_going=lambda: False)
-    assert stopped.claimed == 3
-    rest = await poller.run_due(max_ticks=1)
-    assert rest.claimed == 3
-    await poller.aclose()
-
-
 class TimedRouter(httpx.AsyncBaseTransport):
     """Passes requests on, noting the monotonic time each one was sent at, by host."""
 
