@@ -73,8 +73,8 @@ def conforms(value: object, example: object, key: str) -> bool:
 
 def all_conform(document: dict[str, Any], example: dict[str, Any]) -> bool:
     """Every field of ``example`` in ``document`` has the spec's type (``id`` is required)."""
-    return "id" in document and all(conforms(document.get(key), value, key)
-                                    for key, value in example.items())
+    return conforms(document.get("id"), None, "id") and all(
+        conforms(document.get(key), value, key) for key, value in example.items())
 
 
 def aware_or_none(state: Any) -> None:
