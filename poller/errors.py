@@ -20,6 +20,7 @@
     ├── Internal                    a bug of poller's own met while polling (never the provider's)
     ├── StoreUnavailable            the database cannot be used (e.g. not migrated)
     │   └── StoreDown               … for now: no answer, locked, read-only, full
+    ├── WebhookRejected             a pushed event refused: bad signature, credentials, body
     ├── AlreadyRunning              another poller holds the SQLite file (CLI exits 1)
     ├── IdentityLost                another process took over this daemon's identity (exits 1)
     └── NotWatched                  ``poller watch remove`` of something it cannot remove
@@ -83,6 +84,19 @@ class SpoolInUse(ConfigError):
 class IdentityLost(PollerError):
     """A running daemon found its identity registered by another process and stopped (the CLI
     exits 1, so a supervisor's ``Restart=on-failure`` starts it again)."""
+
+
+class WebhookRejected(PollerError):
+    """A webhook request refused before anything of it is stored.
+
+    ``reason`` labels the metric (``bad_signature``, ``stale_timestamp``, ``malformed``, …);
+    ``status`` is the HTTP status to answer with.
+    """
+
+    def __init__(self, message: str, *, reason: str, status: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
 
 
 class NotWatched(PollerError):

@@ -310,3 +310,40 @@ class PollFailure:
 
 PollResult: TypeAlias = Observation | PollFailure
 """What one poll produced; the recorder takes batches of these."""
+
+
+class EventKind(StrEnum):
+    """What a provider event says happened, for the events poller applies to the history."""
+
+    CONFERENCE_CREATED = "conference_created"
+    CONFERENCE_ENDED = "conference_ended"
+    MEMBER_JOINED = "member_joined"
+    MEMBER_LEFT = "member_left"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEvent:
+    """One event a provider pushed (a Telnyx webhook, a Bandwidth callback), as received.
+
+    ``kind`` is ``None`` for event types poller keeps but does not apply (floor changes,
+    playback, recordings, types it does not know).
+    """
+
+    provider: Provider
+    key: str
+    """Unique per account: Telnyx ``data.id``; Bandwidth (which sends no ID) a hash of the
+    callback's fields, so a repeated delivery has the same key."""
+    event_type: str
+    """As the provider spells it (``conference.participant.joined``, ``conferenceMemberJoin``)."""
+    kind: EventKind | None
+    conference_id: str | None
+    call_id: str | None
+    """The member's call: Telnyx ``call_control_id``, Bandwidth ``callId``."""
+    occurred_at: datetime | None
+    """The provider's time of the event (Telnyx ``occurred_at``, Bandwidth ``eventTime``)."""
+    reason: str | None = None
+    """Telnyx ``conference.ended`` ``reason``."""
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        require_utc(self.occurred_at, "ProviderEvent.occurred_at")

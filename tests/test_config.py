@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from poller.config import (
     parse_config,
     resolve_all_credentials,
     resolve_credentials,
+    resolve_webhook_secrets,
 )
 from poller.errors import ConfigError
 from poller.model import Provider, TargetKey
@@ -570,7 +572,11 @@ def test_documented_full_example_loads() -> None:
         "telnyx-main", "bandwidth-main", "bandwidth-legacy"]
     assert len(resolve_all_credentials(config, ENVIRON)) == 3
     example = tomllib.loads(_documented_example())
-    for section in ("database", "polling", "retention", "daemon"):
+    secrets = resolve_webhook_secrets(config, ENVIRON | {
+        "TELNYX_PUBLIC_KEY": base64.b64encode(bytes(32)).decode(),
+        "BW_WEBHOOK_USER": "u", "BW_WEBHOOK_PASSWORD": "p"})
+    assert sorted(secrets) == ["bandwidth-main", "telnyx-main"]
+    for section in ("database", "polling", "retention", "daemon", "webhooks"):
         assert set(example[section]) == set(type(getattr(config, section)).model_fields), section
 
 
@@ -582,7 +588,7 @@ def test_every_key_is_documented() -> None:
             f"## `[[{section}]]`" in text), section
     models = [*[type(getattr(Config(), name)) for name in ("database", "polling",
                                                                    "retention", "metrics",
-                                                                   "daemon")],
+                                                                   "daemon", "webhooks")],
               TelnyxAccount, BandwidthAccount]
     for model in models:
         for name in model.model_fields:

@@ -69,6 +69,18 @@ def _discovery(account: TelnyxAccount | BandwidthAccount, every: float) -> str:
     return "; " + ", ".join(parts) if parts else ""
 
 
+def _webhooks(loaded: Config) -> str:
+    """``"webhooks: 127.0.0.1:9110 for tx, bw"``, or what keeps them off."""
+    taking = [account.name for account in loaded.accounts
+              if (account.webhook_public_key_env if isinstance(account, TelnyxAccount)
+                  else account.webhook_username_env) is not None]
+    if loaded.webhooks.listen is None:
+        return "webhooks: off" + (f" (set webhooks.listen for {', '.join(taking)})"
+                                  if taking else "")
+    return (f"webhooks: {loaded.webhooks.listen} for "
+            + (", ".join(taking) if taking else "no account (none names a webhook secret)"))
+
+
 def summary(loaded: Config, path: Path | None, *, url_from_env: bool) -> list[str]:
     """The lines ``check-config`` prints for a valid configuration (no secret in any)."""
     database = loaded.database
@@ -81,6 +93,7 @@ def summary(loaded: Config, path: Path | None, *, url_from_env: bool) -> list[st
         f"polling: every {polling.interval_seconds:g} s (idle {polling.idle_interval_seconds:g} "
         f"s), {polling.concurrency} at once",
         f"metrics: {loaded.metrics.listen or 'off'}; health: {loaded.health.listen or 'off'}",
+        _webhooks(loaded),
         f"daemon: identity {loaded.daemon.identity or 'host:pid (default)'}, lease "
         f"{loaded.daemon.effective_lease_seconds(polling):g} s, heartbeat every "
         f"{loaded.daemon.effective_heartbeat_seconds(polling):g} s",
@@ -117,6 +130,7 @@ def check_config(state: CliState) -> None:
     path = config.config_path(state.config_path)
     loaded = config.load_config(state.config_path)
     config.resolve_all_credentials(loaded)
+    config.resolve_webhook_secrets(loaded)
     check_database(loaded.database)
     url_from_env = bool(os.environ.get(config.DATABASE_URL_ENV))
     click.echo("\n".join(summary(loaded, path, url_from_env=url_from_env)))

@@ -27,14 +27,22 @@ import click
 
 from poller.app import App
 from poller.commands import CliState, pass_state
-from poller.config import Config, Credentials, load_config, resolve_all_credentials
+from poller.config import (
+    Config,
+    Credentials,
+    load_config,
+    resolve_all_credentials,
+    resolve_webhook_secrets,
+)
 from poller.daemon.signals import EarlySignals
 
 
 def load_all(config_path: Path | None) -> tuple[Config, Mapping[str, Credentials]]:
     """The validated config and the credentials it names (``ConfigError`` otherwise)."""
     config = load_config(config_path)
-    return config, resolve_all_credentials(config)
+    credentials = resolve_all_credentials(config)
+    resolve_webhook_secrets(config)  # an unset or malformed one is refused here too
+    return config, credentials
 
 
 @click.command()

@@ -39,12 +39,20 @@ from poller.simulator import (
 )
 from poller.simulator.clock import Clock
 from poller.simulator.config import DEFAULT_SLOW_DELAY_SECONDS
+from poller.simulator.webhooks import (
+    BANDWIDTH_WEBHOOK_PASSWORD,
+    BANDWIDTH_WEBHOOK_USERNAME,
+    SIMULATOR_PUBLIC_KEY,
+)
 
 TELNYX_API_KEY_ENV = "TELNYX_API_KEY"
 BANDWIDTH_CLIENT_ID_ENV = "BW_CLIENT_ID"
 BANDWIDTH_CLIENT_SECRET_ENV = "BW_CLIENT_SECRET"  # noqa: S105 (a variable name)
 BANDWIDTH_USERNAME_ENV = "BW_USERNAME"
 BANDWIDTH_PASSWORD_ENV = "BW_PASSWORD"  # noqa: S105 (a variable name)
+TELNYX_PUBLIC_KEY_ENV = "TELNYX_PUBLIC_KEY"
+BANDWIDTH_WEBHOOK_USER_ENV = "BW_WEBHOOK_USER"
+BANDWIDTH_WEBHOOK_PASSWORD_ENV = "BW_WEBHOOK_PASSWORD"  # noqa: S105 (a variable name)
 
 
 def _toml_string(value: str) -> str:
@@ -75,6 +83,8 @@ def config_snippet(sim: Simulator, server_url: str) -> str:
         'name = "telnyx-sim"',
         'provider = "telnyx"',
         f"api_key_env = {_toml_string(TELNYX_API_KEY_ENV)}",
+        f"# to take its webhooks ([webhooks] listen, docs/webhooks.md): "
+        f"webhook_public_key_env = {_toml_string(TELNYX_PUBLIC_KEY_ENV)}",
         f"base_url = {_toml_string(server_url + '/v2')}",
         *_conference_lines(telnyx_entries),
         "",
@@ -86,6 +96,9 @@ def config_snippet(sim: Simulator, server_url: str) -> str:
         f"client_secret_env = {_toml_string(BANDWIDTH_CLIENT_SECRET_ENV)}",
         f"# or Basic auth: username_env = {_toml_string(BANDWIDTH_USERNAME_ENV)}, "
         f"password_env = {_toml_string(BANDWIDTH_PASSWORD_ENV)}",
+        f"# to take its callbacks: webhook_username_env = "
+        f"{_toml_string(BANDWIDTH_WEBHOOK_USER_ENV)}, "
+        f"webhook_password_env = {_toml_string(BANDWIDTH_WEBHOOK_PASSWORD_ENV)}",
         f"base_url = {_toml_string(server_url + '/api/v2')}",
         f"token_url = {_toml_string(server_url + '/api/v1/oauth2/token')}",
         *_conference_lines(bandwidth_entries),
@@ -101,6 +114,9 @@ def export_lines(credentials: Credentials) -> str:
         BANDWIDTH_CLIENT_SECRET_ENV: credentials.bandwidth_client_secret,
         BANDWIDTH_USERNAME_ENV: credentials.bandwidth_username,
         BANDWIDTH_PASSWORD_ENV: credentials.bandwidth_password,
+        TELNYX_PUBLIC_KEY_ENV: SIMULATOR_PUBLIC_KEY,
+        BANDWIDTH_WEBHOOK_USER_ENV: BANDWIDTH_WEBHOOK_USERNAME,
+        BANDWIDTH_WEBHOOK_PASSWORD_ENV: BANDWIDTH_WEBHOOK_PASSWORD,
     }
     return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
 

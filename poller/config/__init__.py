@@ -24,8 +24,11 @@ from poller.config.credentials import (
     BasicCredentials,
     Credentials,
     OAuth2Credentials,
+    TelnyxWebhookKey,
+    WebhookSecret,
     resolve_all_credentials,
     resolve_credentials,
+    resolve_webhook_secrets,
 )
 from poller.config.fields import DEFAULT_DATABASE_URL
 from poller.config.loading import (
@@ -47,6 +50,7 @@ from poller.config.settings import (
     PollingSettings,
     RetentionSettings,
     SpoolSettings,
+    WebhookSettings,
 )
 
 __all__ = [
@@ -72,6 +76,9 @@ __all__ = [
     "RetentionSettings",
     "SpoolSettings",
     "TelnyxAccount",
+    "TelnyxWebhookKey",
+    "WebhookSecret",
+    "WebhookSettings",
     "config_path",
     "database_url",
     "format_key",
@@ -80,4 +87,5 @@ __all__ = [
     "parse_config",
     "resolve_all_credentials",
     "resolve_credentials",
+    "resolve_webhook_secrets",
 ]

@@ -144,6 +144,9 @@ class TelnyxAccount(AccountBase):
     base_url: HttpUrl = TELNYX_BASE_URL
     api_key_env: EnvName
     """The environment variable holding the API key."""
+    webhook_public_key_env: EnvName | None = None
+    """The environment variable holding the account's webhook public key (base64, as Mission
+    Control shows it); absent: this account's webhooks are refused (``docs/webhooks.md``)."""
     conferences: tuple[Annotated[Conference, BeforeValidator(_conference_entry)], ...] = ()
     discover_regions: tuple[Region, ...] = ("US",)
     """The data regions discovery lists (Telnyx lists one region per request)."""
@@ -186,6 +189,10 @@ class BandwidthAccount(AccountBase):
     """OAuth2 token endpoint (absent: Bandwidth's, ``BANDWIDTH_TOKEN_URL``)."""
     username_env: EnvName | None = None
     password_env: EnvName | None = None
+    webhook_username_env: EnvName | None = None
+    webhook_password_env: EnvName | None = None
+    """The Basic credentials the ``conferenceEventUrl`` names (``username`` / ``password`` of
+    the BXML ``<Conference>``); absent: this account's callbacks are refused."""
     conferences: tuple[Annotated[BandwidthConference, BeforeValidator(_conference_entry)], ...] = ()
 
     @field_validator("account_id", mode="before")
@@ -212,7 +219,8 @@ class BandwidthAccount(AccountBase):
             raise config_error(
                 "Bandwidth needs credentials: client_id_env + client_secret_env (OAuth2) or "
                 "username_env + password_env (Basic)", "client_id_env")
-        pairs = (("client_id_env", "client_secret_env"), ("username_env", "password_env"))
+        pairs = (("client_id_env", "client_secret_env"), ("username_env", "password_env"),
+                 ("webhook_username_env", "webhook_password_env"))
         for first, second in pairs:
             if (getattr(self, first) is None) != (getattr(self, second) is None):
                 missing, given = (first, second) if getattr(self, first) is None else (

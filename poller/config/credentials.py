@@ -13,10 +13,16 @@ kept out of ``repr``; the provider clients take them as arguments.
 
 A missing or empty variable is a ``ConfigError`` naming the key and the variable, never the
 value.
+
+The webhook receiver's secrets come the same way (:func:`resolve_webhook_secrets`): a Telnyx
+account's Ed25519 public key (``TelnyxWebhookKey``, base64 of 32 bytes) and the Basic
+credentials a Bandwidth account's callbacks carry (``BasicCredentials``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +66,17 @@ Credentials = ApiKeyCredentials | BasicCredentials | OAuth2Credentials
 """Any one account's credentials."""
 
 
+@dataclass(frozen=True, slots=True)
+class TelnyxWebhookKey:
+    """Telnyx: the account's Ed25519 public key (32 bytes) that signs its webhooks."""
+
+    public_key: bytes
+
+
+WebhookSecret = TelnyxWebhookKey | BasicCredentials
+"""What proves that a webhook comes from an account's provider."""
+
+
 def resolve_credentials(
     account: TelnyxAccount | BandwidthAccount,
     environ: Environ | None = None,
@@ -75,17 +92,7 @@ def resolve_credentials(
     where = key or f'accounts["{account.name}"]'
 
     def secret(field: str, variable: str | None) -> str:
-        if variable is None:  # excluded by validation; kept for the type checker
-            raise ConfigError(f"{where}.{field}: is required", key=f"{where}.{field}")
-        value = environ.get(variable)
-        if not value:
-            state = "is empty" if value is not None else "is not set"
-            raise ConfigError(
-                f"{where}.{field}: environment variable {variable} {state} "
-                f"(account {account.name!r} reads its credentials from it)",
-                key=f"{where}.{field}",
-            )
-        return value
+        return _secret(environ, where, account.name, field, variable)
 
     if isinstance(account, TelnyxAccount):
         return ApiKeyCredentials(api_key=secret("api_key_env", account.api_key_env))
@@ -99,6 +106,61 @@ def resolve_credentials(
         username=secret("username_env", account.username_env),
         password=secret("password_env", account.password_env),
     )
+
+
+def _secret(environ: Environ, where: str, name: str, field: str, variable: str | None) -> str:
+    """The value of ``variable`` (named by key ``where.field``), or a ``ConfigError``."""
+    if variable is None:  # excluded by validation; kept for the type checker
+        raise ConfigError(f"{where}.{field}: is required", key=f"{where}.{field}")
+    value = environ.get(variable)
+    if not value:
+        state = "is empty" if value is not None else "is not set"
+        raise ConfigError(
+            f"{where}.{field}: environment variable {variable} {state} "
+            f"(account {name!r} reads its credentials from it)",
+            key=f"{where}.{field}",
+        )
+    return value
+
+
+def resolve_webhook_secret(account: TelnyxAccount | BandwidthAccount,
+                           environ: Environ | None = None, *, key: str | None = None
+                           ) -> WebhookSecret | None:
+    """The secret that proves the account's webhooks genuine (``None``: the account names
+    none, so its webhooks are refused); ``ConfigError`` for an unset variable or a public key
+    that is not base64 of 32 bytes (the value is never shown)."""
+    environ = os.environ if environ is None else environ
+    where = key or f'accounts["{account.name}"]'
+    if isinstance(account, TelnyxAccount):
+        if account.webhook_public_key_env is None:
+            return None
+        field = "webhook_public_key_env"
+        text = _secret(environ, where, account.name, field, account.webhook_public_key_env)
+        try:
+            raw = base64.b64decode(text.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise ConfigError(
+                f"{where}.{field}: environment variable {account.webhook_public_key_env} must "
+                "hold the account's Ed25519 public key in base64 (32 bytes), as Telnyx's "
+                "Mission Control shows it", key=f"{where}.{field}")
+        return TelnyxWebhookKey(raw)
+    if account.webhook_username_env is None:
+        return None
+    return BasicCredentials(
+        username=_secret(environ, where, account.name, "webhook_username_env",
+                         account.webhook_username_env),
+        password=_secret(environ, where, account.name, "webhook_password_env",
+                         account.webhook_password_env))
+
+
+def resolve_webhook_secrets(config: Config, environ: Environ | None = None
+                            ) -> dict[str, WebhookSecret]:
+    """The webhook secret of every account that names one, by account name."""
+    secrets = {account.name: resolve_webhook_secret(account, environ, key=f"accounts[{index}]")
+               for index, account in enumerate(config.accounts)}
+    return {name: secret for name, secret in secrets.items() if secret is not None}
 
 
 def resolve_all_credentials(config: Config, environ: Environ | None = None

@@ -169,6 +169,18 @@ class ListenSettings(Section):
         return None if self.listen is None else split_host_port(self.listen)
 
 
+class WebhookSettings(ListenSettings):
+    """``[webhooks]``: the receiver of provider events (``docs/webhooks.md``), off unless
+    ``listen`` is set. An account takes events only when it names its webhook secret
+    (``webhook_public_key_env``; ``webhook_username_env`` + ``webhook_password_env``)."""
+
+    timestamp_tolerance_seconds: Seconds = 300.0
+    """Telnyx: how far a request's ``telnyx-timestamp`` may be from now (either way) before
+    the request is refused as stale (replays of old signed requests)."""
+    max_body_bytes: Annotated[int, Strict(), Field(ge=1024, le=64 * 1024 ** 2)] = 256 * 1024
+    """A larger request body is refused (413) before it is read whole."""
+
+
 MIN_LEASE_SECONDS = 60.0
 """The default lease is at least this long (or twice the read timeout when that is longer)."""
 _MAX_IDENTITY_LENGTH = 200
@@ -226,6 +238,7 @@ class Config(Section):
     metrics: ListenSettings = ListenSettings()
     health: ListenSettings = ListenSettings()
     daemon: DaemonSettings = DaemonSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     accounts: tuple[Account, ...] = ()
 
     @model_validator(mode="after")
@@ -238,9 +251,13 @@ class Config(Section):
                     f"duplicate account name {account.name!r} (also accounts[{first}])",
                     "accounts", index, "name")
             seen[account.name] = index
-        both = self.metrics.address
-        if both is not None and both == self.health.address and both[1] != 0:
-            raise config_error("is the same address as metrics.listen", "health", "listen")
+        listeners = (("metrics", self.metrics.address), ("health", self.health.address),
+                     ("webhooks", self.webhooks.address))
+        for index, (name, address) in enumerate(listeners):
+            for other, taken in listeners[:index]:
+                if address is not None and address == taken and address[1] != 0:
+                    raise config_error(f"is the same address as {other}.listen", name,
+                                       "listen")
         lease = self.daemon.effective_lease_seconds(self.polling)
         if self.daemon.effective_heartbeat_seconds(self.polling) > lease / 2:
             where = ("daemon.lease_seconds" if self.daemon.lease_seconds is not None

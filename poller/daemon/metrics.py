@@ -126,6 +126,13 @@ class PollerMetrics:
                                  "Bytes of results waiting in the spool.", registry=r)
         self.spool_waiting = Gauge("poller_spool_waiting_results",
                                    "Results waiting in the spool for the store.", registry=r)
+        self.webhook_events = Counter("poller_webhook_events",
+                                      "Provider events received and stored, by provider and "
+                                      "result (stored: new; duplicate: a repeated delivery).",
+                                      ["provider", "result"], registry=r)
+        self.webhook_rejected = Counter("poller_webhook_rejected",
+                                        "Webhook requests refused (nothing stored), by provider "
+                                        "and reason.", ["provider", "reason"], registry=r)
         self.ticks = Counter("poller_ticks", "Ticks run, by result (ok, store_error).",
                              ["result"], registry=r)
         self.targets = Gauge("poller_targets", "Poll targets by state and retired reason "
@@ -142,6 +149,9 @@ class PollerMetrics:
             self.leases.labels(event)
         for event in SPOOL_EVENTS:
             self.spool_results.labels(event)
+        for provider in ("telnyx", "bandwidth"):
+            for result in ("stored", "duplicate"):
+                self.webhook_events.labels(provider, result)
 
     # -- ResponseObserver and PollObserver --------------------------------------------------
 
@@ -160,6 +170,15 @@ class PollerMetrics:
     def observe_internal_error(self, where: str) -> None:
         """One of our own bugs was met in ``where`` (and carried on from)."""
         self.internal_errors.labels(where).inc()
+
+    def observe_webhook(self, provider: str, *, stored: bool | None = None,
+                        rejected: str | None = None) -> None:
+        """One webhook request: stored (``True``: new, ``False``: a repeat) or ``rejected``
+        for the reason given."""
+        if rejected is not None:
+            self.webhook_rejected.labels(provider, rejected).inc()
+        else:
+            self.webhook_events.labels(provider, "stored" if stored else "duplicate").inc()
 
     def observe_rate_limit_wait(self, provider: str, seconds: float) -> None:
         """A request to ``provider`` waited ``seconds`` for a token."""
@@ -192,7 +211,6 @@ class PollerMetrics:
         self._target_labels.update(counts)
         for labels in self._target_labels:
             self.targets.labels(*labels).set(counts.get(labels, 0))
-
 
 
 def observe_tick(metrics: PollerMetrics, report: TickReport, *,

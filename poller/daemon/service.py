@@ -46,7 +46,7 @@ import signal
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from poller.config import Config, Credentials
+from poller.config import Config, Credentials, resolve_webhook_secrets
 from poller.daemon.endpoints import (
     ObservabilityServer,
     Readiness,
@@ -61,6 +61,7 @@ from poller.daemon.pruning import Pruner
 from poller.daemon.reload import settle
 from poller.daemon.signals import HANDLED_SIGNALS, STOP_SIGNALS
 from poller.daemon.ticker import TickScheduler, tick_seconds
+from poller.daemon.webhooks import WebhookReceiver, start_receiver
 from poller.errors import ConfigError, IdentityInUse, IdentityLost, StoreUnavailable
 from poller.polling.discovery import Discovery
 from poller.polling.pipeline import Pipeline
@@ -94,7 +95,10 @@ class Daemon:
                                    store_problem=store.problem,
                                    spool_problem=lambda: self.pipeline.problem())
         self.servers: list[ObservabilityServer] = []
-        """The metrics / health servers, while :meth:`run` serves them."""
+        """The metrics / health / webhook servers, while :meth:`run` serves them."""
+        self.receiver = WebhookReceiver(self.config, resolve_webhook_secrets(self.config), store,
+                                        clock=self.clock, metrics=self.metrics,
+                                        internal=app.internal)
         self.internal = app.internal
         self.membership = Membership(store, self.config.daemon, self.config.polling,
                                      clock=self.clock, metrics=self.metrics,
@@ -218,9 +222,10 @@ class Daemon:
             self.poller.batch_size = batch
 
     async def _start_servers(self) -> None:
-        """Start the ``[metrics]`` / ``[health]`` servers that are configured."""
+        """Start the ``[metrics]`` / ``[health]`` / ``[webhooks]`` servers configured."""
         await start_servers(self.servers, self.config, self.metrics, self.readiness,
                             self.store.engine)
+        await start_receiver(self.servers, self.receiver, self.config.webhooks)
 
     async def _stop_servers(self) -> None:
         servers, self.servers = self.servers, []
@@ -341,6 +346,7 @@ class Daemon:
     async def _reload(self) -> None:
         try:
             config, credentials = await asyncio.to_thread(self.load)
+            secrets = resolve_webhook_secrets(config)
         except ConfigError as error:
             log.error("configuration not reloaded, the running one carries on: %s", error)
             return
@@ -356,6 +362,7 @@ class Daemon:
                 log.error("configuration not reloaded, the running one carries on: %s", error)
                 return
             self.app, self.config = app, app.config
+            self.receiver.reconfigure(app.config, secrets)
             self.poller = app.poller(self.store, accounts, owner=self.identity,
                                      lease_seconds=self.lease_seconds)
             self.poller.leases_stranded = old.leases_stranded  # handed back at the next tick

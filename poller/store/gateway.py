@@ -29,8 +29,8 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy import Engine
 
 from poller.errors import ConfigError, StoreUnavailable
-from poller.model import PollResult, TargetKey, utc_now
-from poller.store import fleet, retention, snapshots, targets, watchlist
+from poller.model import PollResult, ProviderEvent, TargetKey, utc_now
+from poller.store import fleet, inbox, retention, snapshots, targets, watchlist
 from poller.store.database import FileIdentity
 from poller.store.recorder import Recorder, RecordStats
 from poller.store.rows import ScheduleUpdate
@@ -96,6 +96,14 @@ class Store:
         """Why recording must stop although the database answers: its SQLite file was deleted
         or replaced (SQLite would go on writing to the unlinked file). ``None``: fine."""
         return self.file.problem() if self.file is not None else None
+
+    # -- provider events ---------------------------------------------------------------------
+
+    async def store_event(self, account: str, event: ProviderEvent, body: str,
+                          received_at: datetime) -> bool:
+        """:func:`poller.store.inbox.store_event`."""
+        return await self._call(inbox.store_event, self.engine, account, event, body,
+                                received_at)
 
     # -- poll targets ------------------------------------------------------------------------
 

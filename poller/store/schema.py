@@ -335,3 +335,39 @@ class PollerDaemon(Base):
     """Polls it made since it started (as of its last heartbeat)."""
     polls_last_minute: Mapped[int] = mapped_column(server_default=text("0"))
     """Polls it made in the minute before its last heartbeat."""
+
+
+class WebhookEvent(Base):
+    """One provider event (Telnyx webhook, Bandwidth callback) as received: the inbox.
+
+    Stored raw before the request is answered, once per event (``deliveries`` counts repeats).
+    """
+
+    __tablename__ = "webhook_event"
+    __table_args__ = (
+        UniqueConstraint("provider", "account", "event_key"),
+        Index("ix_webhook_event_conference", "account", "conference_id", "occurred_at"),
+        Index("ix_webhook_event_outcome", "outcome"),
+        Index("ix_webhook_event_received_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(PrimaryKey, primary_key=True)
+    provider: Mapped[str]
+    account: Mapped[str]
+    event_key: Mapped[str]
+    """Telnyx ``data.id``; Bandwidth: a hash of the callback's fields (it sends no ID)."""
+    event_type: Mapped[str]
+    conference_id: Mapped[str | None]
+    call_id: Mapped[str | None]
+    """Telnyx ``call_control_id``; Bandwidth ``callId``."""
+    occurred_at: Mapped[datetime | None]
+    """The provider's time of the event (Telnyx ``occurred_at``, Bandwidth ``eventTime``)."""
+    received_at: Mapped[datetime]
+    """When the first delivery of it was stored."""
+    deliveries: Mapped[int] = mapped_column(server_default=text("1"))
+    body: Mapped[str] = mapped_column(Text)
+    """The request body exactly as received (a Telnyx signature can be checked again on it)."""
+    outcome: Mapped[str]
+    """pending / ignored / applied / conflict (``docs/webhooks.md``)."""
+    processed_at: Mapped[datetime | None]
+    detail: Mapped[str | None] = mapped_column(Text)
