@@ -4,8 +4,9 @@ Each Telnyx webhook or Bandwidth callback that passes the receiver's checks (sig
 credentials, size, JSON) is inserted here, raw, before the request is answered; a delivery of an
 event already stored only counts in ``deliveries``. Unique on (``provider``, ``account``,
 ``event_key``): Telnyx's event ``id``, or for Bandwidth (no ID) a hash of the callback's fields.
-``outcome`` says what became of it: ``pending`` (to apply), ``ignored`` (a type poller keeps but
-does not apply), later ``applied`` or ``conflict`` (``docs/webhooks.md``).
+``kind`` is what poller applies it as (NULL: a type it keeps but does not apply). ``outcome``
+says what became of it: ``pending``, ``ignored``, ``applied``, ``conflict`` or ``unmatched``
+(``docs/webhooks.md``).
 
 Only a new table: no table is rebuilt, so SQLite needs no batch mode and the views stay.
 
@@ -38,6 +39,7 @@ def upgrade() -> None:
         sa.Column("account", sa.String(), nullable=False),
         sa.Column("event_key", sa.String(), nullable=False),
         sa.Column("event_type", sa.String(), nullable=False),
+        sa.Column("kind", sa.String(), nullable=True),
         sa.Column("conference_id", sa.String(), nullable=True),
         sa.Column("call_id", sa.String(), nullable=True),
         sa.Column("occurred_at", TS, nullable=True),

@@ -18,7 +18,10 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from poller.polling.report import TickReport
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
@@ -63,3 +66,14 @@ def configure_logging(level: str = "info", log_format: LogFormat = "text") -> No
     root.setLevel(numeric)
     for name, quiet in CHATTY_LOGGERS.items():
         logging.getLogger(name).setLevel(logging.DEBUG if numeric <= logging.DEBUG else quiet)
+
+
+def log_tick(report: TickReport) -> None:
+    """One line per tick that claimed something: INFO when it changed or failed anything,
+    else DEBUG."""
+    if not report.claimed:
+        return
+    eventful = (report.failures or report.transitions or report.member_events
+                or report.retired or report.store_error)
+    logging.getLogger("poller.daemon.service").log(
+        logging.INFO if eventful else logging.DEBUG, "tick: %s", report.summary())

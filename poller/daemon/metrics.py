@@ -133,6 +133,14 @@ class PollerMetrics:
         self.webhook_rejected = Counter("poller_webhook_rejected",
                                         "Webhook requests refused (nothing stored), by provider "
                                         "and reason.", ["provider", "reason"], registry=r)
+        self.webhook_outcomes = Counter("poller_webhook_outcomes",
+                                        "Stored provider events given an outcome by "
+                                        "reconciliation: applied, conflict (contradicts what "
+                                        "polling saw: not applied), unmatched.",
+                                        ["provider", "outcome"], registry=r)
+        self.webhook_stays = Counter("poller_webhook_stays",
+                                     "Member stays no poll saw, recorded from their join and "
+                                     "leave events.", registry=r)
         self.ticks = Counter("poller_ticks", "Ticks run, by result (ok, store_error).",
                              ["result"], registry=r)
         self.targets = Gauge("poller_targets", "Poll targets by state and retired reason "
@@ -152,6 +160,8 @@ class PollerMetrics:
         for provider in ("telnyx", "bandwidth"):
             for result in ("stored", "duplicate"):
                 self.webhook_events.labels(provider, result)
+            for outcome in ("applied", "conflict", "unmatched"):
+                self.webhook_outcomes.labels(provider, outcome)
 
     # -- ResponseObserver and PollObserver --------------------------------------------------
 

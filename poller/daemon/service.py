@@ -55,13 +55,14 @@ from poller.daemon.endpoints import (
     stop_servers,
 )
 from poller.daemon.joining import Joining
+from poller.daemon.logs import log_tick
 from poller.daemon.membership import Membership
 from poller.daemon.metrics import PollerMetrics, observe_tick
 from poller.daemon.pruning import Pruner
 from poller.daemon.reload import settle
 from poller.daemon.signals import HANDLED_SIGNALS, STOP_SIGNALS
 from poller.daemon.ticker import TickScheduler, tick_seconds
-from poller.daemon.webhooks import WebhookReceiver, start_receiver
+from poller.daemon.webhooks import RECONCILE_SECONDS, WebhookReceiver, start_receiver
 from poller.errors import ConfigError, IdentityInUse, IdentityLost, StoreUnavailable
 from poller.polling.discovery import Discovery
 from poller.polling.pipeline import Pipeline
@@ -232,9 +233,13 @@ class Daemon:
         await stop_servers(servers)
 
     def _schedule_discovery(self) -> None:
+        """Discovery (accounts with ``discover``) and reconciliation (webhooks on) jobs."""
         if any(account.discover for account in self.config.accounts):
             self.scheduler.add_periodic("discovery", "poller discovery", self._discover,
                                         self.config.polling.discovery_interval_seconds)
+        if self.config.webhooks.address is not None:
+            self.scheduler.add_periodic("reconcile", "poller reconcile", self.receiver.reconcile,
+                                        RECONCILE_SECONDS)
 
     async def _discover(self) -> None:
         """The discovery job: one run on the current poller; never raises."""
@@ -330,7 +335,7 @@ class Daemon:
         observe_tick(self.metrics, report, by_provider=report.by_provider(),
                      transitions_by_status=report.transitions_by_status,
                      member_events_by_kind=report.member_events_by_kind)
-        _log_report(report)
+        log_tick(report)
 
     # -- reload ------------------------------------------------------------------------------
 
@@ -387,11 +392,3 @@ class Daemon:
 def _freshness(config: Config) -> float:
     """The ``/readyz`` tick freshness bound for ``config``."""
     return max_tick_age_seconds(config.polling, tick_seconds(config.polling))
-
-
-def _log_report(report: TickReport) -> None:
-    if not report.claimed:
-        return
-    eventful = (report.failures or report.transitions or report.member_events
-                or report.retired or report.store_error)
-    log.log(logging.INFO if eventful else logging.DEBUG, "tick: %s", report.summary())

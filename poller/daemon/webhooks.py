@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="poller webhooks"'}
 STORE_RETRY_AFTER_SECONDS = 30
+RECONCILE_SECONDS = 1.0
+"""How often ``poller run`` applies the pending events (while the receiver is on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,28 @@ class WebhookReceiver:
                         "its address")
         self._accounts, self.settings = accounts, config.webhooks.model_copy(
             update={"listen": self.settings.listen})
+
+    async def reconcile(self) -> None:
+        """Apply the pending events polling has caught up with (a daemon job; never raises)."""
+        try:
+            stats = await self.store.reconcile(self.clock())
+        except StoreUnavailable:
+            return  # the pipeline says so already; the events wait
+        except Exception as error:  # our own bug: said once, the events wait
+            self.internal.report("reconcile", error, "applying provider events")
+            return
+        for detail in stats.conflicts:
+            log.warning("provider event not applied (polling saw otherwise): %s", detail)
+        if self.metrics is not None:
+            for (provider, outcome), n in stats.outcomes.items():
+                self.metrics.webhook_outcomes.labels(provider, outcome).inc(n)
+            if stats.stays:
+                self.metrics.webhook_stays.inc(stats.stays)
+        if stats.outcomes:
+            log.info("provider events applied: %s%s", ", ".join(
+                f"{n} {provider} {outcome}" for (provider, outcome), n in
+                sorted(stats.outcomes.items())), f"; {stats.stays} stays no poll saw recorded"
+                if stats.stays else "")
 
     @property
     def accounts(self) -> list[str]:

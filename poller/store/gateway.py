@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 
 from poller.errors import ConfigError, StoreUnavailable
 from poller.model import PollResult, ProviderEvent, TargetKey, utc_now
-from poller.store import fleet, inbox, retention, snapshots, targets, watchlist
+from poller.store import fleet, inbox, reconcile, retention, snapshots, targets, watchlist
 from poller.store.database import FileIdentity
 from poller.store.recorder import Recorder, RecordStats
 from poller.store.rows import ScheduleUpdate
@@ -104,6 +104,10 @@ class Store:
         """:func:`poller.store.inbox.store_event`."""
         return await self._call(inbox.store_event, self.engine, account, event, body,
                                 received_at)
+
+    async def reconcile(self, now: datetime) -> reconcile.ReconcileStats:
+        """:func:`poller.store.reconcile.reconcile`."""
+        return await self._call(reconcile.reconcile, self.engine, now)
 
     # -- poll targets ------------------------------------------------------------------------
 

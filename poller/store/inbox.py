@@ -7,7 +7,13 @@ account and event key) adds nothing but one to ``deliveries``: storing is idempo
 
 An event starts ``pending`` when poller applies its type and it names what it is about (its
 conference, its time and, for a member's event, the call), else ``ignored`` with the reason in
-``detail``: kept as evidence, never applied.
+``detail``: kept as evidence, never applied. :mod:`poller.store.reconcile` applies the pending
+ones once polling has looked past them.
+
+A new end event (Telnyx ``conference.ended``, Bandwidth ``conferenceCompleted``) also makes its
+conference due now, in the same transaction, so the poll that brings the authoritative status,
+end reason and completion time comes at once instead of at the next interval (an active target
+that no daemon holds; one due sooner keeps its time).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from sqlalchemy import Engine, select, update
 
 from poller.model import EventKind, ProviderEvent
 from poller.store.database import insert_ignoring_duplicates, store_errors
-from poller.store.schema import Base, WebhookEvent
+from poller.store.schema import Base, PollTarget, WebhookEvent
 
 PENDING = "pending"
 IGNORED = "ignored"
@@ -49,11 +55,19 @@ def store_event(engine: Engine, account: str, event: ProviderEvent, body: str,
     with store_errors("storing a provider event"), engine.begin() as conn:
         inserted = conn.execute(insert_ignoring_duplicates(conn, _TABLE, _UNIQUE).values(
             provider=event.provider.value, account=account, event_key=event.key,
-            event_type=event.event_type, conference_id=event.conference_id,
+            event_type=event.event_type,
+            kind=event.kind.value if event.kind is not None else None,
+            conference_id=event.conference_id,
             call_id=event.call_id, occurred_at=event.occurred_at, received_at=received_at,
             deliveries=1, body=body, outcome=outcome, detail=detail
         ).returning(_TABLE.c.id)).first()
         if inserted is not None:
+            if event.kind is EventKind.CONFERENCE_ENDED and outcome == PENDING:
+                conn.execute(update(PollTarget).where(
+                    PollTarget.account == account,
+                    PollTarget.conference_id == event.conference_id,
+                    PollTarget.state == "active", PollTarget.lease_owner.is_(None),
+                    PollTarget.next_poll_at > received_at).values(next_poll_at=received_at))
             return True
         conn.execute(update(WebhookEvent).where(
             WebhookEvent.provider == event.provider.value, WebhookEvent.account == account,
@@ -69,6 +83,7 @@ class StoredEvent:
     account: str
     event_key: str
     event_type: str
+    kind: str | None
     conference_id: str | None
     call_id: str | None
     occurred_at: datetime | None
@@ -85,7 +100,7 @@ def stored_events(engine: Engine, account: str | None = None) -> list[StoredEven
     if account is not None:
         query = query.where(WebhookEvent.account == account)
     with store_errors("reading provider events"), engine.connect() as conn:
-        return [StoredEvent(row.provider, row.account, row.event_key, row.event_type,
+        return [StoredEvent(row.provider, row.account, row.event_key, row.event_type, row.kind,
                             row.conference_id, row.call_id, row.occurred_at, row.received_at,
                             row.deliveries, row.body, row.outcome, row.detail)
                 for row in conn.execute(query)]

@@ -357,6 +357,8 @@ class WebhookEvent(Base):
     event_key: Mapped[str]
     """Telnyx ``data.id``; Bandwidth: a hash of the callback's fields (it sends no ID)."""
     event_type: Mapped[str]
+    kind: Mapped[str | None]
+    """What poller applies it as (``poller.model.EventKind``); NULL: kept, not applied."""
     conference_id: Mapped[str | None]
     call_id: Mapped[str | None]
     """Telnyx ``call_control_id``; Bandwidth ``callId``."""
@@ -368,6 +370,6 @@ class WebhookEvent(Base):
     body: Mapped[str] = mapped_column(Text)
     """The request body exactly as received (a Telnyx signature can be checked again on it)."""
     outcome: Mapped[str]
-    """pending / ignored / applied / conflict (``docs/webhooks.md``)."""
+    """pending / ignored / applied / conflict / unmatched (``docs/webhooks.md``)."""
     processed_at: Mapped[datetime | None]
     detail: Mapped[str | None] = mapped_column(Text)

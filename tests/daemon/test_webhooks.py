@@ -113,7 +113,8 @@ async def test_a_signed_telnyx_event_is_stored_raw_before_the_200(
     [event] = stored_events(engine)
     assert event == StoredEvent(
         provider="telnyx", account="tx", event_key="0ccc7b54-4df3-4bca-a65a-3da1ecc777f0",
-        event_type="conference.participant.joined", conference_id="conf-1",
+        event_type="conference.participant.joined", kind="member_joined",
+        conference_id="conf-1",
         call_id="v3:call-1", occurred_at=datetime(2026, 3, 1, 11, 59, 58, 521000, tzinfo=UTC),
         received_at=NOW, deliveries=1, body=body.decode(), outcome="pending", detail=None)
     assert count(metrics, "poller_webhook_events_total", provider="telnyx",
