@@ -165,16 +165,17 @@ def _draw_members(rng: random.Random, telnyx: bool, cause: EndCause, first_join_
         anchor.end_flags = (True, False) if rng.random() < 0.7 else (False, True)
     drafts = [anchor]
     span_ms = ended_ms - first_join_ms
+    min_stay_ms = _ms(config.min_stay_seconds)
     for position in range(1, count):
         joined_ms = first_join_ms + rng.randint(1, max(1, int(span_ms * join_window)))
         stay_ms = _ms(rng.expovariate(1.0 / max(1.0, span_ms * mean_stay / 1000)))
-        left_ms = joined_ms + max(stay_ms, 5000)
+        left_ms = joined_ms + max(stay_ms, min_stay_ms)
         removed = left_ms >= ended_ms or (cause is EndCause.HOST_LEFT and position == 1)
         if cause is EndCause.ALL_LEFT and left_ms >= ended_ms - 1000:
             # Everyone else hangs up before the anchor, who is the last to leave.
-            if joined_ms + 5000 > ended_ms - 1000:
+            if joined_ms + min_stay_ms > ended_ms - 1000:
                 continue
-            left_ms = rng.randint(joined_ms + 5000, ended_ms - 1000)
+            left_ms = rng.randint(joined_ms + min_stay_ms, ended_ms - 1000)
             removed = False
         elif removed:
             left_ms = ended_ms

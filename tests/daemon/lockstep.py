@@ -65,6 +65,11 @@ from test_history_vs_truth import (
 from poller.model import Provider
 from poller.simulator import FaultConfig, ScenarioConfig, Simulator, VirtualClock, create_app
 from poller.simulator.app import BANDWIDTH_PREFIX, TELNYX_PREFIX
+from poller.simulator.webhooks import (
+    BANDWIDTH_WEBHOOK_PASSWORD,
+    BANDWIDTH_WEBHOOK_USERNAME,
+    SIMULATOR_PUBLIC_KEY,
+)
 from poller.store.database import normalise_url
 from poller.store.schema import PollTarget
 
@@ -79,6 +84,13 @@ STARTUP_SECONDS = 30.0
 TELNYX_KEY_ENV = "LOCKSTEP_TELNYX_KEY"
 BW_ID_ENV = "LOCKSTEP_BW_CLIENT_ID"
 BW_SECRET_ENV = "LOCKSTEP_BW_CLIENT_SECRET"
+TELNYX_PUBLIC_ENV = "LOCKSTEP_TELNYX_PUBLIC_KEY"
+BW_HOOK_USER_ENV = "LOCKSTEP_BW_WEBHOOK_USER"
+BW_HOOK_PASSWORD_ENV = "LOCKSTEP_BW_WEBHOOK_PASSWORD"
+WEBHOOK_ENVIRON = {TELNYX_PUBLIC_ENV: SIMULATOR_PUBLIC_KEY,
+                   BW_HOOK_USER_ENV: BANDWIDTH_WEBHOOK_USERNAME,
+                   BW_HOOK_PASSWORD_ENV: BANDWIDTH_WEBHOOK_PASSWORD}
+"""The variables a config written with ``webhooks=True`` names (the simulator's secrets)."""
 
 POLLING = {
     "interval_seconds": 0.25,
@@ -164,8 +176,8 @@ class ServedSimulator:
     """A ``Simulator`` on a ``VirtualClock`` served by uvicorn on a free 127.0.0.1 port."""
 
     def __init__(self, *, seed: int, scenario: ScenarioConfig,
-                 faults: FaultConfig | None = None) -> None:
-        self.clock = VirtualClock()
+                 faults: FaultConfig | None = None, clock: Any = None) -> None:
+        self.clock = clock if clock is not None else VirtualClock()
         self.sim = Simulator(seed=seed, clock=self.clock, scenario=scenario, faults=faults)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))
@@ -252,8 +264,10 @@ def _toml(value: Any) -> str:
 
 
 def write_config(path: Path, database_url: str, served: ServedSimulator, *,
-                 only: set[tuple[str, str]] | None = None, **polling: Any) -> None:
-    """A config polling the served simulator's conferences (``only``: just those) fast."""
+                 only: set[tuple[str, str]] | None = None, webhooks: bool = False,
+                 **polling: Any) -> None:
+    """A config polling the served simulator's conferences (``only``: just those) fast;
+    ``webhooks``: taking their events too, on a free port (``WEBHOOK_ENVIRON``)."""
     sim = served.sim
     telnyx: list[Any] = []
     for cid in sim.conference_ids(Provider.TELNYX):
@@ -268,12 +282,18 @@ def write_config(path: Path, database_url: str, served: ServedSimulator, *,
     lines = ["[database]", f"url = {json.dumps(database_url)}", "",
              "[spool]", f"path = {json.dumps(str(path.parent / 'spool'))}", "", "[polling]"]
     lines += [f"{key} = {_toml(value)}" for key, value in settings.items()]
-    lines += ["", "[[accounts]]", f'name = "{TELNYX}"', 'provider = "telnyx"',
+    if webhooks:
+        lines += ["", "[webhooks]", 'listen = "127.0.0.1:0"']
+    telnyx_hook = [f'webhook_public_key_env = "{TELNYX_PUBLIC_ENV}"'] if webhooks else []
+    bandwidth_hook = ([f'webhook_username_env = "{BW_HOOK_USER_ENV}"',
+                       f'webhook_password_env = "{BW_HOOK_PASSWORD_ENV}"'] if webhooks else [])
+    lines += ["", "[[accounts]]", f'name = "{TELNYX}"', 'provider = "telnyx"', *telnyx_hook,
               f'api_key_env = "{TELNYX_KEY_ENV}"', f'base_url = "{served.url}/v2"',
               "requests_per_second = 1000", f"conferences = {_toml(telnyx)}", "",
               "[[accounts]]", f'name = "{BANDWIDTH}"', 'provider = "bandwidth"',
               f'account_id = "{sim.credentials.bandwidth_account_id}"',
               f'client_id_env = "{BW_ID_ENV}"', f'client_secret_env = "{BW_SECRET_ENV}"',
+              *bandwidth_hook,
               f'base_url = "{served.url}/api/v2"',
               f'token_url = "{served.url}/api/v1/oauth2/token"',
               "requests_per_second = 1000", f"conferences = {_toml(bandwidth)}", ""]
