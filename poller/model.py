@@ -312,6 +312,21 @@ PollResult: TypeAlias = Observation | PollFailure
 """What one poll produced; the recorder takes batches of these."""
 
 
+@dataclass(frozen=True, slots=True)
+class ParticipantRecord:
+    """One Telnyx conference-participant detail record: a participant's stay, after the fact."""
+
+    member_id: str
+    """The participant ``id`` (the same as the REST participant's)."""
+    call_leg_id: str | None
+    joined_at: datetime
+    left_at: datetime | None
+
+    def __post_init__(self) -> None:
+        require_utc(self.joined_at, "ParticipantRecord.joined_at")
+        require_utc(self.left_at, "ParticipantRecord.left_at")
+
+
 class EventKind(StrEnum):
     """What a provider event says happened, for the events poller applies to the history."""
 

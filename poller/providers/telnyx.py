@@ -32,6 +32,7 @@ from poller.model import (
     ConferenceState,
     MemberState,
     Observation,
+    ParticipantRecord,
     Provider,
     TargetKey,
     path_segment,
@@ -39,6 +40,7 @@ from poller.model import (
 )
 from poller.providers.auth import StaticAuthorization
 from poller.providers.base import AccountClient, check_target, context_of
+from poller.providers.detail_records import parse_participant_records
 from poller.providers.http import Clock, HttpSettings, Pace, ProviderHttp, ResponseObserver
 from poller.providers.listing import (
     DEFAULT_MAX_LIST_PAGES,
@@ -150,6 +152,28 @@ class TelnyxClient(AccountClient):
         members, complete = await self._participants(
             path_segment(target.conference_id), context_of(target), region, warnings, pace)
         return members, complete, tuple(warnings)
+
+    async def participant_records(self, conference_id: str, *, pace: Pace | None = None
+                                  ) -> tuple[tuple[ParticipantRecord, ...], tuple[str, ...]]:
+        """The conference's participant detail records (``GET /detail_records``, every page
+        up to the cap; empty until Telnyx has them), and the parser's warnings."""
+        context = ErrorContext(self.provider.value, self.account, conference_id)
+        records: dict[str, ParticipantRecord] = {}
+        warnings: list[str] = []
+        for number in range(1, self._max_pages + 1):
+            params = {"filter[record_type]": "conference-participant",
+                      "filter[conference_id]": conference_id,
+                      "page[size]": str(self._page_size), "page[number]": str(number)}
+            document = await self._get("/detail_records", context, params, pace)
+            page, total_pages = parsed(partial(parse_participant_records, document,
+                                               conference_id=conference_id, warnings=warnings),
+                                       context, self._redactor)
+            records.update((record.member_id, record) for record in page)
+            if not page or (total_pages is not None and number >= total_pages):
+                break
+        else:
+            warnings.append(f"detail records: stopped at the {self._max_pages}-page cap")
+        return tuple(records.values()), tuple(warnings)
 
     async def list_conferences(self, *, region: str | None = None, name: str | None = None,
                                status: str | None = None, pace: Pace | None = None,

@@ -173,6 +173,7 @@ def create_app(simulator: Simulator) -> SimulatorApp:
         Route(f"{TELNYX_PREFIX}/conferences/{{conference_id}}", telnyx.get_conference),
         Route(f"{TELNYX_PREFIX}/conferences/{{conference_id}}/participants",
               telnyx.list_participants),
+        Route(f"{TELNYX_PREFIX}/detail_records", telnyx.detail_records),
         Route(f"{BANDWIDTH_PREFIX}/accounts/{{account_id}}/conferences",
               bandwidth.list_conferences),
         Route(f"{BANDWIDTH_PREFIX}/accounts/{{account_id}}/conferences/{{conference_id}}",

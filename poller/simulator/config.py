@@ -59,6 +59,8 @@ class ScenarioConfig:
     members_max: int = 10
     crowded_probability: float = 0.1
     """Chance that a Bandwidth conference draws more would-be members than the 20 it admits."""
+    detail_records_delay_seconds: float = 60.0
+    """How long after a Telnyx conference ends its participant detail records appear."""
     min_stay_seconds: float = 5.0
     """Shortest stay of a member who is not the first (the first stays to the end or near)."""
     joining_seconds: float = 2.0

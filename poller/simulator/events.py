@@ -88,7 +88,7 @@ def _telnyx(sim: Simulator, conference: ConferenceTimeline, at_ms: int, kind: Ev
     event_id = uuid.uuid5(_NAMESPACE, f"{conference.conference_id}|{event_type}|"
                                       f"{member.member_id if member else ''}|{at_ms}")
     payload: dict[str, Any] = {"conference_id": conference.conference_id,
-                               "connection_id": "7267000000000000000", "client_state": None}
+                               "connection_id": "7267000000000000000"}
     data: dict[str, Any] = {"record_type": "event", "id": str(event_id),
                             "event_type": event_type}
     if member is not None:

@@ -19,6 +19,11 @@ Behaviour choices where the spec is silent (documented in ``docs/simulator.md``)
   ``created_at`` plus the 4-hour limit; ``ended_by`` is present for ``all_left`` (the last
   participant to leave) and ``host_left`` (the host), absent otherwise;
 * ``total_pages`` is ``ceil(total_results / page_size)``, so 0 when there are no participants.
+* ``GET /v2/detail_records?filter[record_type]=conference-participant&filter[conference_id]=``
+  → ``{"data": [ConferenceParticipantDetailRecord], "meta": PaginationMeta}``: one record per
+  participant (``joined_at`` = its ``created_at``, ``left_at`` = its leave), served from
+  ``ScenarioConfig.detail_records_delay_seconds`` after the conference ended (an empty list
+  before, as for a conference it does not know); other record types: an empty list.
 """
 
 from __future__ import annotations
@@ -180,6 +185,38 @@ class TelnyxApi:
             body["data"] = [self.conference_json(c, at_ms) for c in body["data"]]
             return JSONResponse(body)
         return await self._serve(request, answer)
+
+    async def detail_records(self, request: Request) -> Response:
+        """``GET /v2/detail_records``: conference-participant records of one conference."""
+        def answer() -> Response:
+            paging = _page_params(request)
+            if isinstance(paging, Response):
+                return paging
+            if "filter[record_type]" not in request.query_params:
+                return unprocessable("filter[record_type]", "filter[record_type] is required.",
+                                     "10015", "Bad Request")
+            rows: list[dict[str, Any]] = []
+            conference = self.sim.timeline(
+                Provider.TELNYX, request.query_params.get("filter[conference_id]", ""))
+            delay_ms = round(self.sim.scenario.detail_records_delay_seconds * 1000)
+            if (request.query_params["filter[record_type]"] == "conference-participant"
+                    and conference is not None
+                    and self.sim.now_ms() >= conference.ended_ms + delay_ms):
+                rows = [self.participant_record(conference, m) for m in conference.members]
+            return JSONResponse(_paged(rows, *paging))
+        return await self._serve(request, answer)
+
+    def participant_record(self, conference: ConferenceTimeline, member: MemberTimeline
+                           ) -> dict[str, Any]:
+        """A ``ConferenceParticipantDetailRecord``."""
+        seconds = (member.left_ms - member.joined_ms) // 1000
+        return {"record_type": "conference_participant_detail_record", "id": member.member_id,
+                "conference_id": conference.conference_id, "call_leg_id": member.call_leg_id,
+                "call_session_id": member.call_session_id,
+                "joined_at": self.sim.iso(member.joined_ms),
+                "left_at": self.sim.iso(member.left_ms), "call_sec": seconds,
+                "billed_sec": max(60, -(-seconds // 60) * 60), "is_telnyx_billable": True,
+                "originating_number": "+15554440000", "destination_number": "+15553330000"}
 
     def conference_json(self, conference: ConferenceTimeline, at_ms: int) -> dict[str, Any]:
         """The ``Conference`` object as served at ``at_ms``."""
