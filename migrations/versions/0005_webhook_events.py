@@ -8,7 +8,12 @@ event already stored only counts in ``deliveries``. Unique on (``provider``, ``a
 says what became of it: ``pending``, ``ignored``, ``applied``, ``conflict`` or ``unmatched``
 (``docs/webhooks.md``).
 
-Only a new table: no table is rebuilt, so SQLite needs no batch mode and the views stay.
+Telnyx detail records (``docs/webhooks.md``): ``conference.detail_records_at`` (when its
+participant detail records were applied), ``detail_records_next_at`` and ``detail_records_tries``
+(the next attempt while Telnyx has none yet, and the attempts so far).
+
+Only a new table and new nullable (or defaulted) columns: no table is rebuilt, so SQLite needs no
+batch mode and the views stay.
 
 Revision ID: 0005_webhook_events
 Revises: 0004_snapshot_warnings
@@ -57,8 +62,15 @@ def upgrade() -> None:
                     ["account", "conference_id", "occurred_at"])
     op.create_index("ix_webhook_event_outcome", "webhook_event", ["outcome"])
     op.create_index("ix_webhook_event_received_at", "webhook_event", ["received_at"])
+    op.add_column("conference", sa.Column("detail_records_at", TS, nullable=True))
+    op.add_column("conference", sa.Column("detail_records_next_at", TS, nullable=True))
+    op.add_column("conference", sa.Column("detail_records_tries", sa.Integer(),
+                                          server_default=sa.text("0"), nullable=False))
 
 
 def downgrade() -> None:
-    """Drop it again (recorded history is untouched)."""
+    """Drop them again (recorded history is untouched). Plain ``DROP COLUMN``: batch mode
+    would rebuild ``conference`` under the views that read it."""
+    for column in ("detail_records_tries", "detail_records_next_at", "detail_records_at"):
+        op.drop_column("conference", column)
     op.drop_table("webhook_event")

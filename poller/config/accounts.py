@@ -144,6 +144,10 @@ class TelnyxAccount(AccountBase):
     base_url: HttpUrl = TELNYX_BASE_URL
     api_key_env: EnvName
     """The environment variable holding the API key."""
+    detail_records: Annotated[bool, Strict()] = False
+    """After a conference completes, fetch its participant detail records and make every
+    participant's join and leave exact, those polling never saw included
+    (``docs/webhooks.md``)."""
     webhook_public_key_env: EnvName | None = None
     """The environment variable holding the account's webhook public key (base64, as Mission
     Control shows it); absent: this account's webhooks are refused (``docs/webhooks.md``)."""

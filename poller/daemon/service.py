@@ -18,10 +18,10 @@ polling and recording continuously, spooling while the store is away) from a
   (unchanged ones carried over with their rate-limit and pause state), a new poller replaces
   the old one, the targets are synced and the tick period follows ``interval_seconds``; what
   needs a restart is kept (``poller.daemon.reload``).
-* **Discovery** (``poller.polling.discovery``): a second APScheduler job every
-  ``polling.discovery_interval_seconds`` (first right after the start) for the accounts with
-  ``discover = true``; a reload applies a new interval. A failing run is logged; shutdown
-  cancels one in flight (what it listed but did not store is listed again next time).
+* **Side jobs** (``poller.daemon.jobs``): discovery for the accounts with ``discover = true``,
+  the reconciliation of provider events (``[webhooks] listen``) and Telnyx detail records,
+  each an APScheduler job of its own; a reload applies new intervals. A failing run is
+  logged; shutdown cancels one in flight (it is done again next time).
 * A tick never takes the daemon down: an unavailable store is handled inside the pipeline, and
   any other exception is logged and the next tick runs as usual.
 * **Retention** after a tick, every ``prune_interval_seconds`` (``poller.daemon.pruning``).
@@ -54,6 +54,7 @@ from poller.daemon.endpoints import (
     start_servers,
     stop_servers,
 )
+from poller.daemon.jobs import SideJobs
 from poller.daemon.joining import Joining
 from poller.daemon.logs import log_tick
 from poller.daemon.membership import Membership
@@ -62,9 +63,8 @@ from poller.daemon.pruning import Pruner
 from poller.daemon.reload import settle
 from poller.daemon.signals import HANDLED_SIGNALS, STOP_SIGNALS
 from poller.daemon.ticker import TickScheduler, tick_seconds
-from poller.daemon.webhooks import RECONCILE_SECONDS, WebhookReceiver, start_receiver
+from poller.daemon.webhooks import WebhookReceiver, start_receiver
 from poller.errors import ConfigError, IdentityInUse, IdentityLost, StoreUnavailable
-from poller.polling.discovery import Discovery
 from poller.polling.pipeline import Pipeline
 from poller.polling.report import TickReport
 from poller.store.gateway import Store
@@ -126,8 +126,9 @@ class Daemon:
         self.pruner = Pruner(store, clock=self.clock, internal=self.internal)
         self._store_lost: str | None = None
         """Why recording stopped for good (the SQLite file was deleted or replaced)."""
-        self.discovery = Discovery()
-        self._discovering: asyncio.Task[object] | None = None
+        self.jobs = SideJobs(self.scheduler, lambda: self.poller, self.receiver, self.internal,
+                             self._stop.is_set)
+        """Discovery, reconciliation and detail records (``poller.daemon.jobs``)."""
         self.joining = Joining(store, self.membership, lambda: self.poller,
                                spool=spool.directory, clock=self.clock, internal=self.internal,
                                on_refused=self._refused)
@@ -170,7 +171,7 @@ class Daemon:
                 await self._shutdown()
                 return
             self.scheduler.start()
-            self._schedule_discovery()
+            self.jobs.schedule(self.config)
             log.info("poller running as %r: %d targets configured, ticking every %g s "
                      "(pid %d)", self.identity, len(self.config.targets()),
                      self.scheduler.seconds, os.getpid())
@@ -232,36 +233,9 @@ class Daemon:
         servers, self.servers = self.servers, []
         await stop_servers(servers)
 
-    def _schedule_discovery(self) -> None:
-        """Discovery (accounts with ``discover``) and reconciliation (webhooks on) jobs."""
-        if any(account.discover for account in self.config.accounts):
-            self.scheduler.add_periodic("discovery", "poller discovery", self._discover,
-                                        self.config.polling.discovery_interval_seconds)
-        if self.config.webhooks.address is not None:
-            self.scheduler.add_periodic("reconcile", "poller reconcile", self.receiver.reconcile,
-                                        RECONCILE_SECONDS)
-
-    async def _discover(self) -> None:
-        """The discovery job: one run on the current poller; never raises."""
-        if self._stop.is_set():
-            return
-        task = asyncio.ensure_future(self.discovery.run(self.poller))
-        self._discovering = task
-        try:
-            await asyncio.wait([task])
-            error = None if task.cancelled() else task.exception()
-            if error is not None:
-                self.internal.report("discovery", error, "discovering conferences (retried at "
-                                                         "the next interval)")
-        finally:
-            self._discovering = None
-
     async def _shutdown(self) -> None:
         self.scheduler.pause()
-        discovering = self._discovering
-        if discovering is not None:
-            discovering.cancel()
-            await asyncio.wait([discovering])
+        await self.jobs.cancel()
         await self._job_idle.wait()
         await self.joining.cancel()
         grace = self.config.polling.shutdown_grace_seconds
@@ -375,7 +349,7 @@ class Daemon:
             self._fleet_size(self.membership.live)
             self.pipeline.replace(self.poller)  # the old accounts close once their polls end
             self.scheduler.reschedule(tick_seconds(app.config.polling))
-            self._schedule_discovery()
+            self.jobs.schedule(self.config)
             self.readiness.max_tick_age_seconds = _freshness(app.config)
             kept = accounts.kept_from(old.accounts)
             rebuilt = sorted(account.name for account in accounts if account.name not in kept)

@@ -29,8 +29,17 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy import Engine
 
 from poller.errors import ConfigError, StoreUnavailable
-from poller.model import PollResult, ProviderEvent, TargetKey, utc_now
-from poller.store import fleet, inbox, reconcile, retention, snapshots, targets, watchlist
+from poller.model import ParticipantRecord, PollResult, ProviderEvent, TargetKey, utc_now
+from poller.store import (
+    detail_records,
+    fleet,
+    inbox,
+    reconcile,
+    retention,
+    snapshots,
+    targets,
+    watchlist,
+)
 from poller.store.database import FileIdentity
 from poller.store.recorder import Recorder, RecordStats
 from poller.store.rows import ScheduleUpdate
@@ -108,6 +117,22 @@ class Store:
     async def reconcile(self, now: datetime) -> reconcile.ReconcileStats:
         """:func:`poller.store.reconcile.reconcile`."""
         return await self._call(reconcile.reconcile, self.engine, now)
+
+    async def due_for_records(self, accounts: Collection[str], now: datetime
+                              ) -> list[detail_records.DueConference]:
+        """:func:`poller.store.detail_records.due_for_records`."""
+        return await self._call(detail_records.due_for_records, self.engine, accounts, now)
+
+    async def postpone_records(self, conference: detail_records.DueConference, now: datetime
+                               ) -> datetime:
+        """:func:`poller.store.detail_records.postpone`."""
+        return await self._call(detail_records.postpone, self.engine, conference, now)
+
+    async def apply_records(self, conference_pk: int, records: Sequence[ParticipantRecord],
+                            now: datetime) -> detail_records.RecordsApplied:
+        """:func:`poller.store.detail_records.apply_records`."""
+        return await self._call(detail_records.apply_records, self.engine, conference_pk,
+                                records, now)
 
     # -- poll targets ------------------------------------------------------------------------
 

@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, Table, and_, select, tuple_, update
 
 from poller.model import EventKind
 from poller.store.database import store_errors
 from poller.store.schema import Base
+from poller.store.stays import insert_stay
 
 EVENT: Table = Base.metadata.tables["webhook_event"]
 TARGET: Table = Base.metadata.tables["poll_target"]
@@ -219,25 +220,9 @@ class _Reconciler:
         join, leave = (event, partners[0]) if joined else (partners[0], event)
         if not _covers(polled, leave["occurred_at"]):
             return None  # polling has not looked past the leave yet
-        self._record_stay(conference, join, leave)
+        insert_stay(self.conn, conference["id"], join["call_id"], joined_at=join["occurred_at"],
+                    left_at=leave["occurred_at"], source="webhook", now=self.now,
+                    call_control_id=join["call_id"])
+        self.stats.stays += 1
         self._close(partners[0], APPLIED, "recorded as a stay no poll saw")
         return APPLIED, "recorded as a stay no poll saw"
-
-    def _record_stay(self, conference: Row, join: Row,
-                     leave: Row) -> None:
-        call, now = join["call_id"], self.now
-        member_pk = self.conn.execute(insert(MEMBER).values(
-            conference_pk=conference["id"], member_id=call, call_control_id=call,
-            joined_at=join["occurred_at"], joined_at_source="webhook",
-            left_at=leave["occurred_at"], left_at_source="webhook",
-            first_observed_at=now, last_observed_at=now).returning(MEMBER.c.id)).scalar_one()
-        base = {"member_pk": member_pk, "conference_pk": conference["id"], "observed_at": now,
-                "previous_observed_at": None}
-        self.conn.execute(insert(MEMBER_EVENT), [
-            {**base, "seq": 1, "kind": "joined", "provider_changed_at": join["occurred_at"],
-             "detail": {"status": None, "muted": None, "on_hold": None, "coaching": None,
-                        "time_source": "webhook"}},
-            {**base, "seq": 2, "kind": "left", "provider_changed_at": leave["occurred_at"],
-             "detail": {"source": "webhook"}},
-        ])
-        self.stats.stays += 1

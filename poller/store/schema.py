@@ -174,6 +174,11 @@ class Conference(Base):
     """
     gone_at: Mapped[datetime | None]
     """When the provider started answering 404 for a conference it had shown us."""
+    detail_records_at: Mapped[datetime | None]
+    """When its Telnyx participant detail records were applied (``detail_records = true``)."""
+    detail_records_next_at: Mapped[datetime | None]
+    """The next attempt at them while Telnyx has none yet."""
+    detail_records_tries: Mapped[int] = mapped_column(server_default=text("0"))
 
 
 class ConferenceSnapshot(Base):

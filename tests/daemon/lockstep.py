@@ -265,7 +265,7 @@ def _toml(value: Any) -> str:
 
 def write_config(path: Path, database_url: str, served: ServedSimulator, *,
                  only: set[tuple[str, str]] | None = None, webhooks: bool = False,
-                 **polling: Any) -> None:
+                 detail_records: bool = False, **polling: Any) -> None:
     """A config polling the served simulator's conferences (``only``: just those) fast;
     ``webhooks``: taking their events too, on a free port (``WEBHOOK_ENVIRON``)."""
     sim = served.sim
@@ -285,6 +285,7 @@ def write_config(path: Path, database_url: str, served: ServedSimulator, *,
     if webhooks:
         lines += ["", "[webhooks]", 'listen = "127.0.0.1:0"']
     telnyx_hook = [f'webhook_public_key_env = "{TELNYX_PUBLIC_ENV}"'] if webhooks else []
+    telnyx_hook += ["detail_records = true"] if detail_records else []
     bandwidth_hook = ([f'webhook_username_env = "{BW_HOOK_USER_ENV}"',
                        f'webhook_password_env = "{BW_HOOK_PASSWORD_ENV}"'] if webhooks else [])
     lines += ["", "[[accounts]]", f'name = "{TELNYX}"', 'provider = "telnyx"', *telnyx_hook,

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,8 @@ class Stays:
     bandwidth_short: int = 0
     """Bandwidth stays shorter than one interval: its REST answer lists present members only."""
     bandwidth_short_recorded: int = 0
+    telnyx: int = 0
+    telnyx_exact: int = 0
     exact: int = 0
     bracketed: int = 0
     """Recorded with a time no event gave: polling's, never earlier than the truth."""
@@ -115,15 +117,18 @@ def _delivering(delivery: EventDelivery) -> tuple[threading.Thread, threading.Ev
 
 
 @contextmanager
-def proof_world(tmp_path: Path, faults: DeliveryFaults) -> Iterator[tuple[
-        ServedSimulator, EventDelivery, Engine]]:
+def proof_world(tmp_path: Path, faults: DeliveryFaults, *, detail_records: bool = False,
+                scenario: ScenarioConfig = SCENARIO
+                ) -> Iterator[tuple[ServedSimulator, EventDelivery, Engine]]:
     """The simulator on real time, ``poller run`` on it with its receiver, the events pushed;
-    yields once every conference has ended, been polled to its end and its events applied."""
+    yields once every conference has ended, been polled to its end and its events applied
+    (``detail_records``: and every Telnyx conference's detail records too)."""
     database = f"sqlite:///{tmp_path / 'proof.db'}"
-    with ServedSimulator(seed=SEED, scenario=SCENARIO, clock=WallClock()) as served, \
+    with ServedSimulator(seed=SEED, scenario=scenario, clock=WallClock()) as served, \
             tempfile.TemporaryFile() as log:
         config = tmp_path / "config.toml"
-        write_config(config, database, served, webhooks=True, **POLLING)
+        write_config(config, database, served, webhooks=True, detail_records=detail_records,
+                     **POLLING)
         daemon = PollerRun(config, {**served.environ(), **WEBHOOK_ENVIRON}, log)
         engine = reader(database)
         thread: threading.Thread | None = None
@@ -153,6 +158,11 @@ def proof_world(tmp_path: Path, faults: DeliveryFaults) -> Iterator[tuple[
             wait_for("every target to be polled to its end and retired",
                      lambda: _all_retired(engine), seconds=60)
             wait_for("the events to be delivered", lambda: delivery.idle, seconds=60)
+            if detail_records:
+                wait_for("every Telnyx conference's detail records",
+                         lambda: _rows(engine, "SELECT COUNT(*) FROM conference WHERE provider "
+                                               "= 'telnyx' AND detail_records_at IS NULL")
+                         == [(0,)], seconds=90)
             _wait_settled(engine)
             assert daemon.terminate() == 0, logged()
             assert "Traceback" not in logged(), logged()
@@ -223,6 +233,7 @@ def measure(label: str, served: ServedSimulator, delivery: EventDelivery, engine
             short = member.left_ms - member.joined_ms < INTERVAL * 1000
             long = member.left_ms - member.connected_ms >= LONG * 1000
             figures.truth += 1
+            figures.telnyx += telnyx
             figures.short += short
             figures.bandwidth_short += short and not telnyx
             figures.long += long
@@ -245,6 +256,7 @@ def measure(label: str, served: ServedSimulator, delivery: EventDelivery, engine
             truth_join, truth_left = _when(sim.iso(join_ms)), _when(sim.iso(member.left_ms))
             if joined == truth_join and left == truth_left:
                 figures.exact += 1
+                figures.telnyx_exact += telnyx
             elif exact_where_told(delivery, timeline, member.call_id, (joined, truth_join),
                                   (left, truth_left)):
                 figures.bracketed += 1
@@ -330,3 +342,29 @@ def test_polling_alone_for_comparison(tmp_path: Path,
     assert figures.long_recorded == figures.long
     assert (figures.duplicates, figures.fabricated) == (0, 0)
     assert figures.recorded == figures.exact + figures.bracketed
+
+
+def test_telnyx_detail_records_without_events(
+        tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
+    """No event delivered, ``detail_records = true``, and conferences that answer 404 a second
+    after their end, so polling misses the last moments of some (and the participants who
+    joined in them): once each Telnyx conference completed or went, its records are fetched
+    and every Telnyx participant is recorded with exact times (Bandwidth, with neither events
+    nor records, keeps polling's)."""
+    fleeting = replace(SCENARIO, retention_seconds=1.0, detail_records_delay_seconds=2.0)
+    with proof_world(tmp_path, DeliveryFaults(drop=1.0), detail_records=True,
+                     scenario=fleeting) as (served, delivery, engine):
+        figures = measure("Telnyx detail records, no events, run, SQLite", served, delivery,
+                          engine)
+        sources = _rows(engine, "SELECT c.provider, s.joined_at_source, s.left_at_source, "
+                                "COUNT(*) FROM member_session s JOIN conference c "
+                                "ON c.id = s.conference_pk GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+    filled = sum(row[3] for row in sources if row[0] == "telnyx" and "detail_record" in row[1:3])
+    figures.label += (f" (Telnyx participants {figures.telnyx}, exact "
+                      f"{figures.telnyx_exact}, {filled} with an end from a detail record)")
+    report(figures, record_property)
+    telnyx = [p for p in figures.problems if " conf-" not in p]  # Bandwidth's IDs: conf-…
+    assert telnyx == [], "every Telnyx participant is recorded, exactly"
+    assert figures.telnyx_exact == figures.telnyx
+    assert (figures.duplicates, figures.fabricated) == (0, 0)
+    assert any(row[0] == "telnyx" and "detail_record" in row[1:3] for row in sources), sources
