@@ -35,6 +35,13 @@ DEFAULT_POLL_ERROR_DAYS = 30.0
     "ago (normalised history is kept). Default: keep raw payloads forever.",
 )
 @click.option(
+    "--webhook-event-days",
+    type=DAYS,
+    default=None,
+    help="Also delete provider events (webhook_event) received more than this many days ago "
+    "that have an outcome (pending ones are kept). Default: keep them.",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     default=DEFAULT_BATCH_SIZE,
@@ -46,6 +53,7 @@ def prune(
     state: CliState,
     poll_error_days: float,
     raw_payload_days: float | None,
+    webhook_event_days: float | None,
     batch_size: int,
 ) -> None:
     """Delete old poll errors and, optionally, old raw provider payloads."""
@@ -57,6 +65,7 @@ def prune(
             raw_payload_days=raw_payload_days,
             now=utc_now(),
             batch_size=batch_size,
+            webhook_event_days=webhook_event_days,
         )
     finally:
         engine.dispose()
@@ -64,6 +73,9 @@ def prune(
         f"deleted {stats.poll_errors_deleted} poll_error rows older than "
         f"{stats.poll_error_cutoff.isoformat(timespec='seconds')}"
     )
+    if webhook_event_days is not None:
+        click.echo(f"deleted {stats.webhook_events_deleted} provider events received more than "
+                   f"{webhook_event_days:g} days ago")
     if stats.raw_payload_cutoff is None:
         click.echo("raw payloads kept (no --raw-payload-days)")
     else:

@@ -127,6 +127,9 @@ class RetentionSettings(Section):
     raw_payload_days: Days | None = None
     """Raw provider JSON of snapshots superseded longer ago is cleared (normalised history is
     kept). Absent: raw payloads are kept forever."""
+    webhook_event_days: Days | None = 30.0
+    """``webhook_event`` rows received longer ago are deleted once applied (or ignored, in
+    conflict, unmatched); pending ones are kept. Absent: 30 days."""
     prune_interval_seconds: SecondsOrZero = 3600.0
     """How often ``poller run`` prunes by these settings (0: never; ``poller prune`` by hand)."""
 

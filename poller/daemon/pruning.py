@@ -40,13 +40,15 @@ class Pruner:
         self.next_at = now + timedelta(seconds=every)
         try:
             stats = await self.store.prune(poll_error_days=retention.poll_error_days,
-                                           raw_payload_days=retention.raw_payload_days, now=now)
+                                           raw_payload_days=retention.raw_payload_days, now=now,
+                                           webhook_event_days=retention.webhook_event_days)
         except StoreUnavailable as error:
             log.error("pruning old history failed (retried in %g s): %s", every, error)
             return
         except Exception as error:
             self.internal.report("prune", error, f"pruning old history (retried in {every:g} s)")
             return
-        if stats.poll_errors_deleted or stats.raw_payloads_cleared:
-            log.info("pruned %d poll_error rows and %d raw payloads",
-                     stats.poll_errors_deleted, stats.raw_payloads_cleared)
+        if stats.poll_errors_deleted or stats.raw_payloads_cleared or stats.webhook_events_deleted:
+            log.info("pruned %d poll_error rows, %d raw payloads and %d provider events",
+                     stats.poll_errors_deleted, stats.raw_payloads_cleared,
+                     stats.webhook_events_deleted)

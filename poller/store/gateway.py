@@ -179,10 +179,12 @@ class Store:
         return await self._call(snapshots.current_snapshots, self.engine, keys)
 
     async def prune(self, *, poll_error_days: float, raw_payload_days: float | None,
-                    now: datetime) -> retention.PruneStats:
+                    now: datetime, webhook_event_days: float | None = None
+                    ) -> retention.PruneStats:
         """:func:`poller.store.retention.prune`."""
         return await self._call(retention.prune, self.engine, poll_error_days=poll_error_days,
-                              raw_payload_days=raw_payload_days, now=now)
+                                raw_payload_days=raw_payload_days, now=now,
+                                webhook_event_days=webhook_event_days)
 
     # -- daemons -----------------------------------------------------------------------------
 

@@ -1,9 +1,12 @@
 """Retention: forget what is only worth keeping for a while.
 
-Two things grow without bound and lose their value with age:
+Three things grow without bound and lose their value with age:
 
 * ``poll_error`` rows (one per failed poll): :func:`prune` deletes those older than
   ``poll_error_days``;
+* ``webhook_event`` rows (the provider events received): with ``webhook_event_days`` set,
+  those received longer ago than that are deleted once they have an outcome (what they did to
+  the history stays; a ``pending`` one is never deleted);
 * the raw provider payloads on ``conference_snapshot.raw``: with ``raw_payload_days`` set,
   :func:`prune` sets ``raw`` to NULL on *closed* snapshots (``valid_to`` set) that closed longer
   ago than that. The normalised ``state`` and every other history row stay, so reports are
@@ -25,7 +28,7 @@ from sqlalchemy import Engine, delete, null, select, update
 
 from poller.model import require_utc
 from poller.store.database import store_errors
-from poller.store.schema import ConferenceSnapshot, PollError
+from poller.store.schema import ConferenceSnapshot, PollError, WebhookEvent
 
 DEFAULT_BATCH_SIZE = 5_000
 """Rows per transaction: large enough to be quick, small enough to keep locks short."""
@@ -43,6 +46,8 @@ class PruneStats:
     """Errors that occurred before this moment were deleted."""
     raw_payload_cutoff: datetime | None
     """Closed snapshots whose ``valid_to`` is before this lost their payload (None: off)."""
+    webhook_events_deleted: int = 0
+    """``webhook_event`` rows deleted (0 when event pruning is off)."""
 
 
 def prune(
@@ -52,6 +57,7 @@ def prune(
     raw_payload_days: float | None,
     now: datetime,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    webhook_event_days: float | None = None,
 ) -> PruneStats:
     """Delete old ``poll_error`` rows and, if asked, old raw snapshot payloads (see the module).
 
@@ -64,6 +70,8 @@ def prune(
         raise ValueError(f"poll_error_days must be >= 0, got {poll_error_days}")
     if raw_payload_days is not None and raw_payload_days < 0:
         raise ValueError(f"raw_payload_days must be >= 0, got {raw_payload_days}")
+    if webhook_event_days is not None and webhook_event_days < 0:
+        raise ValueError(f"webhook_event_days must be >= 0, got {webhook_event_days}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
@@ -72,12 +80,31 @@ def prune(
     with store_errors("pruning old history"):
         deleted = _delete_poll_errors(engine, error_cutoff, batch_size)
         cleared = 0 if raw_cutoff is None else _clear_raw_payloads(engine, raw_cutoff, batch_size)
+        events = 0 if webhook_event_days is None else _delete_events(
+            engine, now - timedelta(days=webhook_event_days), batch_size)
     return PruneStats(
         poll_errors_deleted=deleted,
         raw_payloads_cleared=cleared,
         poll_error_cutoff=error_cutoff,
         raw_payload_cutoff=raw_cutoff,
+        webhook_events_deleted=events,
     )
+
+
+def _delete_events(engine: Engine, cutoff: datetime, batch_size: int) -> int:
+    """Delete ``webhook_event`` rows received before ``cutoff`` that have an outcome."""
+    total = 0
+    while True:
+        oldest = (select(WebhookEvent.id)
+                  .where(WebhookEvent.received_at < cutoff, WebhookEvent.outcome != "pending")
+                  .order_by(WebhookEvent.received_at).limit(batch_size))
+        with engine.begin() as conn:
+            ids = list(conn.scalars(oldest))
+            if ids:
+                conn.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(ids)))
+        total += len(ids)
+        if len(ids) < batch_size:
+            return total
 
 
 def _delete_poll_errors(engine: Engine, cutoff: datetime, batch_size: int) -> int:

@@ -200,3 +200,26 @@ def test_cli_prune_rejects_negative_days() -> None:
                                 env={"POLLER_DATABASE_URL": "sqlite:///unused.db"})
     assert result.exit_code == 2
     assert "--poll-error-days" in result.output
+
+
+def test_old_provider_events_with_an_outcome_are_deleted(engine: Engine) -> None:
+    """``webhook_event_days``: events received before the cutoff go once they have an outcome;
+    a pending one stays however old, and so do recent ones."""
+    from poller.model import EventKind, Provider, ProviderEvent
+    from poller.store.inbox import store_event, stored_events
+
+    def event(key: str, days: float, kind: EventKind | None) -> None:
+        store_event(engine, "bw", ProviderEvent(
+            provider=Provider.BANDWIDTH, key=key, event_type="conferenceMemberJoin", kind=kind,
+            conference_id="conf-1", call_id="c-1", occurred_at=days_ago(days)), "{}",
+            days_ago(days))
+
+    event("old-ignored", 40, None)  # ignored at once: an outcome
+    event("old-pending", 40, EventKind.MEMBER_JOINED)
+    event("new-ignored", 2, None)
+    stats = prune(engine, poll_error_days=30, raw_payload_days=None, now=NOW,
+                  webhook_event_days=30)
+    assert stats.webhook_events_deleted == 1
+    assert sorted(e.event_key for e in stored_events(engine)) == ["new-ignored", "old-pending"]
+    assert prune(engine, poll_error_days=30, raw_payload_days=None,
+                 now=NOW).webhook_events_deleted == 0
