@@ -224,9 +224,14 @@ def member_rows() -> list[dict[str, Any]]:
             joined: float | datetime, left: float | None = None,
             duration: float | None = None, times_muted: int = 0, seconds_muted: float = 0.0,
             times_held: int = 0, seconds_held: float = 0.0) -> dict[str, Any]:
+        # Telnyx gives join and leave times ("provider"); Bandwidth none: the polls' clock.
+        telnyx = provider == "telnyx"
+        left_source = None if left is None else "provider" if telnyx else "disappeared"
         return {"provider": provider, "account": account, "conference_id": conference_id,
                 "member_id": member_id, "stay": 1, "joined_at": iso(joined),
-                "left_at": None if left is None else iso(left), "duration_seconds": duration,
+                "joined_at_source": "provider" if telnyx else "observed",
+                "left_at": None if left is None else iso(left), "left_at_source": left_source,
+                "duration_seconds": duration,
                 "present": left is None, "times_muted": times_muted,
                 "seconds_muted": seconds_muted, "times_held": times_held,
                 "seconds_held": seconds_held}
@@ -370,24 +375,25 @@ def test_members_json(recorded: str) -> None:
 def test_members_table(recorded: str) -> None:
     """members: joined, left, duration, and how often and how long muted or held."""
     assert ok(recorded, "members") == f"""\
-provider   account         conference    member  stay  joined                left                  duration  mutes  muted  holds  held
----------  --------------  ------------  ------  ----  --------------------  --------------------  --------  -----  -----  -----  ----
-telnyx     telnyx-main     conf-recent   z1         1  {t(recent(1.5))}                                      0     0s      0    0s
-telnyx     telnyx-eu       conf-open     o1         1  2025-03-01T12:04:55Z                                      1  1m00s      0    0s
-telnyx     telnyx-main     conf-vanish   v1         1  2025-03-01T12:03:16Z                                      0     0s      0    0s
-bandwidth  bandwidth-main  conf-bw-1     c1         1  2025-03-01T12:00:00Z  2025-03-01T12:02:00Z     2m00s      0     0s      1   40s
-bandwidth  bandwidth-main  conf-bw-1     c2         1  2025-03-01T12:00:00Z  2025-03-01T12:01:20Z     1m20s      1  1m20s      0    0s
-telnyx     telnyx-main     conf-standup  p2         1  2025-03-01T11:59:20Z  2025-03-01T12:01:55Z     2m35s      1  2m35s      0    0s
-telnyx     telnyx-main     conf-standup  p1         1  2025-03-01T11:59:10Z  2025-03-01T12:02:56Z     3m46s      1  1m00s      0    0s
+provider   account         conference    member  stay  joined                left                  exact  duration  mutes  muted  holds  held
+---------  --------------  ------------  ------  ----  --------------------  --------------------  -----  --------  -----  -----  -----  ----
+telnyx     telnyx-main     conf-recent   z1         1  {t(recent(1.5))}                        both                 0     0s      0    0s
+telnyx     telnyx-eu       conf-open     o1         1  2025-03-01T12:04:55Z                        both                 1  1m00s      0    0s
+telnyx     telnyx-main     conf-vanish   v1         1  2025-03-01T12:03:16Z                        both                 0     0s      0    0s
+bandwidth  bandwidth-main  conf-bw-1     c1         1  2025-03-01T12:00:00Z  2025-03-01T12:02:00Z  none      2m00s      0     0s      1   40s
+bandwidth  bandwidth-main  conf-bw-1     c2         1  2025-03-01T12:00:00Z  2025-03-01T12:01:20Z  none      1m20s      1  1m20s      0    0s
+telnyx     telnyx-main     conf-standup  p2         1  2025-03-01T11:59:20Z  2025-03-01T12:01:55Z  both      2m35s      1  2m35s      0    0s
+telnyx     telnyx-main     conf-standup  p1         1  2025-03-01T11:59:10Z  2025-03-01T12:02:56Z  both      3m46s      1  1m00s      0    0s
 """  # noqa: E501
 
 
 def test_members_csv(recorded: str) -> None:
     """members: CSV booleans are true/false, open stays have empty left_at and duration."""
     assert ok(recorded, "members", "--format", "csv", "--account", "telnyx-eu") == (
-        "provider,account,conference_id,member_id,stay,joined_at,left_at,duration_seconds,"
-        "present,times_muted,seconds_muted,times_held,seconds_held\n"
-        "telnyx,telnyx-eu,conf-open,o1,1,2025-03-01T12:04:55Z,,,true,1,60.0,0,0.0\n"
+        "provider,account,conference_id,member_id,stay,joined_at,joined_at_source,left_at,"
+        "left_at_source,duration_seconds,present,times_muted,seconds_muted,times_held,"
+        "seconds_held\n"
+        "telnyx,telnyx-eu,conf-open,o1,1,2025-03-01T12:04:55Z,provider,,,,true,1,60.0,0,0.0\n"
     )
     assert read_csv(recorded, "members") == csv_rows(member_rows())
 

@@ -159,6 +159,20 @@ def flag_column(key: str, header: str) -> TableColumn:
     return TableColumn(header, lambda row: "yes" if row[key] else "")
 
 
+EXACT_SOURCES = frozenset({"provider", "webhook", "detail_record", "conference_completed"})
+"""Time sources the provider gave (``docs/schema.md``); the others are poll brackets."""
+
+
+def exact_ends(joined: Value, left: Value) -> str:
+    """Which ends of a stay the provider timed: ``both``, ``joined``, ``left`` or ``none``
+    (``both`` for a member still present whose join is exact)."""
+    exact_join = joined in EXACT_SOURCES
+    exact_left = left is None or left in EXACT_SOURCES
+    if exact_join and exact_left:
+        return "both"
+    return "joined" if exact_join else "left" if exact_left and left is not None else "none"
+
+
 def _transition(row: dict[str, Value]) -> str:
     return f"{row['from_status'] or '(new)'} → {row['to_status']}"
 
@@ -271,6 +285,7 @@ MEMBERS = ReportSpec(reports.members, [
     number_column("stay"),
     time_column("joined_at", "joined"),
     time_column("left_at", "left"),
+    TableColumn("exact", lambda row: exact_ends(row["joined_at_source"], row["left_at_source"])),
     duration_column("duration_seconds", "duration"),
     number_column("times_muted", "mutes"),
     duration_column("seconds_muted", "muted"),

@@ -319,6 +319,16 @@ def expected_answers() -> dict[str, list[tuple[Any, ...]]]:
             ("telnyx", "observed", 1),
             ("telnyx", "provider_updated_at", 1),
         ],
+        # r1 left conf-bw-2 after 30 s (seen by the polls at 30 and 60: bracketed).
+        "Stays shorter than one polling interval": [
+            ("bandwidth", "conf-bw-2", "r1", 1, "observed", "disappeared", 30.0),
+        ],
+        # Bandwidth gives no member times; Telnyx its created_at and updated_at (q1 closed by
+        # the conference's completion), three Telnyx members still present.
+        "How much of the history is exact": [
+            ("bandwidth", 4, 0, 0, 0),
+            ("telnyx", 7, 7, 4, 3),
+        ],
         "Everything that happened to one conference's members": [
             (at(0), "p1", 1, "joined", None, at(-50)),
             (at(0), "p2", 1, "joined", None, at(-40)),
