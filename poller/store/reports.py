@@ -193,7 +193,8 @@ def transitions(conn: Connection, filters: ReportFilter) -> Report:
 
 MEMBER_COLUMNS = (
     "provider", "account", "conference_id", "member_id", "stay", "joined_at", "joined_at_source",
-    "left_at", "left_at_source", "duration_seconds", "present", "times_muted", "seconds_muted", "times_held", "seconds_held",
+    "left_at", "left_at_source", "duration_seconds", "present", "times_muted", "seconds_muted",
+    "times_held", "seconds_held",
 )
 _JOINED = "COALESCE(joined_at, first_observed_at)"
 
