@@ -6,6 +6,7 @@ Examples::
     poller simulate --port 0 --lively --speed 30      # any free port; an hour in two minutes
     poller simulate --conferences 10000 --fault-rate 0.05 --slow-seconds 30
     poller simulate --port 0 --steady --conferences 5000   # benchmarks: POST /_sim/churn
+    poller simulate --webhook-url http://127.0.0.1:9110/webhooks   # push the events too
 
 It binds the socket first (so ``--port 0`` picks a free port and the printed URLs are right),
 prints a ``config.toml`` snippet and ``export`` lines for the simulator's fake credentials on
@@ -15,6 +16,11 @@ The snippet follows DESIGN §6: one ``[[accounts]]`` table per provider, ``base_
 Bandwidth ``token_url``) pointing at the simulator, every served conference ID (Telnyx ones
 outside the default ``US`` region as ``{ id = …, region = … }``), and the *names* of the
 environment variables holding the credentials; the ``export`` lines set those variables.
+
+With ``--webhook-url`` it also pushes every event of its conferences (Telnyx webhooks signed
+with its key, Bandwidth callbacks after the Basic challenge) to poller's receiver, as
+``poller.simulator.delivery`` describes; the events carry the simulated times, which poller
+matches against its own clock, so this needs real time (``--speed 1``, no virtual clock).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from poller.simulator import (
 )
 from poller.simulator.clock import Clock
 from poller.simulator.config import DEFAULT_SLOW_DELAY_SECONDS
+from poller.simulator.delivery import DeliveryFaults, EventDelivery
 from poller.simulator.webhooks import (
     BANDWIDTH_WEBHOOK_PASSWORD,
     BANDWIDTH_WEBHOOK_USERNAME,
@@ -160,11 +167,21 @@ def _listening_socket(host: str, port: int) -> socket.socket:
                    "changing, except through POST /_sim/churn.")
 @click.option("--virtual-clock", is_flag=True,
               help="Freeze time; move it with POST /_sim/clock {\"advance_seconds\": N}.")
+@click.option("--webhook-url", default=None, metavar="URL",
+              help="Push the conferences' events to poller's receiver here "
+                   "(http://HOST:PORT/webhooks, its [webhooks] listen address).")
+@click.option("--webhook-accounts", default="telnyx-sim,bandwidth-sim", show_default=True,
+              metavar="TELNYX,BANDWIDTH", help="The account names the events are posted for.")
+@click.option("--webhook-drop", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of events never sent.")
+@click.option("--webhook-duplicate", type=click.FloatRange(0, 1), default=0.0,
+              show_default=True, help="Share of events sent twice.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="warning", show_default=True, help="uvicorn log level (stderr).")
 def simulate(port: int, host: str, seed: int, conferences_per_provider: int, fault_rate: float,
              slow_seconds: float, speed: float, lively: bool, steady: bool,
-             virtual_clock: bool, log_level: str) -> None:
+             virtual_clock: bool, webhook_url: str | None, webhook_accounts: str,
+             webhook_drop: float, webhook_duplicate: float, log_level: str) -> None:
     """Serve a simulator of the Telnyx and Bandwidth conference APIs.
 
     Prints a config.toml snippet and the credentials to export, then serves until
@@ -172,6 +189,13 @@ def simulate(port: int, host: str, seed: int, conferences_per_provider: int, fau
     """
     if lively and steady:
         raise click.UsageError("--lively and --steady exclude each other")
+    names = webhook_accounts.split(",")
+    if webhook_url is not None and (speed != 1 or virtual_clock):
+        raise click.UsageError("--webhook-url needs real time (--speed 1, no --virtual-clock): "
+                               "poller matches the events' times against its own clock")
+    if len(names) != 2 or not all(names):
+        raise click.BadParameter("give two names: TELNYX,BANDWIDTH",
+                                 param_hint="--webhook-accounts")
     if lively:
         scenario = ScenarioConfig.lively(conferences_per_provider)
     elif steady:
@@ -203,4 +227,24 @@ def simulate(port: int, host: str, seed: int, conferences_per_provider: int, fau
     click.echo(f"# Serving on {server_url} (Ctrl-C to stop)", nl=True)
     config = uvicorn.Config(create_app(simulator), log_level=log_level, lifespan="off",
                             access_log=log_level in ("info", "debug"))
-    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+    server = uvicorn.Server(config)
+    if webhook_url is None:
+        asyncio.run(server.serve(sockets=[sock]))
+        return
+    delivery = EventDelivery(simulator, webhook_url, {Provider.TELNYX: names[0],
+                                                      Provider.BANDWIDTH: names[1]},
+                             faults=DeliveryFaults(drop=webhook_drop,
+                                                   duplicate=webhook_duplicate, seed=seed))
+    click.echo(f"# Pushing events to {webhook_url}/{{telnyx,bandwidth}}/<account>", nl=True)
+    asyncio.run(_serve_and_deliver(server, sock, delivery))
+
+
+async def _serve_and_deliver(server: uvicorn.Server, sock: socket.socket,
+                             delivery: EventDelivery) -> None:
+    """Serve until stopped, pushing the events meanwhile."""
+    pushing = asyncio.ensure_future(delivery.run())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        pushing.cancel()
+        await asyncio.gather(pushing, return_exceptions=True)

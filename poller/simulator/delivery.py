@@ -7,8 +7,9 @@ and is POSTed to ``{url}/telnyx/{account}`` or ``{url}/bandwidth/{account}`` (po
 * Telnyx requests are signed with the simulator's key (``poller.simulator.webhooks``) over the
   real time of sending; Bandwidth's first try has no credentials, and after a ``401`` with
   ``WWW-Authenticate`` the same request is sent again with the Basic credentials.
-* A delivery that is not answered 2xx is tried again after ``retry_seconds`` (real time), up to
-  ``attempts`` times, as the providers retry.
+* A delivery that is not answered 2xx (or not answered) is tried again after ``retry_seconds``
+  of real time, doubling each time, up to ``attempts`` tries (about two minutes by default), as
+  the providers retry.
 * :class:`DeliveryFaults` (seeded): an event may be dropped (never sent), duplicated (sent
   twice), delayed (by up to ``max_delay_seconds`` of simulated time, which reorders it among
   its neighbours), and a forged copy (a bad Telnyx signature, wrong Bandwidth credentials) may
@@ -62,7 +63,7 @@ class EventDelivery:
     url: str
     accounts: dict[Provider, str]
     faults: DeliveryFaults = field(default_factory=DeliveryFaults)
-    attempts: int = 5
+    attempts: int = 9
     retry_seconds: float = 0.5
     stats: Counter[str] = field(default_factory=Counter)
     delivered: list[SimEvent] = field(default_factory=list)
@@ -150,7 +151,8 @@ class EventDelivery:
         else:
             pending.attempts += 1
             if pending.attempts < self.attempts:
-                pending.next_try = time.monotonic() + self.retry_seconds
+                pending.next_try = (time.monotonic()
+                                    + self.retry_seconds * 2 ** (pending.attempts - 1))
                 self._queue.append(pending)
                 self.stats["retried"] += 1
             else:

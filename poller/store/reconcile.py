@@ -23,7 +23,9 @@ conference has been polled *past* their time (``poll_target.last_success_at`` at
 * **conference ended**: ``applied`` when a poll after it saw the conference completed, else
   ``conflict``. (Its arrival already made the conference due: :mod:`poller.store.inbox`.)
 
-Events of conferences poller has not polled, or not past the event yet, stay ``pending``. One
+Events of conferences poller has not polled, or not past the event yet, stay ``pending``; one
+still pending ``STALE_SECONDS`` (a day) after it arrived is ``unmatched`` (its conference was
+never polled past it: not one poller polls, or gone before it could). One
 transaction per call, locking ``poll_target`` then ``conference`` rows in the recorder's order,
 so reconciliation and recording serialise per conference.
 """
@@ -54,6 +56,8 @@ SKEW_SECONDS = 2.0
 clock against poller's)."""
 PARTNER_WAIT_SECONDS = 60.0
 """How long one end of a stay no poll saw waits for the other before it is ``unmatched``."""
+STALE_SECONDS = 86_400.0
+"""A pending event this old is given up as ``unmatched``."""
 BATCH = 500
 """Events taken per call."""
 
@@ -100,6 +104,7 @@ class _Reconciler:
         """Events given an outcome in this call (a stay's second end among them)."""
 
     def run(self, limit: int) -> ReconcileStats:
+        self._give_up_stale()
         due = (select(EVENT).join(TARGET, and_(TARGET.c.account == EVENT.c.account,
                                                TARGET.c.conference_id == EVENT.c.conference_id))
                .where(EVENT.c.outcome == "pending", TARGET.c.last_success_at >= EVENT.c.occurred_at)
@@ -120,6 +125,15 @@ class _Reconciler:
             if result is not None:
                 self._close(event, *result)
         return self.stats
+
+    def _give_up_stale(self) -> None:
+        stale = [r._mapping for r in self.conn.execute(
+            select(EVENT.c.id, EVENT.c.provider).where(
+                EVENT.c.outcome == "pending",
+                EVENT.c.received_at < self.now - timedelta(seconds=STALE_SECONDS)))]
+        for event in stale:
+            self._close(event, UNMATCHED, "still pending a day after it came: its conference "
+                                          "was never polled past it")
 
     def _locked(self, table: Table, keys: Sequence[tuple[str, str]]
                 ) -> dict[tuple[str, str], Row]:

@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 from pathlib import Path
 
 import httpx
-from test_run import STARTUP_SECONDS, Sim, _served_url, _terminate, _wait_for, running_daemon
+from test_run import (
+    STARTUP_SECONDS,
+    Sim,
+    _served_url,
+    _terminate,
+    _wait_for,
+    running_daemon,
+    serving_simulator,
+    write_config,
+)
 
 from poller.simulator.webhooks import SIMULATOR_PUBLIC_KEY, basic_authorization, telnyx_headers
 
@@ -110,3 +120,37 @@ def test_run_without_webhooks_listen_serves_no_receiver(tmp_path: Path) -> None:
                   seconds=STARTUP_SECONDS)
         assert _served_url(daemon, "webhooks.listen") is None
         assert _terminate(daemon) == 0, daemon.stderr()
+
+
+def test_simulate_pushes_events_that_run_applies(tmp_path: Path) -> None:
+    """``poller simulate --webhook-url`` and ``poller run`` with its receiver there, as the
+    README's manual set-up would: events of both providers are stored and, once polled past,
+    applied; Bandwidth members get exact join times from them."""
+    with socket.socket() as probe:  # a free port for the receiver, named to both
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with serving_simulator("--seed", "2", "--conferences", "4", "--webhook-url",
+                           f"http://127.0.0.1:{port}/webhooks") as sim:
+        telnyx, bandwidth = (dict(account) for account in sim.accounts)
+        telnyx["webhook_public_key_env"] = "TELNYX_PUBLIC_KEY"
+        bandwidth |= {"webhook_username_env": "BW_WEBHOOK_USER",
+                      "webhook_password_env": "BW_WEBHOOK_PASSWORD"}
+        database, config = tmp_path / "hooks.db", tmp_path / "config.toml"
+        write_config(config, database, [telnyx, bandwidth])
+        config.write_text(config.read_text() + f'\n[webhooks]\nlisten = "127.0.0.1:{port}"\n')
+        with running_daemon(sim, config, database) as daemon:
+            def applied() -> bool:
+                assert daemon.alive(), daemon.stderr()
+                rows = dict(daemon.query("SELECT provider, COUNT(*) FROM webhook_event WHERE "
+                                         "outcome = 'applied' GROUP BY provider"))
+                exact = daemon.query("SELECT COUNT(*) FROM member WHERE joined_at_source = "
+                                     "'webhook'")
+                return len(rows) == 2 and bool(exact) and exact[0][0] > 0
+
+            _wait_for("events of both providers applied", applied)
+            conflicts = daemon.query("SELECT detail FROM webhook_event WHERE outcome = "
+                                     "'conflict'")
+            assert _terminate(daemon) == 0, daemon.stderr()
+            logged = daemon.stderr()
+    assert conflicts == []
+    assert "Traceback" not in logged

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, text
 
 from poller.model import EventKind, Provider, ProviderEvent
 from poller.store.inbox import store_event, stored_events
-from poller.store.reconcile import PARTNER_WAIT_SECONDS, reconcile
+from poller.store.reconcile import PARTNER_WAIT_SECONDS, STALE_SECONDS, reconcile
 from poller.store.recorder import Recorder
 
 CONF_BW = "conf-bw-1"
@@ -211,3 +211,12 @@ def test_reconcile_after_a_rejoin_refines_the_right_stay(engine: Engine) -> None
     assert same(second[2], at(27))
     assert same(second[4], at(33))
     assert second[5] == "webhook"
+
+
+def test_an_event_pending_for_a_day_is_given_up(engine: Engine) -> None:
+    """Its conference never polled past it: after ``STALE_SECONDS`` it is ``unmatched`` (and
+    so can be pruned), before that it waits."""
+    deliver(engine, event(EventKind.MEMBER_JOINED, 5, "c-1", conference="conf-unknown"),
+            received=6)
+    assert reconcile(engine, at(6 + STALE_SECONDS - 1)).outcomes == {}
+    assert reconcile(engine, at(6 + STALE_SECONDS + 1)).outcomes == {("bandwidth", "unmatched"): 1}
