@@ -72,9 +72,12 @@ class EventDelivery:
     _next: int = 0
     _queue: list[_Pending] = field(default_factory=list)
     _rng: random.Random = field(init=False)
+    _order: random.Random = field(init=False)
+    """Shuffles sends (apart from ``_rng``, so the faults drawn do not depend on timing)."""
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.faults.seed)  # noqa: S311 (reproducible, not secret)
+        self._order = random.Random(self.faults.seed + 1)  # noqa: S311
         self._events = sorted((event for provider in self.accounts
                                for timeline in self.sim.timelines(provider)
                                for event in conference_events(self.sim, timeline)),
@@ -101,7 +104,7 @@ class EventDelivery:
             self._schedule(self._events[self._next])
             self._next += 1
         due = [p for p in self._queue if p.due_ms <= now_ms and p.next_try <= time.monotonic()]
-        self._rng.shuffle(due)
+        self._order.shuffle(due)
         for pending in due:
             self._queue.remove(pending)
             await self._send(client, pending)
