@@ -358,6 +358,8 @@ class ProviderEvent:
     """The provider's time of the event (Telnyx ``occurred_at``, Bandwidth ``eventTime``)."""
     reason: str | None = None
     """Telnyx ``conference.ended`` ``reason``."""
+    name: str | None = None
+    """The conference's name where the event says it (Bandwidth ``name``)."""
     warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

@@ -19,6 +19,11 @@ is the request answered, so a crash after the answer loses nothing; a repeated d
 answered the same and stored once. With the database away the answer is ``503``: nothing was
 stored, and the provider delivers again (or to its failover URL).
 
+A new conference-created event of an account with ``discover = true`` (and, with
+``discover_name``, an event naming that name: Bandwidth's do, Telnyx's do not) starts polling
+the conference at once, as discovery would have at its next listing (``discovered`` target, the
+account's default region for Telnyx).
+
 A reload swaps the accounts and secrets whole (:meth:`WebhookReceiver.reconfigure`); the
 address takes a restart.
 """
@@ -44,8 +49,8 @@ from poller.config import (
 )
 from poller.daemon.endpoints import ObservabilityServer, build_server
 from poller.daemon.metrics import PollerMetrics
-from poller.errors import ConfigError, StoreUnavailable, WebhookRejected
-from poller.model import Provider, ProviderEvent
+from poller.errors import ConfigError, InvalidConferenceId, StoreUnavailable, WebhookRejected
+from poller.model import EventKind, Provider, ProviderEvent, TargetKey, path_segment
 from poller.polling.internal import InternalErrors
 from poller.providers.webhooks import (
     check_basic,
@@ -68,6 +73,8 @@ RECONCILE_SECONDS = 1.0
 class _Account:
     provider: Provider
     secret: WebhookSecret
+    discover: bool = False
+    discover_name: str | None = None
 
 
 class WebhookReceiver:
@@ -90,7 +97,8 @@ class WebhookReceiver:
         for account in config.accounts:
             secret = secrets.get(account.name)
             if secret is not None:
-                accounts[account.name] = _Account(account.kind, secret)
+                accounts[account.name] = _Account(account.kind, secret, account.discover,
+                                                  account.discover_name)
         if config.webhooks.listen != self.settings.listen:
             log.warning("webhooks.listen changed: that takes a restart; the receiver keeps "
                         "its address")
@@ -155,6 +163,8 @@ class WebhookReceiver:
             return PlainTextResponse("internal error", status_code=500)
         if self.metrics is not None:
             self.metrics.observe_webhook(provider, stored=new)
+        if new and event.kind is EventKind.CONFERENCE_CREATED:
+            await self._track(name, event)
         log.debug("%s event %s %s for account %r (%s)", provider, event.event_type, event.key,
                   name, "stored" if new else "a repeated delivery")
         return Response(status_code=200 if provider is Provider.TELNYX else 204)
@@ -175,6 +185,25 @@ class WebhookReceiver:
                           tolerance_seconds=self.settings.timestamp_tolerance_seconds)
             return parse_telnyx_event(body), body
         return parse_bandwidth_event(body), body
+
+    async def _track(self, name: str, event: ProviderEvent) -> None:
+        """Poll a conference its creation event told of, for a discovering account."""
+        account = self._accounts.get(name)
+        if (account is None or not account.discover or event.conference_id is None
+                or (account.discover_name is not None and event.name != account.discover_name)):
+            return
+        try:
+            path_segment(event.conference_id)
+            added = await self.store.add_discovered(
+                [TargetKey(account.provider, name, event.conference_id)], self.clock())
+        except (StoreUnavailable, InvalidConferenceId) as error:
+            log.warning("%s conference %.80r of account %r: not tracked from its creation event "
+                        "(discovery still lists it): %s", account.provider, event.conference_id,
+                        name, error)
+            return
+        for target in added:
+            log.info("tracking %s conference %s of account %r from its creation event",
+                     target.provider, target.conference_id, name)
 
     def _refused(self, provider: Provider, name: str, rejected: WebhookRejected) -> Response:
         if self.metrics is not None:

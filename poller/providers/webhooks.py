@@ -186,4 +186,4 @@ def parse_bandwidth_event(body: bytes) -> ProviderEvent:
         conference_id=_text(document.get("conferenceId"), "conferenceId"),
         call_id=_text(document.get("callId"), "callId"),
         occurred_at=_time(document.get("eventTime"), "eventTime", warnings),
-        warnings=tuple(warnings))
+        name=_text(document.get("name"), "name"), warnings=tuple(warnings))

@@ -336,3 +336,32 @@ async def test_a_reload_swaps_the_accounts_whole(engine: Engine) -> None:
                                   headers={"authorization": basic_authorization()})
     assert (refused.status_code, taken.status_code) == (404, 204)
     assert [e.account for e in stored_events(engine)] == ["bw"]
+
+
+async def test_a_creation_event_starts_tracking_for_a_discovering_account(
+        engine: Engine) -> None:
+    """``discover = true``: a new conferenceCreated adds the conference as a discovered target,
+    due now; with ``discover_name``, only a conference of that name; without discover, none."""
+    from sqlalchemy import text
+
+    discovering = CONFIG.replace('webhook_password_env = "BW_HOOK_PASSWORD"\n',
+                                 'webhook_password_env = "BW_HOOK_PASSWORD"\ndiscover = true\n'
+                                 'discover_name = "standup"\n')
+    config = parse_config(tomllib.loads(discovering), environ={})
+    hooks = WebhookReceiver(config, resolve_webhook_secrets(config, ENVIRON), Store(engine),
+                            clock=lambda: NOW)
+
+    def created(conference: str, name: str) -> bytes:
+        return json.dumps({"eventType": "conferenceCreated", "conferenceId": conference,
+                           "name": name, "eventTime": "2026-03-01T11:59:00Z"}).encode()
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=hooks.app()),
+                                 base_url="http://poller") as client:
+        for body in (created("conf-a", "standup"), created("conf-b", "other")):
+            answer = await client.post("/webhooks/bandwidth/bw", content=body,
+                                       headers={"authorization": basic_authorization()})
+            assert answer.status_code == 204
+    with engine.connect() as conn:
+        targets = conn.execute(text("SELECT account, conference_id, source, state "
+                                    "FROM poll_target")).all()
+    assert [tuple(t) for t in targets] == [("bw", "conf-a", "discovered", "active")]
