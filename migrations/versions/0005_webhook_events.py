@@ -4,7 +4,9 @@ Each Telnyx webhook or Bandwidth callback that passes the receiver's checks (sig
 credentials, size, JSON) is inserted here, raw, before the request is answered; a delivery of an
 event already stored only counts in ``deliveries``. Unique on (``provider``, ``account``,
 ``event_key``): Telnyx's event ``id``, or for Bandwidth (no ID) a hash of the callback's fields.
-``kind`` is what poller applies it as (NULL: a type it keeps but does not apply). ``outcome``
+``kind`` is what poller applies it as (NULL: a type it keeps but does not apply);
+``apply_after`` is the poll time from which it can be applied (its time plus the clock-skew
+allowance). ``outcome``
 says what became of it: ``pending``, ``ignored``, ``applied``, ``conflict`` or ``unmatched``
 (``docs/webhooks.md``).
 
@@ -49,6 +51,7 @@ def upgrade() -> None:
         sa.Column("call_id", sa.String(), nullable=True),
         sa.Column("occurred_at", TS, nullable=True),
         sa.Column("received_at", TS, nullable=False),
+        sa.Column("apply_after", TS, nullable=True),
         sa.Column("deliveries", sa.Integer(), server_default=sa.text("1"), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("outcome", sa.String(), nullable=False),
@@ -60,7 +63,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_webhook_event_conference", "webhook_event",
                     ["account", "conference_id", "occurred_at"])
-    op.create_index("ix_webhook_event_outcome", "webhook_event", ["outcome"])
+    op.create_index("ix_webhook_event_outcome", "webhook_event", ["outcome", "apply_after"])
     op.create_index("ix_webhook_event_received_at", "webhook_event", ["received_at"])
     op.add_column("conference", sa.Column("detail_records_at", TS, nullable=True))
     op.add_column("conference", sa.Column("detail_records_next_at", TS, nullable=True))

@@ -159,8 +159,9 @@ def flag_column(key: str, header: str) -> TableColumn:
     return TableColumn(header, lambda row: "yes" if row[key] else "")
 
 
-EXACT_SOURCES = frozenset({"provider", "webhook", "detail_record", "conference_completed"})
-"""Time sources the provider gave (``docs/schema.md``); the others are poll brackets."""
+EXACT_SOURCES = frozenset({"provider", "webhook", "detail_record"})
+"""Time sources the provider gave for the member itself (``docs/schema.md``); the others are
+poll brackets, or the conference's completion (``conference_completed``)."""
 
 
 def exact_ends(joined: Value, left: Value) -> str:

@@ -238,14 +238,15 @@ class ObservabilityServer(uvicorn.Server):
         return [sock.getsockname()[:2] for server in self.servers for sock in server.sockets]
 
 
-def build_server(app: Starlette, host: str, port: int, *, key: str | None = None
-                 ) -> ObservabilityServer:
+def build_server(app: Starlette, host: str, port: int, *, key: str | None = None,
+                 limit_concurrency: int | None = None) -> ObservabilityServer:
     """A server for ``app`` on ``host:port`` (no signal handlers, no access log lines).
 
-    ``key`` names the setting the address came from (``metrics.listen``) in errors.
+    ``key`` names the setting the address came from (``metrics.listen``) in errors; past
+    ``limit_concurrency`` connections and requests at once uvicorn answers 503.
     """
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                            lifespan="off")
+                            lifespan="off", limit_concurrency=limit_concurrency)
     return ObservabilityServer(config, key=key)
 
 

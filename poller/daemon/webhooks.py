@@ -31,6 +31,7 @@ address takes a restart.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,6 +66,9 @@ log = logging.getLogger(__name__)
 
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="poller webhooks"'}
 STORE_RETRY_AFTER_SECONDS = 30
+MAX_CONCURRENT_REQUESTS = 200
+"""Past this many connections at once the receiver answers 503 (the providers retry) rather
+than queue without bound on the loop the polls share."""
 RECONCILE_SECONDS = 1.0
 """How often ``poller run`` applies the pending events (while the receiver is on)."""
 
@@ -88,6 +92,9 @@ class WebhookReceiver:
         self.metrics = metrics
         self.internal = internal or InternalErrors()
         self.settings = config.webhooks
+        self.refusals: Counter[tuple[str, str]] = Counter()
+        """Requests refused so far, by (provider, reason): each kind is logged at WARNING the
+        1st, 10th, 100th … time only, so a flood of bad requests does not flood the log."""
         self._accounts: dict[str, _Account] = {}
         self.reconfigure(config, secrets)
 
@@ -208,9 +215,14 @@ class WebhookReceiver:
     def _refused(self, provider: Provider, name: str, rejected: WebhookRejected) -> Response:
         if self.metrics is not None:
             self.metrics.observe_webhook(provider, rejected=rejected.reason)
-        level = logging.DEBUG if rejected.reason == "challenged" else logging.WARNING
-        log.log(level, "%s webhook for account %.60r refused (%d %s): %s", provider, name,
-                rejected.status, rejected.reason, rejected)
+        kind = (provider.value, rejected.reason)
+        self.refusals[kind] += 1
+        count = self.refusals[kind]
+        loud = rejected.reason != "challenged" and count == 10 ** (len(str(count)) - 1)
+        log.log(logging.WARNING if loud else logging.DEBUG,
+                "%s webhook for account %.60r refused (%d %s): %s%s", provider, name,
+                rejected.status, rejected.reason, rejected,
+                f" ({count} refused for this reason so far)" if count > 1 else "")
         headers = dict(BASIC_CHALLENGE) if (
             rejected.status == 401 and provider is Provider.BANDWIDTH) else {}
         if rejected.status == 503:
@@ -242,7 +254,8 @@ async def start_receiver(servers: list[ObservabilityServer], receiver: WebhookRe
     address = settings.address
     if address is None:
         return
-    server = build_server(receiver.app(), *address, key="webhooks.listen")
+    server = build_server(receiver.app(), *address, key="webhooks.listen",
+                          limit_concurrency=MAX_CONCURRENT_REQUESTS)
     try:
         await server.start()
     except ConfigError as error:

@@ -108,11 +108,11 @@ def check_basic(authorization: str | None, username: str, password: str) -> None
 
 
 def _document(body: bytes) -> dict[str, Any]:
-    """The JSON object of ``body``, or ``malformed``."""
+    """The JSON object of ``body`` (UTF-8, as stored), or ``malformed``."""
     try:
-        document = json.loads(body)
+        document = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise reject("the body is not JSON", "malformed", 400) from None
+        raise reject("the body is not JSON in UTF-8", "malformed", 400) from None
     if not isinstance(document, dict):
         raise reject("the body is not a JSON object", "malformed", 400)
     return document
@@ -125,7 +125,17 @@ def _text(value: object, what: str, *, required: bool = False) -> str | None:
     if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
         raise reject(f"{what} is {'missing or ' if required else ''}not a non-empty string",
                      "malformed", 400)
+    if "\x00" in value or _has_surrogate(value):  # no database column could hold it
+        raise reject(f"{what} holds a NUL or a lone surrogate", "malformed", 400)
     return value
+
+
+def _has_surrogate(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _time(value: object, what: str, warnings: list[str]) -> datetime | None:
@@ -169,7 +179,7 @@ def parse_telnyx_event(body: bytes) -> ProviderEvent:
 def bandwidth_event_key(document: Mapping[str, Any]) -> str:
     """Bandwidth sends no event ID: the SHA-256 of the callback's fields (sorted JSON), the
     same for every delivery of one callback."""
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))  # ASCII: any text
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 

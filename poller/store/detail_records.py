@@ -1,8 +1,11 @@
 """Telnyx participant detail records applied to a completed conference's members.
 
-For accounts with ``detail_records = true``, each Telnyx conference seen completed, or gone
-(404: it ended unseen, its last members perhaps never polled), is due for its
-conference-participant detail records (``due_for_records``); Telnyx has them only some time
+For accounts with ``detail_records = true``, each Telnyx conference seen completed, or retired
+as gone (404 ``polling.not_found_retire_after`` times in a row: it ended unseen, its last
+members perhaps never polled; a passing 404 of a live one must not close its members early),
+that ended within ``MAX_AGE_DAYS``
+(turning the setting on does not fetch all history), is due for its conference-participant
+detail records (``due_for_records``); Telnyx has them only some time
 after the end, so an empty answer puts the next attempt off (``postpone``: 30 s, doubling, at
 most an hour apart, ``MAX_TRIES`` attempts in all, about a day). :func:`apply_records` then,
 in one transaction under the conference's row lock, per record:
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Table, exists, func, insert, or_, select, update
 
 from poller.model import ParticipantRecord
 from poller.store.database import store_errors
@@ -32,6 +35,7 @@ from poller.store.schema import Base
 from poller.store.stays import insert_stay
 
 CONFERENCE: Table = Base.metadata.tables["conference"]
+TARGET: Table = Base.metadata.tables["poll_target"]
 MEMBER: Table = Base.metadata.tables["member"]
 MEMBER_EVENT: Table = Base.metadata.tables["member_event"]
 
@@ -40,6 +44,7 @@ EXACT_SOURCES = frozenset({"provider", "webhook", SOURCE})
 FIRST_RETRY_SECONDS = 30.0
 MAX_RETRY_SECONDS = 3600.0
 MAX_TRIES = 30
+MAX_AGE_DAYS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +72,21 @@ def due_for_records(engine: Engine, accounts: Collection[str], now: datetime, li
     longest over first."""
     if not accounts:
         return []
+    ended = func.coalesce(CONFERENCE.c.completed_at, CONFERENCE.c.gone_at)
     query = (select(CONFERENCE.c.id, CONFERENCE.c.account, CONFERENCE.c.conference_id,
                     CONFERENCE.c.detail_records_tries)
              .where(CONFERENCE.c.provider == "telnyx",
-                    or_(CONFERENCE.c.status == "completed", CONFERENCE.c.gone_at.is_not(None)),
+                    or_(CONFERENCE.c.status == "completed", exists().where(
+                        TARGET.c.account == CONFERENCE.c.account,
+                        TARGET.c.conference_id == CONFERENCE.c.conference_id,
+                        TARGET.c.retired_reason == "gone")),
+                    ended >= now - timedelta(days=MAX_AGE_DAYS),
                     CONFERENCE.c.account.in_(sorted(accounts)),
                     CONFERENCE.c.detail_records_at.is_(None),
                     CONFERENCE.c.detail_records_tries < MAX_TRIES,
                     or_(CONFERENCE.c.detail_records_next_at.is_(None),
                         CONFERENCE.c.detail_records_next_at <= now))
-             .order_by(func.coalesce(CONFERENCE.c.completed_at, CONFERENCE.c.gone_at),
-                       CONFERENCE.c.id).limit(limit))
+             .order_by(ended, CONFERENCE.c.id).limit(limit))
     with store_errors("finding conferences due for detail records"), engine.connect() as conn:
         return [DueConference(*row) for row in conn.execute(query)]
 

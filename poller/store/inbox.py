@@ -19,7 +19,7 @@ that no daemon holds; one due sooner keeps its time).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select, update
 
@@ -31,6 +31,9 @@ PENDING = "pending"
 IGNORED = "ignored"
 
 _TABLE = Base.metadata.tables["webhook_event"]
+SKEW_SECONDS = 2.0
+"""How far the provider's clock may be from poller's: an event is applied once its conference
+was polled this long after the event's time (``poller.store.reconcile``)."""
 _UNIQUE = ("provider", "account", "event_key")
 _MEMBER_KINDS = frozenset({EventKind.MEMBER_JOINED, EventKind.MEMBER_LEFT})
 
@@ -59,6 +62,8 @@ def store_event(engine: Engine, account: str, event: ProviderEvent, body: str,
             kind=event.kind.value if event.kind is not None else None,
             conference_id=event.conference_id,
             call_id=event.call_id, occurred_at=event.occurred_at, received_at=received_at,
+            apply_after=(event.occurred_at + timedelta(seconds=SKEW_SECONDS)
+                         if outcome == PENDING and event.occurred_at is not None else None),
             deliveries=1, body=body, outcome=outcome, detail=detail
         ).returning(_TABLE.c.id)).first()
         if inserted is not None:

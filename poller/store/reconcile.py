@@ -2,8 +2,9 @@
 
 Polling stays the authority; an event only makes the times of what polling saw exact, and adds
 the member stays polling could not see. :func:`reconcile` takes the ``pending`` events whose
-conference has been polled *past* their time (``poll_target.last_success_at`` at least
-``SKEW_SECONDS`` after ``occurred_at``), in provider-time order, and gives each an outcome:
+conference has been polled *past* their time (``poll_target.last_success_at`` at or after the
+event's ``apply_after``, its time plus ``SKEW_SECONDS``; or the conference seen completed at or
+after it), in provider-time order, and gives each an outcome:
 
 * **member joined / left, member known** (matched on ``call_control_id``, which is also
   Bandwidth's ``callId``): the member's ``joined``/``rejoined`` (or ``left``) event whose bracket
@@ -11,14 +12,20 @@ conference has been polled *past* their time (``poll_target.last_success_at`` at
   that time as its ``provider_changed_at``, with ``"time_source": "webhook"`` in its ``detail``
   (a ``left`` event's ``detail.source`` becomes ``webhook``), and so do ``member.joined_at`` /
   ``left_at`` (source ``webhook``) when it is the member's first join or its current leave.
+  A member event an event or detail record already timed matches only that very time (± the
+  skew), and a join never lands after the member's leave, nor a leave before its join.
   A time the provider's REST answer already gave (Telnyx ``created_at``, ``updated_at`` at
   the leave) is kept: ``applied``, nothing changes. No bracket holds it: ``conflict``, nothing
   changes (it contradicts what a poll saw, or a stay inside one polling saw whole).
-* **member joined / left, no member**: a stay no poll saw (it began and ended between two
-  polls). A join and its leave (the first leave of that call after it) are recorded together
+* **member joined / left, no member** (Bandwidth): a stay no poll saw (it began and ended
+  between two polls). A join and its leave (the first leave of that call at or after it) are
+  recorded together
   as a member whose ``member_id`` is the call, with both exact times (sources ``webhook``):
   both ``applied``. Alone for ``PARTNER_WAIT_SECONDS`` after it arrived, one of the pair is
-  ``unmatched`` (a stay with only one end known is not invented).
+  ``unmatched`` (a stay with only one end known is not invented). A Telnyx event of a
+  participant no poll listed is ``unmatched`` at once: Telnyx lists every participant, those who
+  left included, under a participant ``id`` its events do not carry, so the stay is polling's or
+  the detail records' to record (from the events too it would be one person twice).
 * **conference created**: the conference's own creation time stays the REST one: ``applied``.
 * **conference ended**: ``applied`` when a poll after it saw the conference completed, else
   ``conflict``. (Its arrival already made the conference due: :mod:`poller.store.inbox`.)
@@ -38,9 +45,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, select, tuple_, update
+from sqlalchemy import Connection, Engine, Table, and_, or_, select, tuple_, update
 
 from poller.model import EventKind
+from poller.store import inbox
 from poller.store.database import store_errors
 from poller.store.schema import Base
 from poller.store.stays import insert_stay
@@ -51,7 +59,7 @@ CONFERENCE: Table = Base.metadata.tables["conference"]
 MEMBER: Table = Base.metadata.tables["member"]
 MEMBER_EVENT: Table = Base.metadata.tables["member_event"]
 
-SKEW_SECONDS = 2.0
+SKEW_SECONDS = inbox.SKEW_SECONDS
 """How far an event's time may lie outside a poll bracket and still match it (the provider's
 clock against poller's)."""
 PARTNER_WAIT_SECONDS = 60.0
@@ -84,8 +92,23 @@ def reconcile(engine: Engine, now: datetime, *, limit: int = BATCH) -> Reconcile
         return _Reconciler(conn, now).run(limit)
 
 
-def _covers(polled: datetime | None, at: datetime) -> bool:
-    return polled is not None and polled >= at + _SKEW
+def _covered(event: Row, target: Row, conference: Row) -> bool:
+    """Whether polling has looked past ``event``: a poll at or after its ``apply_after``, or
+    the conference seen completed at or after the event's time (after the end nothing more can
+    be seen, and the completing poll may come within the skew of the last leave)."""
+    polled: datetime | None = target["last_success_at"]
+    if polled is not None and event["apply_after"] is not None and polled >= event["apply_after"]:
+        return True
+    completed: datetime | None = conference["completed_at"]
+    return (conference["status"] == "completed" and completed is not None
+            and event["occurred_at"] <= completed)
+
+
+def _already_exact(row: Row, joined: bool) -> datetime | None:
+    """The time an event or detail record already gave this member event, if one did."""
+    detail = row["detail"] or {}
+    told = detail.get("time_source") if joined else detail.get("source")
+    return row["provider_changed_at"] if told in ("webhook", "detail_record") else None
 
 
 def _brackets(event: Row, at: datetime) -> bool:
@@ -105,10 +128,17 @@ class _Reconciler:
 
     def run(self, limit: int) -> ReconcileStats:
         self._give_up_stale()
-        due = (select(EVENT).join(TARGET, and_(TARGET.c.account == EVENT.c.account,
-                                               TARGET.c.conference_id == EVENT.c.conference_id))
-               .where(EVENT.c.outcome == "pending", TARGET.c.last_success_at >= EVENT.c.occurred_at)
-               .order_by(EVENT.c.occurred_at, EVENT.c.id).limit(limit))
+        same = {table: and_(table.c.account == EVENT.c.account,
+                            table.c.conference_id == EVENT.c.conference_id)
+                for table in (TARGET, CONFERENCE)}
+        covered = or_(TARGET.c.last_success_at >= EVENT.c.apply_after,
+                      and_(CONFERENCE.c.status == "completed",
+                           EVENT.c.occurred_at <= CONFERENCE.c.completed_at))
+        # Other daemons reconciling at the same time skip the events this one took.
+        due = (select(EVENT).join(TARGET, same[TARGET]).join(CONFERENCE, same[CONFERENCE])
+               .where(EVENT.c.outcome == "pending", covered)
+               .order_by(EVENT.c.occurred_at, EVENT.c.id).limit(limit)
+               .with_for_update(skip_locked=True, of=EVENT))
         events = [row._mapping for row in self.conn.execute(due)]
         keys = sorted({(e["account"], e["conference_id"]) for e in events})
         targets = self._locked(TARGET, keys)
@@ -118,10 +148,9 @@ class _Reconciler:
                 continue
             key = (event["account"], event["conference_id"])
             target, conference = targets.get(key), conferences.get(key)
-            if target is None or conference is None or not _covers(
-                    target["last_success_at"], event["occurred_at"]):
+            if target is None or conference is None or not _covered(event, target, conference):
                 continue
-            result = self._apply(event, conference, target["last_success_at"])
+            result = self._apply(event, target, conference)
             if result is not None:
                 self._close(event, *result)
         return self.stats
@@ -145,8 +174,11 @@ class _Reconciler:
         return {(r._mapping["account"], r._mapping["conference_id"]): r._mapping for r in rows}
 
     def _close(self, event: Row, outcome: str, detail: str | None) -> None:
-        self.conn.execute(update(EVENT).where(EVENT.c.id == event["id"]).values(
-            outcome=outcome, processed_at=self.now, detail=detail))
+        closed = self.conn.execute(update(EVENT).where(
+            EVENT.c.id == event["id"], EVENT.c.outcome.in_(("pending", UNMATCHED))).values(
+            outcome=outcome, processed_at=self.now, detail=detail)).rowcount
+        if not closed:
+            return  # another daemon gave it its outcome meanwhile
         self.done.add(event["id"])
         self.stats.outcomes[(event["provider"], outcome)] += 1
         if outcome == CONFLICT and detail is not None:
@@ -154,8 +186,8 @@ class _Reconciler:
 
     # -- one event ---------------------------------------------------------------------------
 
-    def _apply(self, event: Row, conference: Row,
-               polled: datetime) -> tuple[str, str | None] | None:
+    def _apply(self, event: Row, target: Row, conference: Row
+               ) -> tuple[str, str | None] | None:
         """``(outcome, detail)``, or ``None`` to leave it pending."""
         kind, at = event["kind"], event["occurred_at"]
         if kind == EventKind.CONFERENCE_CREATED:
@@ -171,7 +203,7 @@ class _Reconciler:
             .order_by(MEMBER.c.id))]
         if members:
             return self._refine(event, members)
-        return self._stay(event, conference, polled)
+        return self._stay(event, target, conference)
 
     def _refine(self, event: Row, members: Sequence[Row]
                 ) -> tuple[str, str | None]:
@@ -183,7 +215,7 @@ class _Reconciler:
                 select(MEMBER_EVENT).where(MEMBER_EVENT.c.member_pk == member["id"],
                                            MEMBER_EVENT.c.kind.in_(kinds))
                 .order_by(MEMBER_EVENT.c.seq))]
-            match = next((r for r in rows if _brackets(r, at)), None)
+            match = next((r for r in rows if self._matches(r, member, at, joined)), None)
             if match is None:
                 continue
             detail = dict(match["detail"] or {})
@@ -209,15 +241,38 @@ class _Reconciler:
         return CONFLICT, (f"{event['event_type']} of call {event['call_id']} at {at.isoformat()}: "
                           f"no {what} seen by polling brackets that time")
 
+    @staticmethod
+    def _matches(row: Row, member: Row, at: datetime, joined: bool) -> bool:
+        """Whether the event at ``at`` is this member event: its poll bracket holds it, or (a
+        time an event or record gave already) it is that very time; never a join after the
+        member's leave, nor a leave before its join."""
+        exact = _already_exact(row, joined)
+        if exact is not None:
+            return abs(exact - at) <= _SKEW
+        if not _brackets(row, at):
+            return False
+        if joined and row["kind"] == "joined" and member["left_at"] is not None:
+            return bool(at <= member["left_at"] + _SKEW)
+        if not joined and member["joined_at"] is not None:
+            return bool(at >= member["joined_at"] - _SKEW)
+        return True
+
     def _member(self, pk: int, **values: Any) -> None:
         self.conn.execute(update(MEMBER).where(MEMBER.c.id == pk).values(**values))
 
-    def _stay(self, event: Row, conference: Row,
-              polled: datetime) -> tuple[str, str | None] | None:
-        """No member has this call: a stay between two polls, recorded from its two ends."""
+    def _stay(self, event: Row, target: Row, conference: Row
+              ) -> tuple[str, str | None] | None:
+        """No member has this call: a stay between two polls, recorded from its two ends.
+
+        Not for Telnyx: it lists every participant, those who left included, under its own
+        participant ``id`` (which its events do not carry), so polling or the detail records
+        record the stay; one made from the events too would be the same person twice."""
         at, joined = event["occurred_at"], event["kind"] == EventKind.MEMBER_JOINED
+        if event["provider"] == "telnyx":
+            return UNMATCHED, ("no poll listed this participant: Telnyx lists every one, so "
+                               "its stay is left to polling and detail records")
         other = EventKind.MEMBER_LEFT if joined else EventKind.MEMBER_JOINED
-        time_ok = EVENT.c.occurred_at >= at - _SKEW if joined else EVENT.c.occurred_at <= at + _SKEW
+        time_ok = EVENT.c.occurred_at >= at if joined else EVENT.c.occurred_at <= at
         partners = [r._mapping for r in self.conn.execute(
             select(EVENT).where(EVENT.c.account == event["account"],
                                 EVENT.c.conference_id == event["conference_id"],
@@ -232,7 +287,7 @@ class _Reconciler:
             return UNMATCHED, ("no poll listed this call and the other end of its stay never "
                                "came: nothing recorded")
         join, leave = (event, partners[0]) if joined else (partners[0], event)
-        if not _covers(polled, leave["occurred_at"]):
+        if not _covered(leave, target, conference):
             return None  # polling has not looked past the leave yet
         insert_stay(self.conn, conference["id"], join["call_id"], joined_at=join["occurred_at"],
                     left_at=leave["occurred_at"], source="webhook", now=self.now,

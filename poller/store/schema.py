@@ -352,7 +352,7 @@ class WebhookEvent(Base):
     __table_args__ = (
         UniqueConstraint("provider", "account", "event_key"),
         Index("ix_webhook_event_conference", "account", "conference_id", "occurred_at"),
-        Index("ix_webhook_event_outcome", "outcome"),
+        Index("ix_webhook_event_outcome", "outcome", "apply_after"),
         Index("ix_webhook_event_received_at", "received_at"),
     )
 
@@ -371,6 +371,9 @@ class WebhookEvent(Base):
     """The provider's time of the event (Telnyx ``occurred_at``, Bandwidth ``eventTime``)."""
     received_at: Mapped[datetime]
     """When the first delivery of it was stored."""
+    apply_after: Mapped[datetime | None]
+    """A poll of its conference at or after this (``occurred_at`` + the skew allowance) has
+    looked past it: it can be applied. NULL for events that are not applied."""
     deliveries: Mapped[int] = mapped_column(server_default=text("1"))
     body: Mapped[str] = mapped_column(Text)
     """The request body exactly as received (a Telnyx signature can be checked again on it)."""

@@ -220,3 +220,84 @@ def test_an_event_pending_for_a_day_is_given_up(engine: Engine) -> None:
             received=6)
     assert reconcile(engine, at(6 + STALE_SECONDS - 1)).outcomes == {}
     assert reconcile(engine, at(6 + STALE_SECONDS + 1)).outcomes == {("bandwidth", "unmatched"): 1}
+
+
+def test_a_second_stay_of_one_call_between_polls_does_not_overwrite_the_first(
+        engine: Engine) -> None:
+    """c-2 came twice between the polls at 10 and 20 (12–13, 15–17): the first stay is
+    recorded from its events; the second cannot be placed in a sequence polling never saw, so
+    its events are conflicts, and the first stay keeps its exact times."""
+    recorder = Recorder(engine)
+    for when in (0, 10, 20):
+        recorder.record([bandwidth_observation(at=when, members=[bandwidth_member("c-1")])])
+    deliver(engine, event(EventKind.MEMBER_JOINED, 12, "c-2"),
+            event(EventKind.MEMBER_LEFT, 13, "c-2"), event(EventKind.MEMBER_JOINED, 15, "c-2"),
+            event(EventKind.MEMBER_LEFT, 17, "c-2"), received=21)
+    stats = reconcile(engine, at(22))
+    assert stats.outcomes == {("bandwidth", "applied"): 2, ("bandwidth", "conflict"): 2}
+    stays = [s for s in sessions(engine) if s[0] == "c-2"]
+    assert len(stays) == 1
+    assert same(stays[0][2], at(12))
+    assert same(stays[0][4], at(13))
+
+
+def test_a_later_rejoin_takes_its_own_event(engine: Engine) -> None:
+    """c-2's stay 12–13 came from its events; the poll at 30 lists it again (rejoined in
+    (20, 30]): the join event at 25 makes that rejoin exact, not the first stay."""
+    recorder = Recorder(engine)
+    for when in (0, 10, 20):
+        recorder.record([bandwidth_observation(at=when, members=[bandwidth_member("c-1")])])
+    deliver(engine, event(EventKind.MEMBER_JOINED, 12, "c-2"),
+            event(EventKind.MEMBER_LEFT, 13, "c-2"), received=21)
+    assert reconcile(engine, at(28)).stays == 1
+    recorder.record([bandwidth_observation(at=30, members=[bandwidth_member("c-1"),
+                                                           bandwidth_member("c-2")])])
+    recorder.record([bandwidth_observation(at=40, members=[bandwidth_member("c-1"),
+                                                           bandwidth_member("c-2")])])
+    deliver(engine, event(EventKind.MEMBER_JOINED, 25, "c-2"), received=31)
+    assert reconcile(engine, at(41)).outcomes == {("bandwidth", "applied"): 1}
+    first, second = [s for s in sessions(engine) if s[0] == "c-2"]
+    assert (same(first[2], at(12)), same(first[4], at(13))) == (True, True)
+    assert same(second[2], at(25))
+
+
+def test_a_leave_is_never_paired_with_a_later_join(engine: Engine) -> None:
+    """The first join of c-3 was lost; it left at 11 and came back at 12.5, between polls:
+    no stay 12.5 → 11 is made; both ends wait, then are unmatched."""
+    recorder = Recorder(engine)
+    for when in (0, 10, 20):
+        recorder.record([bandwidth_observation(at=when, members=[bandwidth_member("c-1")])])
+    deliver(engine, event(EventKind.MEMBER_LEFT, 11, "c-3"),
+            event(EventKind.MEMBER_JOINED, 12.5, "c-3"), received=21)
+    assert reconcile(engine, at(22)).outcomes == {}
+    later = reconcile(engine, at(22 + PARTNER_WAIT_SECONDS))
+    assert later.outcomes == {("bandwidth", "unmatched"): 2}
+    assert later.stays == 0
+
+
+def test_the_last_events_are_applied_by_the_completing_poll(engine: Engine) -> None:
+    """The end event made the conference due at once, so the completing poll came 0.4 s after
+    the last leave (less than the skew): the completion itself covers them."""
+    recorder = Recorder(engine)
+    for when in (0, 10):
+        recorder.record([bandwidth_observation(at=when, members=[bandwidth_member("c-1")])])
+    deliver(engine, event(EventKind.MEMBER_LEFT, 14, "c-1"),
+            event(EventKind.CONFERENCE_ENDED, 14), received=14.2)
+    recorder.record([bandwidth_observation(at=14.4, completed_at=14)])
+    assert reconcile(engine, at(15)).outcomes == {("bandwidth", "applied"): 2}
+
+
+def test_telnyx_events_of_a_participant_no_poll_listed_are_left_to_polling(
+        engine: Engine) -> None:
+    """Telnyx lists every participant under an ``id`` its events do not carry: a stay made from
+    the events would be the same person twice once a poll or a detail record names it."""
+    recorder = Recorder(engine)
+    for when in (0, 10, 20):
+        recorder.record([telnyx_observation(at=when)])
+    deliver(engine, event(EventKind.MEMBER_JOINED, 12, "cc-x", provider=Provider.TELNYX,
+                          conference="conf-1"),
+            event(EventKind.MEMBER_LEFT, 13, "cc-x", provider=Provider.TELNYX,
+                  conference="conf-1"), received=21)
+    stats = reconcile(engine, at(23))
+    assert stats.outcomes == {("telnyx", "unmatched"): 2}
+    assert rows(engine, "SELECT COUNT(*) FROM member") == [(0,)]
