@@ -55,6 +55,14 @@ DAILY = bandwidth_target("conf-bw-1")
 RECENT = telnyx_target("conf-recent")
 
 
+@pytest.fixture(autouse=True)
+def _now_is_now() -> None:
+    """``NOW`` anew for each test (before its database is recorded): a slow suite must not
+    age the "recent" rows past the ``--since`` windows the tests ask about."""
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0)
+
+
 def recent(hours_ago: float) -> datetime:
     """A moment ``hours_ago`` before the real current time."""
     return NOW - timedelta(hours=hours_ago)
@@ -163,7 +171,9 @@ def iso(moment: float | datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-RECENT_CREATED = recent(2) - timedelta(minutes=1)
+def recent_created() -> datetime:
+    """When the recent conference was created (a minute before its first poll)."""
+    return recent(2) - timedelta(minutes=1)
 
 
 def conference_rows() -> list[dict[str, Any]]:
@@ -180,7 +190,7 @@ def conference_rows() -> list[dict[str, Any]]:
 
     return [
         row("telnyx", "telnyx-main", "conf-recent", "standup", "in_progress",
-            iso(RECENT_CREATED)),
+            iso(recent_created())),
         row("telnyx", "telnyx-eu", "conf-open", "standup", "in_progress", iso(290)),
         row("telnyx", "telnyx-main", "conf-vanish", "standup", "in_progress", iso(195),
             gone=True),
@@ -208,7 +218,7 @@ def transition_rows() -> list[dict[str, Any]]:
     tm, bw = ("telnyx", "telnyx-main"), ("bandwidth", "bandwidth-main")
     return [
         row(recent(1), *tm, "conf-recent", 2, "init", "in_progress", previous=recent(2)),
-        row(recent(2), *tm, "conf-recent", 1, None, "init", changed=RECENT_CREATED),
+        row(recent(2), *tm, "conf-recent", 1, None, "init", changed=recent_created()),
         row(300, "telnyx", "telnyx-eu", "conf-open", 1, None, "in_progress"),
         row(200, *tm, "conf-vanish", 1, None, "in_progress"),
         row(180, *tm, "conf-standup", 2, "in_progress", "completed", "all_left", 120, 178),
@@ -322,7 +332,7 @@ def test_conferences_table(recorded: str) -> None:
     assert ok(recorded, "conferences") == f"""\
 provider   account         conference    name     status       created               completed             duration  end reason  peak  members  gone
 ---------  --------------  ------------  -------  -----------  --------------------  --------------------  --------  ----------  ----  -------  ----
-telnyx     telnyx-main     conf-recent   standup  in_progress  {t(RECENT_CREATED)}                                                 1        1
+telnyx     telnyx-main     conf-recent   standup  in_progress  {t(recent_created())}                                                 1        1
 telnyx     telnyx-eu       conf-open     standup  in_progress  2025-03-01T12:04:50Z                                                 1        1
 telnyx     telnyx-main     conf-vanish   standup  in_progress  2025-03-01T12:03:15Z                                                 1        1  yes
 telnyx     telnyx-main     conf-standup  standup  completed    2025-03-01T11:59:00Z  2025-03-01T12:02:58Z     3m58s  all_left       2        2

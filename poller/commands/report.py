@@ -160,15 +160,13 @@ def flag_column(key: str, header: str) -> TableColumn:
 
 
 EXACT_SOURCES = frozenset({"provider", "webhook", "detail_record"})
-"""Time sources the provider gave for the member itself (``docs/schema.md``); the others are
-poll brackets, or the conference's completion (``conference_completed``)."""
+"""Time sources the provider gave for the member itself (``docs/schema.md``)."""
 
 
 def exact_ends(joined: Value, left: Value) -> str:
-    """Which ends of a stay the provider timed: ``both``, ``joined``, ``left`` or ``none``
-    (``both`` for a member still present whose join is exact)."""
-    exact_join = joined in EXACT_SOURCES
-    exact_left = left is None or left in EXACT_SOURCES
+    """Which ends of a stay the provider timed: ``both`` (a member still present: its join),
+    ``joined``, ``left`` or ``none``."""
+    exact_join, exact_left = joined in EXACT_SOURCES, left is None or left in EXACT_SOURCES
     if exact_join and exact_left:
         return "both"
     return "joined" if exact_join else "left" if exact_left and left is not None else "none"
