@@ -119,3 +119,26 @@ def test_promtool_accepts_the_exposition() -> None:
                             input=generate_latest(metrics.registry), capture_output=True,
                             timeout=60, check=False)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+SERVICE = ROOT / "deploy" / "systemd" / "poller.service"
+
+
+def test_the_documented_unit_is_the_shipped_one() -> None:
+    docs = (ROOT / "docs" / "operations.md").read_text()
+    shown = docs.split("## systemd", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
+    assert shown == SERVICE.read_text()
+
+
+def test_the_unit_is_sandboxed() -> None:
+    """``systemd-analyze security`` rates the unit's exposure at most 2.0 (of 10)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("systemd-analyze is not installed; CI must run this check")
+        pytest.skip("systemd-analyze is not installed")
+    result = subprocess.run([analyze, "security", "--offline=yes", str(SERVICE)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    found = re.search(r"Overall exposure level for poller\.service: ([0-9.]+)", result.stdout)
+    assert found is not None, result.stdout + result.stderr
+    assert float(found.group(1)) <= 2.0, result.stdout
