@@ -103,3 +103,27 @@ def test_a_schema_newer_than_this_poller_is_named_and_refused(args: list[str],
     assert "schema revision 0099_future, which this poller does not know" in result.stderr
     assert f"its newest is {migrate.head()}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_json_log_lines_carry_their_context_as_fields() -> None:
+    """``JsonFormatter``: what a call passes as ``extra`` (the documented context fields)
+    becomes fields of the line; other attributes do not; the message stays whole."""
+    import json
+    import logging
+
+    from poller.daemon.logs import JsonFormatter
+
+    record = logging.LogRecord("poller.polling.poller", logging.WARNING, __file__, 1,
+                               "%s conference %s: poll failed", ("telnyx", "c-1"), None)
+    for name, value in {"provider": "telnyx", "account": "tx", "conference_id": "c-1",
+                        "kind": "timeout", "http_status": None, "duration_ms": 12.5,
+                        "daemon": "poller-a", "unrelated": "x"}.items():
+        setattr(record, name, value)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "telnyx conference c-1: poll failed"
+    assert {k: line[k] for k in ("provider", "account", "conference_id", "kind",
+                                 "duration_ms", "daemon")} == {
+        "provider": "telnyx", "account": "tx", "conference_id": "c-1", "kind": "timeout",
+        "duration_ms": 12.5, "daemon": "poller-a"}
+    assert "http_status" not in line  # None: not known, left out
+    assert "unrelated" not in line

@@ -56,7 +56,7 @@ from poller.daemon.endpoints import (
 )
 from poller.daemon.jobs import SideJobs
 from poller.daemon.joining import Joining
-from poller.daemon.logs import log_tick
+from poller.daemon.logs import log_tick, set_daemon
 from poller.daemon.membership import Membership
 from poller.daemon.metrics import PollerMetrics, observe_tick
 from poller.daemon.pruning import Pruner
@@ -106,6 +106,7 @@ class Daemon:
                                      internal=self.internal, on_fleet_size=self._fleet_size,
                                      on_lost=self._identity_lost)
         self.identity = self.membership.identity
+        set_daemon(self.identity)  # every JSON log line says which daemon wrote it
         self.lease_seconds = self.membership.lease_seconds
         self.poller = app.poller(store, owner=self.identity, lease_seconds=self.lease_seconds)
         self.spool = spool

@@ -222,7 +222,9 @@ class WebhookReceiver:
         log.log(logging.WARNING if loud else logging.DEBUG,
                 "%s webhook for account %.60r refused (%d %s): %s%s", provider, name,
                 rejected.status, rejected.reason, rejected,
-                f" ({count} refused for this reason so far)" if count > 1 else "")
+                f" ({count} refused for this reason so far)" if count > 1 else "",
+                extra={"provider": provider.value, "account": name[:100],
+                       "reason": rejected.reason, "http_status": rejected.status})
         headers = dict(BASIC_CHALLENGE) if (
             rejected.status == 401 and provider is Provider.BANDWIDTH) else {}
         if rejected.status == 503:

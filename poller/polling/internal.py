@@ -45,10 +45,12 @@ class InternalErrors:
         if count == 1:
             log.error("internal error in %s while %s (a bug of poller's own, not the "
                       "provider's or the database's; carrying on): %s: %s", where, doing,
-                      type(error).__name__, error, exc_info=error)
+                      type(error).__name__, error, exc_info=error,
+                      extra={"kind": "internal", "where": where})
         elif _is_power_of_ten(count):
             log.warning("the same internal error in %s again, %d times so far (last while "
-                        "%s): %s: %s", where, count, doing, type(error).__name__, error)
+                        "%s): %s: %s", where, count, doing, type(error).__name__, error,
+                        extra={"kind": "internal", "where": where})
         if self.observer is not None:
             self.observer.observe_internal_error(where)
 

@@ -298,14 +298,15 @@ class Poller:
                                   message=f"poll took longer than its {deadline:g} s deadline "
                                           "(poll_deadline_seconds)")
             log.warning("%s conference %s of account %r: poll failed (timeout): %s",
-                        key.provider.value, key.conference_id, key.account, failure.message)
+                        key.provider.value, key.conference_id, key.account, failure.message,
+                        extra=_context(key, failure, started))
             return failure
         except ProviderError as error:
             failure = PollFailure.from_error(key, self.clock(), error)
             log.warning("%s conference %s of account %r: poll failed (%s%s): %s",
                         key.provider.value, key.conference_id, key.account, failure.kind,
                         f", HTTP {failure.http_status}" if failure.http_status else "",
-                        failure.message)
+                        failure.message, extra=_context(key, failure, started))
             self._pause_if_needed(account, failure)
             return failure
         except Exception as error:  # the tick is the boundary: log, record, carry on
@@ -374,3 +375,11 @@ class Poller:
         for key, warning in stats.warnings:
             log.warning("%s conference %s of account %r: %s", key.provider.value,
                         key.conference_id, key.account, warning)
+
+
+def _context(key: TargetKey, failure: PollFailure, started: float) -> dict[str, object]:
+    """The fields of a failed poll's log line (``poller.daemon.logs``: JSON fields)."""
+    return {"provider": key.provider.value, "account": key.account,
+            "conference_id": key.conference_id, "kind": failure.kind,
+            "http_status": failure.http_status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1)}

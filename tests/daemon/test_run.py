@@ -239,6 +239,17 @@ def test_run_records_both_providers_and_stops_on_sigterm(sim: Sim, tmp_path: Pat
     failed = [r for r in records if "poll failed" in r["message"]]
     assert failed, "some conferences of the lively world do not exist yet: 404s are logged"
     assert all(r["level"] == "WARNING" and "-sim'" in r["message"] for r in failed)
+    # The context as fields of their own (docs/operations.md "Logs"), the daemon on every line.
+    for record in failed:
+        assert record["account"] in (TELNYX, BANDWIDTH)
+        assert record["provider"] in ("telnyx", "bandwidth")
+        assert record["conference_id"] in record["message"]
+        assert record["kind"] == "not_found"
+        assert record["http_status"] == 404
+        assert record["duration_ms"] >= 0
+    daemons = {r.get("daemon") for r in records if r["logger"].startswith("poller.")}
+    assert len(daemons) == 1
+    assert None not in daemons
     for secret in sim.env.values():
         assert secret not in logged
     truth = httpx.get(f"{sim.url}/_sim/truth", timeout=30).json()
