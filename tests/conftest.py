@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,23 @@ from sqlalchemy import Engine
 
 from poller.store import migrate
 from poller.store.database import make_engine
+
+WORKERS_PER_CPU = 2
+"""``-n auto`` (what ``./dev test`` passes) starts this many pytest-xdist workers per CPU: much
+of the suite waits on subprocesses, sockets, fsyncs and PostgreSQL rather than computing."""
+
+MAX_AUTO_WORKERS = 8
+"""…and at most this many (each fleet or proof test runs several daemons and PostgreSQL
+connections)."""
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent under -p no:xdist
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """The number of workers of ``-n auto``; ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # pytest-xdist's own hook reads it
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_AUTO_WORKERS, WORKERS_PER_CPU * (cpus or 1)))
 
 
 @pytest.fixture

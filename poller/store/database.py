@@ -22,7 +22,10 @@
 ``insert_ignoring_duplicates()`` is ``INSERT … ON CONFLICT DO NOTHING`` in either dialect.
 
 :class:`FileIdentity` notices a SQLite file deleted or replaced under a running poller: SQLite
-goes on writing to the open (now unlinked) file, so nothing else would.
+goes on writing to the open (now unlinked) file, so nothing else would. Once an engine has
+opened its SQLite file, its later connections open it ``mode=rw``: a file deleted meanwhile
+fails them (the store is down) instead of being created anew, empty, at that path (which would
+also make the deletion look like a replacement).
 """
 
 from __future__ import annotations
@@ -128,16 +131,28 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs: Any) ->
 
 
 def _configure_sqlite(engine: Engine, *, foreign_keys: bool) -> None:
-    """Install the pragmas and the ``BEGIN IMMEDIATE`` recipe on a SQLite engine."""
+    """Install the pragmas, the ``BEGIN IMMEDIATE`` recipe and, for a file, ``mode=rw`` once it
+    was opened, on a SQLite engine."""
+    is_file = engine.url.database not in (None, "", ":memory:")
+    opened = False
+
+    @event.listens_for(engine, "do_connect")
+    def _on_do_connect(_dialect: Any, _record: ConnectionPoolEntry, cargs: list[Any],
+                       cparams: dict[str, Any]) -> None:
+        if opened and is_file and not cparams.get("uri"):
+            cargs[0] = Path(cargs[0]).absolute().as_uri() + "?mode=rw"
+            cparams["uri"] = True
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
+        nonlocal opened
+        opened = True
         # Stop the sqlite3 driver from emitting BEGIN itself; ``_on_begin`` does it instead.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            if engine.url.database not in (None, "", ":memory:"):
+            if is_file:
                 cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")

@@ -31,7 +31,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine, inspect, select, text
 from test_history_vs_truth import BANDWIDTH, TELNYX, compare
-from waiting import wait_for
+from waiting import catches, wait_for
 
 from poller.store.database import make_engine
 from poller.store.fleet import register
@@ -468,7 +468,12 @@ def test_a_sighup_right_after_the_start_reloads_instead_of_killing(sim: Sim,
     database, config = tmp_path / "hup.db", tmp_path / "config.toml"
     write_config(config, database, sim.accounts)
     with running_daemon(sim, config, database) as daemon:
-        time.sleep(0.05)  # well inside the imports
+        # The moment poller notes signals, before it imports the rest of itself: a fixed sleep
+        # could fall before the interpreter even runs poller's code on a loaded machine (where
+        # SIGHUP's default action still applies, and would rightly kill it).
+        wait_for("poller to note SIGHUP", lambda: (
+            daemon.alive() and catches(daemon.process.pid, signal.SIGHUP)),
+            seconds=STARTUP_SECONDS, every=0.001)
         daemon.process.send_signal(signal.SIGHUP)
         _wait_for("the early SIGHUP's reload", lambda: (
             daemon.alive() and "configuration reloaded" in daemon.stderr()))

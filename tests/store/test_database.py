@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sqlite3
 import time
@@ -12,7 +13,7 @@ from factories import telnyx_observation
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError
 
-from poller.errors import StoreUnavailable
+from poller.errors import StoreDown, StoreUnavailable
 from poller.store import migrate
 from poller.store.database import make_engine, normalise_url
 from poller.store.recorder import Recorder, is_retryable
@@ -77,6 +78,33 @@ def test_unreachable_sqlite_raises_store_unavailable(tmp_path: Path) -> None:
     engine.dispose()
     with pytest.raises(StoreUnavailable):
         migrate.current(url)
+
+
+def test_a_deleted_sqlite_file_is_not_created_again_by_a_new_connection(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    """Once an engine opened its SQLite file, a connection it opens after the file was deleted
+    fails (the store is down) rather than creating an empty database at that path; the file
+    of a new engine is still created as usual (and a path needing URI quoting works)."""
+    path = tmp_path / "odd #name.db"
+    shutil.copyfile(sqlite_template, path)
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        Recorder(engine).record([telnyx_observation()])
+        with engine.connect() as held:  # the pool's one connection, busy while the file goes
+            path.unlink()
+            with pytest.raises(StoreDown, match="unable to open database file"):
+                Recorder(engine).record([telnyx_observation()])  # needs a new connection
+            held.exec_driver_sql("SELECT 1")
+        assert not path.exists()
+    finally:
+        engine.dispose()
+    fresh = make_engine(f"sqlite:///{path}")
+    try:
+        with fresh.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        assert path.exists()
+    finally:
+        fresh.dispose()
 
 
 def test_unreachable_postgresql_raises_store_unavailable() -> None:
