@@ -125,3 +125,15 @@ def postgres_url(postgres_pool: DatabasePool) -> Iterator[str]:
         yield postgres_pool.server.url_for(name)
     finally:
         postgres_pool.give_back(name)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The one-line figures of the proofs (``tests/daemon/test_proofs.py``,
+    ``test_webhook_proofs.py``), at the end of the run. Here, in the root conftest, so that
+    the pytest-xdist controller (which collects no test module) has it too."""
+    lines = [value for reports in terminalreporter.stats.values() for report in reports
+             for name, value in getattr(report, "user_properties", ()) if name == "proof"]
+    if lines:
+        terminalreporter.section("proofs: recorded history vs ground truth")
+        for line in dict.fromkeys(lines):
+            terminalreporter.write_line(str(line))
