@@ -27,6 +27,9 @@ from poller.store.spool import Spool
 pytestmark = pytest.mark.anyio
 
 WAIT_SECONDS = 30.0
+BANDWIDTH_SECONDS = 10.0
+"""Bound on a round's Bandwidth polls being recorded while Telnyx trickles: well inside the
+Telnyx polls' 30 s deadline, so Bandwidth's polls waiting for them still fail the test."""
 
 
 class SwitchableStore(Store):
@@ -60,6 +63,18 @@ async def settled(pipeline: Pipeline) -> None:
     await asyncio.sleep(0)
     while pipeline.in_flight or pipeline.unwritten:
         assert loop.time() < deadline, "the pipeline did not settle"
+        await asyncio.sleep(0.005)
+
+
+async def only_telnyx_left(pipeline: Pipeline) -> None:
+    """Wait until every poll still running is a Telnyx one and every finished one is recorded
+    (for at most ``BANDWIDTH_SECONDS``: Bandwidth's polls must not wait for Telnyx's)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BANDWIDTH_SECONDS
+    await asyncio.sleep(0)
+    while pipeline.unwritten or any(key.account != "telnyx-sim"
+                                    for _, key in pipeline._in_flight.values()):
+        assert loop.time() < deadline, "Bandwidth's polls were not recorded meanwhile"
         await asyncio.sleep(0.005)
 
 
@@ -97,7 +112,7 @@ async def test_a_slow_server_holds_only_its_own_polls(engine: Engine, tmp_path: 
     telnyx = len(world.config.account("telnyx-sim").conferences)
     for _ in range(4):
         await pipeline.run_due()
-        await asyncio.sleep(0.2)  # Bandwidth answers, Telnyx keeps trickling
+        await only_telnyx_left(pipeline)  # Bandwidth answers, Telnyx keeps trickling
         world.clock.advance(10)
     bandwidth = [t for t in fetch(engine, "poll_target") if t["account"] == "bandwidth-sim"]
     assert pipeline.in_flight == telnyx, "the Telnyx polls are still waiting for their bodies"
