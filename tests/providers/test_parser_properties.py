@@ -49,10 +49,12 @@ def check(parse: Any, document: object) -> None:
 TIMESTAMPS = frozenset({"created_at", "updated_at", "expires_at", "createdTime", "completedTime"})
 
 
-def conforms(value: object, example: object, key: str) -> bool:
+def conforms(value: object, example: object, key: str, *, nested: bool = False) -> bool:
     """Whether ``value`` has the type the spec gives field ``key`` (``example`` is the spec's
-    example value): null is "not reported"; timestamps must be readable."""
-    if key == "id":
+    example value): null is "not reported"; timestamps must be readable. Only the object's own
+    ``id`` is required; a nested object's (a participant's ``conference.id``) is a plain
+    string field."""
+    if key == "id" and not nested:
         return isinstance(value, str) and value != ""
     if value is None:
         return True
@@ -66,7 +68,7 @@ def conforms(value: object, example: object, key: str) -> bool:
     if isinstance(example, list):
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
     if isinstance(example, dict):
-        return isinstance(value, dict) and all(conforms(value.get(k), v, k)
+        return isinstance(value, dict) and all(conforms(value.get(k), v, k, nested=True)
                                                for k, v in example.items())
     return True
 
