@@ -113,14 +113,9 @@ class WebhookReceiver:
             update={"listen": self.settings.listen})
 
     async def reconcile(self) -> None:
-        """Apply the pending events polling has caught up with (a daemon job; never raises)."""
-        try:
-            stats = await self.store.reconcile(self.clock())
-        except StoreUnavailable:
-            return  # the pipeline says so already; the events wait
-        except Exception as error:  # our own bug: said once, the events wait
-            self.internal.report("reconcile", error, "applying provider events")
-            return
+        """Apply the pending events polling has caught up with, count and log what it did
+        (a daemon job: ``poller.daemon.jobs`` is its error boundary)."""
+        stats = await self.store.reconcile(self.clock())
         for detail in stats.conflicts:
             log.warning("provider event not applied (polling saw otherwise): %s", detail)
         if self.metrics is not None:

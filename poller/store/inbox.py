@@ -39,7 +39,8 @@ _MEMBER_KINDS = frozenset({EventKind.MEMBER_JOINED, EventKind.MEMBER_LEFT})
 
 
 def first_outcome(event: ProviderEvent) -> tuple[str, str | None]:
-    """``(outcome, detail)`` of a newly stored event (see the module docstring)."""
+    """``(outcome, detail)`` of a newly stored event (see the module docstring); a pending
+    one's detail is what the parser noticed (a timestamp without a time zone …), if anything."""
     if event.kind is None:
         return IGNORED, f"{event.event_type}: not an event type poller applies"
     missing = [name for name, value in (("conference ID", event.conference_id),
@@ -48,7 +49,7 @@ def first_outcome(event: ProviderEvent) -> tuple[str, str | None]:
         missing.append("call ID")
     if missing:
         return IGNORED, f"{event.event_type} without its {' or '.join(missing)}"
-    return PENDING, None
+    return PENDING, "; ".join(event.warnings) or None
 
 
 def store_event(engine: Engine, account: str, event: ProviderEvent, body: str,

@@ -143,14 +143,11 @@ class _Reconciler:
         keys = sorted({(e["account"], e["conference_id"]) for e in events})
         targets = self._locked(TARGET, keys)
         conferences = self._locked(CONFERENCE, keys)
-        for event in events:
+        for event in events:  # covered: the query asked for that (``_covered`` in SQL)
             if event["id"] in self.done:
                 continue
             key = (event["account"], event["conference_id"])
-            target, conference = targets.get(key), conferences.get(key)
-            if target is None or conference is None or not _covered(event, target, conference):
-                continue
-            result = self._apply(event, target, conference)
+            result = self._apply(event, targets[key], conferences[key])
             if result is not None:
                 self._close(event, *result)
         return self.stats
@@ -176,7 +173,8 @@ class _Reconciler:
     def _close(self, event: Row, outcome: str, detail: str | None) -> None:
         closed = self.conn.execute(update(EVENT).where(
             EVENT.c.id == event["id"], EVENT.c.outcome.in_(("pending", UNMATCHED))).values(
-            outcome=outcome, processed_at=self.now, detail=detail)).rowcount
+            outcome=outcome, processed_at=self.now,
+            detail=EVENT.c.detail if detail is None else detail)).rowcount  # keep the parser's
         if not closed:
             return  # another daemon gave it its outcome meanwhile
         self.done.add(event["id"])
@@ -218,12 +216,13 @@ class _Reconciler:
             match = next((r for r in rows if self._matches(r, member, at, joined)), None)
             if match is None:
                 continue
+            if _already_exact(match, joined) is not None:
+                return APPLIED, "this change's time came from an event or record already"
             detail = dict(match["detail"] or {})
             if joined:
-                provider_time = (match["kind"] == "joined" and member["joined_at_source"] ==
-                                 "provider") or (match["kind"] == "rejoined" and
-                                                 match["provider_changed_at"] is not None
-                                                 and detail.get("time_source") != "webhook")
+                provider_time = (member["joined_at_source"] == "provider"
+                                 if match["kind"] == "joined"
+                                 else match["provider_changed_at"] is not None)
                 detail["time_source"] = "webhook"
             else:
                 provider_time = detail.get("source") == "provider"

@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, null, select, update
+from sqlalchemy import ColumnElement, Engine, delete, null, select, update
+from sqlalchemy.orm import InstrumentedAttribute
 
 from poller.model import require_utc
 from poller.store.database import store_errors
@@ -93,34 +94,28 @@ def prune(
 
 def _delete_events(engine: Engine, cutoff: datetime, batch_size: int) -> int:
     """Delete ``webhook_event`` rows received before ``cutoff`` that have an outcome."""
-    total = 0
-    while True:
-        oldest = (select(WebhookEvent.id)
-                  .where(WebhookEvent.received_at < cutoff, WebhookEvent.outcome != "pending")
-                  .order_by(WebhookEvent.received_at).limit(batch_size))
-        with engine.begin() as conn:
-            ids = list(conn.scalars(oldest))
-            if ids:
-                conn.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(ids)))
-        total += len(ids)
-        if len(ids) < batch_size:
-            return total
+    return _delete_oldest(engine, WebhookEvent, WebhookEvent.received_at, batch_size,
+                          WebhookEvent.received_at < cutoff, WebhookEvent.outcome != "pending")
 
 
 def _delete_poll_errors(engine: Engine, cutoff: datetime, batch_size: int) -> int:
     """Delete ``poll_error`` rows older than ``cutoff``, oldest first, a batch at a time."""
+    return _delete_oldest(engine, PollError, PollError.occurred_at, batch_size,
+                          PollError.occurred_at < cutoff)
+
+
+def _delete_oldest(engine: Engine, model: type[PollError] | type[WebhookEvent],
+                   age: InstrumentedAttribute[datetime], batch_size: int,
+                   *where: ColumnElement[bool]) -> int:
+    """Delete the rows of ``model`` matching ``where``, oldest (by ``age``) first, a batch
+    per transaction; how many."""
     total = 0
     while True:
-        oldest = (
-            select(PollError.id)
-            .where(PollError.occurred_at < cutoff)
-            .order_by(PollError.occurred_at)
-            .limit(batch_size)
-        )
+        oldest = select(model.id).where(*where).order_by(age).limit(batch_size)
         with engine.begin() as conn:
             ids = list(conn.scalars(oldest))
             if ids:
-                conn.execute(delete(PollError).where(PollError.id.in_(ids)))
+                conn.execute(delete(model).where(model.id.in_(ids)))
         total += len(ids)
         if len(ids) < batch_size:
             return total

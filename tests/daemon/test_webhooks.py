@@ -370,3 +370,17 @@ async def test_a_creation_event_starts_tracking_for_a_discovering_account(
         targets = conn.execute(text("SELECT account, conference_id, source, state "
                                     "FROM poll_target")).all()
     assert [tuple(t) for t in targets] == [("bw", "conf-a", "discovered", "active")]
+
+
+async def test_what_the_parser_noticed_is_kept_with_the_event(
+        receiver: tuple[httpx.AsyncClient, PollerMetrics], engine: Engine) -> None:
+    """A time without a zone is read as UTC and said in ``detail``, not dropped."""
+    client, _ = receiver
+    body = telnyx_joined(occurred_at="2026-03-01T11:59:58")
+    answer = await client.post("/webhooks/telnyx/tx", content=body, headers=signed(body))
+    assert answer.status_code == 200
+    [event] = stored_events(engine)
+    assert event.outcome == "pending"
+    assert event.occurred_at == datetime(2026, 3, 1, 11, 59, 58, tzinfo=UTC)
+    assert event.detail is not None
+    assert "no time zone" in event.detail
