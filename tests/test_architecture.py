@@ -84,7 +84,7 @@ def test_no_sql_outside_the_store(path: Path) -> None:
 
 
 STAGES = ("errors", "model", "config", "providers", "store", "polling", "daemon", "app",
-          "commands", "cli", "entry")
+          "reports", "commands", "cli", "entry")
 """The stages of the flow, each allowed to import only those before it (and itself)."""
 SIDE_PACKAGES = {"simulator": {"errors", "model", "simulator"}}
 """Packages off the flow, and what they may import."""

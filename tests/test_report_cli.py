@@ -37,8 +37,9 @@ from sqlalchemy import text, update
 from sqlalchemy.engine import make_url
 
 from poller.commands import CliState
-from poller.commands.report import format_duration, parse_since, render_csv, render_json, report
+from poller.commands.report import parse_since, report
 from poller.model import PollResult
+from poller.reports.tables import format_duration, render_csv, render_json
 from poller.store import migrate
 from poller.store.database import make_engine
 from poller.store.recorder import Recorder

@@ -38,7 +38,7 @@ import uvicorn
 
 from poller.app import App
 from poller.commands import CliState
-from poller.commands.report import SUMMARY, render_table
+from poller.commands.report import SUMMARY
 from poller.commands.simulate import _listening_socket
 from poller.config import (
     ApiKeyCredentials,
@@ -52,6 +52,7 @@ from poller.daemon.logs import configure_logging
 from poller.daemon.service import Daemon
 from poller.errors import StoreUnavailable
 from poller.model import Provider
+from poller.reports.tables import render_table
 from poller.simulator import FaultConfig, ScenarioConfig, Simulator, WallClock, create_app
 from poller.store import reports
 from poller.store.bootstrap import exclusive_sqlite, open_database

@@ -32,7 +32,10 @@ from typing import cast
 import click
 
 from poller.commands import DATABASE_URL, CliState, pass_state
-from poller.commands.report import (
+from poller.config import load_config
+from poller.errors import StoreUnavailable
+from poller.model import utc_now
+from poller.reports.tables import (
     duration_column,
     number_column,
     raw_value,
@@ -41,9 +44,6 @@ from poller.commands.report import (
     text_column,
     time_column,
 )
-from poller.config import load_config
-from poller.errors import StoreUnavailable
-from poller.model import utc_now
 from poller.store import fleet
 from poller.store.bootstrap import open_at_head
 from poller.store.reports import Report, Value

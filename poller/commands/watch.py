@@ -27,10 +27,10 @@ import json
 import click
 
 from poller.commands import CliState, pass_state
-from poller.commands.report import raw_value, render_table, text_column, time_column
 from poller.config import TELNYX_REGIONS, Config, load_config
 from poller.errors import ConfigError, InvalidConferenceId, NotWatched
 from poller.model import Provider, TargetKey, path_segment, utc_now
+from poller.reports.tables import raw_value, render_table, text_column, time_column
 from poller.store.bootstrap import open_existing, open_migrated
 from poller.store.watchlist import WatchOutcome, unwatch, watch, watched
 
