@@ -25,7 +25,6 @@ from poller.commands.report import report
 from poller.commands.run import run
 from poller.commands.simulate import simulate
 from poller.commands.status import status
-from poller.commands.timeline import timeline
 from poller.commands.watch import watch_group
 from poller.daemon.logs import LOG_FORMATS, LOG_LEVELS, LogFormat
 from poller.daemon.signals import EarlySignals
@@ -64,7 +63,6 @@ cli.add_command(simulate)
 cli.add_command(db)
 cli.add_command(prune)
 cli.add_command(check_config)
-report.add_command(timeline)
 cli.add_command(report)
 cli.add_command(once)
 cli.add_command(run)

@@ -36,8 +36,8 @@ from factories import (
 from sqlalchemy import text, update
 from sqlalchemy.engine import make_url
 
-from poller.commands import CliState
-from poller.commands.report import parse_since, report
+from poller.commands import CliState, parse_since
+from poller.commands.report import report
 from poller.model import PollResult
 from poller.reports.tables import format_duration, render_csv, render_json
 from poller.store import migrate

@@ -2,13 +2,15 @@
 
 This module holds what they share: the top-level options (:class:`CliState`) and the option
 types that check a value before a command runs (a bad one is a usage error, exit 2, never a
-traceback): :data:`DATABASE_URL` and :data:`DAYS`.
+traceback): :data:`DATABASE_URL`, :data:`DAYS` and :func:`since_option` (``--since``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ from poller import config
 from poller.config.fields import MAX_DAYS, parse_database_url
 from poller.daemon.logs import LogFormat, configure_logging
 from poller.daemon.signals import EarlySignals
+from poller.model import utc_now
 
 if TYPE_CHECKING:  # click ≥ 8.2 types its ParamType by the value it converts to
     _TextType = click.ParamType[str]
@@ -86,3 +89,44 @@ class CliState:
 
 pass_state = click.make_pass_decorator(CliState)
 """Decorator giving a command the ``CliState`` as its first argument."""
+
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+
+
+def parse_since(value: str, *, now: datetime) -> datetime:
+    """The aware UTC moment ``value`` names.
+
+    Accepted: a relative age before ``now`` (``90s``, ``30m``, ``24h``, ``7d``, ``2w``), an ISO
+    date (``2025-03-01``, midnight UTC), or an ISO datetime (``2025-03-01T12:00``, ``…Z``,
+    ``…+01:00``); a datetime without an offset is UTC. Raises ``ValueError`` otherwise.
+    """
+    relative = _RELATIVE.match(value)
+    if relative:
+        amount, unit = relative.groups()
+        try:
+            return now - timedelta(seconds=float(amount) * _UNIT_SECONDS[unit])
+        except (OverflowError, ValueError):
+            raise ValueError(f"{value!r} reaches back before the year 1") from None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is neither an ISO date or datetime (2025-03-01, 2025-03-01T12:00Z) "
+            "nor an age like 30m, 24h, 7d"
+        ) from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def since_option(ctx: click.Context, param: click.Parameter, value: str | None
+                  ) -> datetime | None:
+    """Parse ``--since``; relative ages count back from now. A bad value exits 2."""
+    if value is None:
+        return None
+    try:
+        return parse_since(value, now=utc_now())
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None

@@ -19,17 +19,17 @@ safe beside a running daemon. This module parses the options and formats the row
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import click
 
-from poller.commands import DATABASE_URL, CliState, pass_state
+from poller.commands import DATABASE_URL, CliState, pass_state, since_option
+from poller.commands.timeline import timeline
 from poller.errors import StoreUnavailable
-from poller.model import Provider, utc_now
+from poller.model import Provider
 from poller.reports.tables import (
     TableColumn,
     duration_column,
@@ -48,47 +48,6 @@ from poller.store.reports import ReportFilter, ReportQuery, Value
 
 DEFAULT_TABLE_LIMIT = 100
 """Rows a table shows unless ``--limit`` says otherwise (CSV and JSON show all)."""
-
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
-
-
-def parse_since(value: str, *, now: datetime) -> datetime:
-    """The aware UTC moment ``value`` names.
-
-    Accepted: a relative age before ``now`` (``90s``, ``30m``, ``24h``, ``7d``, ``2w``), an ISO
-    date (``2025-03-01``, midnight UTC), or an ISO datetime (``2025-03-01T12:00``, ``…Z``,
-    ``…+01:00``); a datetime without an offset is UTC. Raises ``ValueError`` otherwise.
-    """
-    relative = _RELATIVE.match(value)
-    if relative:
-        amount, unit = relative.groups()
-        try:
-            return now - timedelta(seconds=float(amount) * _UNIT_SECONDS[unit])
-        except (OverflowError, ValueError):
-            raise ValueError(f"{value!r} reaches back before the year 1") from None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError(
-            f"{value!r} is neither an ISO date or datetime (2025-03-01, 2025-03-01T12:00Z) "
-            "nor an age like 30m, 24h, 7d"
-        ) from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def _since_option(ctx: click.Context, param: click.Parameter, value: str | None
-                  ) -> datetime | None:
-    """Parse ``--since``; relative ages count back from now. A bad value exits 2."""
-    if value is None:
-        return None
-    try:
-        return parse_since(value, now=utc_now())
-    except ValueError as error:
-        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
-
 
 def _transition(row: dict[str, Value]) -> str:
     return f"{row['from_status'] or '(new)'} → {row['to_status']}"
@@ -165,7 +124,7 @@ SUMMARY = ReportSpec(reports.summary, [
 def report_options(command: Callable[..., None]) -> Callable[..., None]:
     """Give a report command the ``CliState`` and the options every report takes."""
     options = [
-        click.option("--since", callback=_since_option, default=None, metavar="WHEN",
+        click.option("--since", callback=since_option, default=None, metavar="WHEN",
                      help="Only rows from this moment on (UTC): 2025-03-01, "
                           "2025-03-01T12:00, or an age such as 30m, 24h, 7d."),
         click.option("--provider", type=click.Choice([p.value for p in Provider]),
@@ -260,3 +219,6 @@ def _print_report(state: CliState, spec: ReportSpec, *, since: datetime | None,
         click.echo(spec.empty)
     if result.truncated:
         click.echo(f"(only the first {limit} rows; --limit 0 shows all)", err=True)
+
+
+report.add_command(timeline)

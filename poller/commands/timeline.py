@@ -19,8 +19,7 @@ from pathlib import Path
 
 import click
 
-from poller.commands import DATABASE_URL, CliState, pass_state
-from poller.commands.report import _since_option
+from poller.commands import DATABASE_URL, CliState, pass_state, since_option
 from poller.errors import StoreUnavailable
 from poller.model import Provider, utc_now
 from poller.reports.timeline import build_timeline
@@ -43,7 +42,7 @@ DEFAULT_INDEX_LIMIT = 200
 @click.option("--account", default=None, metavar="NAME",
               help="The account (its name in the config file): needed when two accounts "
                    "recorded the same conference ID; with --since, only this account.")
-@click.option("--since", callback=_since_option, default=None, metavar="WHEN",
+@click.option("--since", callback=since_option, default=None, metavar="WHEN",
               help="Write an index page of the conferences started since WHEN (2025-03-01, "
                    "an age such as 24h or 7d) and a page for each, instead of one page.")
 @click.option("--output", type=click.Path(path_type=Path), default=None, metavar="PATH",
