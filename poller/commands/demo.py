@@ -40,6 +40,7 @@ from poller.app import App
 from poller.commands import CliState
 from poller.commands.report import SUMMARY
 from poller.commands.simulate import _listening_socket
+from poller.commands.timeline import write_busiest
 from poller.config import (
     ApiKeyCredentials,
     Config,
@@ -291,6 +292,14 @@ def demo(ctx: click.Context, duration: float, speed: float, seed: int,
     for name in ("conferences", "transitions", "members"):
         click.echo(f"  {command} report {name} --database-url {shown_url}")
     click.echo("\nTo poll real accounts, see config.toml and docs/configuration.md.")
+    try:
+        page = write_busiest(url, path.parent)
+    except (StoreUnavailable, OSError) as error:
+        click.echo(f"\n(no timeline page: {error})", err=True)
+        return
+    if page is not None:
+        shown_page = page.relative_to(Path.cwd()) if page.is_relative_to(Path.cwd()) else page
+        click.echo(f"\nThe busiest conference, drawn (poller report timeline): {shown_page}")
 
 
 def _poller_command() -> str:

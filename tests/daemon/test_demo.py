@@ -8,6 +8,7 @@ recorded for both providers, the output has its parts, the exit is clean).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -56,6 +57,18 @@ def test_demo_records_both_providers_and_prints_the_summary(tmp_path: Path) -> N
     assert "conferences  total" in out
     assert "conference_summary" in out
     assert "poller report conferences" in out
+    # It ends with the page of its busiest conference, which draws what the database holds.
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("The busiest conference, drawn (poller report timeline): "), out
+    page = (tmp_path / last.rsplit(": ", 1)[1]).read_text()
+    conference_id = page.split("<title>", 1)[1].split("</title>", 1)[0].split(" · ")[2]
+    conference_id = conference_id.split(" ")[0]
+    members = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True).execute(
+        "SELECT m.member_id FROM member m JOIN conference c ON c.id = m.conference_pk "
+        "WHERE c.conference_id = ?", (conference_id,)).fetchall()
+    assert members
+    assert sorted(re.findall(r'<g class="lane" data-member="([^"]+)"', page)) == sorted(
+        member for (member,) in members)
     for account in (TELNYX_ACCOUNT, BANDWIDTH_ACCOUNT):
         conferences = _count(db, "SELECT count(*) FROM conference WHERE account = ?", account)
         transitions = _count(db, "SELECT count(*) FROM status_transition t JOIN conference c "
