@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,54 @@ def test_the_demo_page_is_the_busiest_conference(recorded: str, tmp_path: Path) 
     assert path is not None
     assert path.name == "timeline-bandwidth-conf-bw-1.html"
     assert set(lanes(pictures(path))) == {"c1", "c2"}
+
+
+def test_glitched_provider_times_neither_crash_nor_stretch_the_picture(
+        database_url: str, tmp_path: Path) -> None:
+    """A creation time in 1970 or 9999 (kept with a warning) stays off the scale: the page is
+    written, with a handful of ticks, and the first sighting is drawn as 'first seen'."""
+    for name, created in (("conf-1970", datetime(1970, 1, 1, tzinfo=UTC)),
+                          ("conf-9999", datetime(9999, 12, 31, tzinfo=UTC))):
+        record(database_url, [telnyx_observation(at=0, target=telnyx_target(name),
+                                                 created_at=created, members=[
+                                                     telnyx_member("m", created_at=-5)])])
+        out = tmp_path / f"{name}.svg"
+        result = invoke(database_url, "telnyx", name, "--output", str(out))
+        assert result.exit_code == 0, result.output
+        svgs = pictures(out)
+        assert len(find(svgs, "line", "tick")) <= 2 * 12
+        assert [b.get("data-status") for b in find(svgs, "rect", "band")] == ["in_progress"]
+
+
+def test_no_creation_time_is_drawn_as_first_seen(database_url: str, tmp_path: Path) -> None:
+    """Without ``created_at`` the first status has no lower bound: a dashed 'first seen' edge
+    at the first poll, neither a sharp edge nor nothing."""
+    record(database_url, [telnyx_observation(at=0, target=telnyx_target("conf-x"),
+                                             created_at=None)])
+    out = tmp_path / "x.svg"
+    assert invoke(database_url, "telnyx", "conf-x", "--output", str(out)).exit_code == 0
+    edges = [e.get("data-at") for e in find(pictures(out), "line", "first-seen")
+             if e.get("data-at")]
+    assert edges == [iso(0)]
+
+
+def test_control_characters_keep_the_svg_readable(database_url: str, tmp_path: Path) -> None:
+    """A member ID with control characters still gives well-formed XML."""
+    record(database_url, [telnyx_observation(at=0, target=telnyx_target("conf-c"), members=[
+        telnyx_member("bad\x01id\x1b[31m", created_at=-5)])])
+    out = tmp_path / "c.svg"
+    assert invoke(database_url, "telnyx", "conf-c", "--output", str(out)).exit_code == 0
+    assert set(lanes(pictures(out))) == {"bad\ufffdid\ufffd[31m"}
+
+
+def test_conferences_whose_names_clean_up_alike_get_their_own_pages(
+        database_url: str, tmp_path: Path) -> None:
+    """'a/b' and 'a b' both clean up to 'a_b': the index still writes two pages."""
+    record(database_url, [telnyx_observation(at=0, target=telnyx_target("a/b")),
+                          telnyx_observation(at=1, target=telnyx_target("a b"))])
+    out = tmp_path / "pages"
+    assert invoke(database_url, "--since", "2025-01-01", "--output", str(out)).exit_code == 0
+    links = re.findall(r'href="([^"]+)"', (out / "index.html").read_text())
+    assert len(set(links)) == 2
+    assert all((out / link).exists() for link in links)
+    assert all("/" not in link for link in links)

@@ -70,11 +70,16 @@ def timeline(state: CliState, provider: str | None, conference_id: str | None,
             if since is not None:
                 raise click.UsageError("name one conference or give --since, not both")
             assert provider is not None
-            path = output or Path(page_name(provider, conference_id))
+            path = output or Path(page_name(provider, conference_id, account))
+            if path.is_dir():
+                path = path / page_name(provider, conference_id, account)
             _check_suffix(path)
             click.echo(write_page(url, provider, conference_id, account, path))
         elif since is not None:
             directory = output or Path("timelines")
+            if directory.suffix.lower() in (".html", ".htm", ".svg"):
+                raise click.BadParameter(f"{str(directory)!r}: with --since, --output names a "
+                                         "directory", param_hint="'--output'")
             click.echo(write_index(url, directory, since=since, provider=provider,
                                    account=account, limit=limit or None))
         else:
@@ -82,7 +87,8 @@ def timeline(state: CliState, provider: str | None, conference_id: str | None,
     except StoreUnavailable as error:
         raise click.ClickException(str(error)) from error
     except OSError as error:
-        raise click.ClickException(f"cannot write {error.filename}: {error.strerror}") from error
+        where = error.filename or output or "the page"
+        raise click.ClickException(f"cannot write {where}: {error.strerror or error}") from error
 
 
 def _check_suffix(path: Path) -> None:
@@ -128,7 +134,8 @@ def write_index(url: str, directory: Path, *, since: datetime, provider: str | N
         truncated = limit is not None and len(entries) > limit
         entries = entries[:limit] if limit is not None else entries
         directory.mkdir(parents=True, exist_ok=True)
-        pages = [page_name(e.provider, e.conference_id, e.account) for e in entries]
+        pages = [page_name(e.provider, e.conference_id, e.account, unique=True)
+                 for e in entries]
         for entry, page in zip(entries, pages, strict=True):  # one in memory at a time
             picture = build_timeline(load_timeline(conn, entry.pk))
             (directory / page).write_text(

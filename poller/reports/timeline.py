@@ -21,7 +21,7 @@ observed_at)``, as the ``member_session`` view does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from poller.store.timeline import (
     ConferenceFacts,
@@ -30,6 +30,9 @@ from poller.store.timeline import (
     TimelineFacts,
     TransitionFacts,
 )
+
+PLAUSIBLE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+"""Times outside these years are a provider's glitch (``docs/schema.md``, warnings)."""
 
 EXACT_SOURCES = frozenset({"provider", "webhook", "detail_record"})
 """``member.joined_at_source`` / ``left_at_source`` values that are the provider's time."""
@@ -123,7 +126,7 @@ def build_timeline(facts: TimelineFacts) -> Timeline:
     conference = facts.conference
     opened = conference.created_at
     bands = _bands(facts.transitions, opened)
-    completion = bands[-1].start if bands and bands[-1].status == "completed" else None
+    completion = next((b.start for b in reversed(bands) if b.status == "completed"), None)
     lanes = tuple(_lane(member, opened, completion) for member in facts.members)
     moments = [m for band in bands for m in (band.start, band.end) if m is not None]
     moments += [m for lane in lanes for stay in lane.stays
@@ -132,7 +135,11 @@ def build_timeline(facts: TimelineFacts) -> Timeline:
     known += [t for t in (opened, conference.completed_at, conference.last_observed_at,
                           conference.gone_at, conference.first_observed_at) if t is not None]
     known += [s.start for lane in lanes for stay in lane.stays for s in stay.spans]
-    start, end = min(known), max(known)
+    # An implausible provider time (kept with a warning: 1970, 9999) must not stretch the
+    # scale over decades; shapes there are drawn at the edge. Poll times are always plausible.
+    plausible = [t for t in known if PLAUSIBLE[0] <= t < PLAUSIBLE[1]]
+    plausible = plausible or [conference.first_observed_at]
+    start, end = min(plausible), max(plausible)
     return Timeline(conference=conference, bands=bands, lanes=lanes, start=start, end=end,
                     transitions=facts.transitions)
 
@@ -176,6 +183,8 @@ class _StayBuilder:
 
     def __init__(self, joined: Moment, detail: dict[str, object] | None, at: datetime) -> None:
         self.joined = joined
+        self.last = at
+        """The best time of the stay's latest event."""
         self.open: dict[str, datetime] = {}
         self.spans: list[Span] = []
         detail = detail or {}
@@ -186,6 +195,7 @@ class _StayBuilder:
             self.open["coaching"] = at
 
     def switch(self, kind: str, on: bool, at: datetime) -> None:
+        self.last = max(self.last, at)
         if on and kind not in self.open:
             self.open[kind] = at
         elif not on and kind in self.open:
@@ -206,8 +216,9 @@ def _lane(member: MemberFacts, opened: datetime | None, completion: Moment | Non
     current: _StayBuilder | None = None
     for event in member.events:
         if event.kind in ("joined", "rejoined"):
-            if current is not None:  # a rejoin without a recorded leave: close it unknown
-                stays.append(current.close(None, None, _best(event)))
+            if current is not None:  # a rejoin without a recorded leave: it left before
+                left = Moment.between(current.last, event.observed_at)
+                stays.append(current.close(left, None, _best(event)))
             current = _StayBuilder(_event_moment(event, opened), event.detail, _best(event))
         elif current is None:
             continue

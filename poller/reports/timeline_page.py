@@ -8,6 +8,7 @@ picture in one piece. The index page lists conferences, newest first, each linki
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -32,11 +33,18 @@ td.n { text-align: right; }
 """.replace("WIDTH", str(WIDTH))
 
 
-def page_name(provider: str, conference_id: str, account: str | None = None) -> str:
-    """A file name for one conference's page (``.html``), safe on every file system."""
+def page_name(provider: str, conference_id: str, account: str | None = None, *,
+              unique: bool = False) -> str:
+    """A file name for one conference's page (``.html``), safe on every file system: no path
+    separators, no leading dot. ``unique`` adds a short hash of the exact provider, account
+    and ID, so that two conferences whose names clean up alike never share a file (index
+    pages)."""
     parts = [provider, *([account] if account else []), conference_id]
-    return "timeline-" + "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", p)[:80] for p in parts) \
-        + ".html"
+    name = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip(".")[:80] for part in parts)
+    if unique:
+        digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:10]
+        name = f"{name}-{digest}"
+    return f"timeline-{name}.html"
 
 
 def _title(timeline: Timeline) -> str:

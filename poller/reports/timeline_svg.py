@@ -16,10 +16,12 @@ All text from the database is escaped; nothing is fetched and no script runs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape as _escape
+from xml.sax.saxutils import quoteattr
 
 from poller.reports.timeline import Lane, Moment, StatusBand, Stay, Timeline
 
@@ -47,6 +49,7 @@ text { font: 11px sans-serif; fill: #222; }
 .axis { stroke: #888; }
 .exact { stroke: #000; stroke-width: 2; }
 .open { stroke: #3a6fc4; stroke-dasharray: 3 2; }
+.first-seen { stroke: #000; stroke-width: 1.5; stroke-dasharray: 2 2; }
 """
 
 DEFS = ("<defs><pattern id=\"hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
@@ -85,12 +88,15 @@ class Scale:
     @classmethod
     def of(cls, timeline: Timeline) -> Scale:
         span = max((timeline.end - timeline.start).total_seconds(), 60.0)
-        return cls(timeline.start - timedelta(seconds=span * 0.02),
-                   timeline.end + timedelta(seconds=span * 0.04))
+        try:
+            return cls(timeline.start - timedelta(seconds=span * 0.02),
+                       timeline.end + timedelta(seconds=span * 0.04))
+        except OverflowError:  # at the ends of the calendar: no margin
+            return cls(timeline.start, timeline.start + timedelta(seconds=span))
 
     def x(self, moment: datetime) -> float:
         whole = (self.end - self.start).total_seconds()
-        share = (moment - self.start).total_seconds() / whole
+        share = min(max((moment - self.start).total_seconds() / whole, -0.01), 1.01)
         return round(LABEL_WIDTH + share * (WIDTH - LABEL_WIDTH - RIGHT_MARGIN), 2)
 
     @property
@@ -98,14 +104,28 @@ class Scale:
         return float(WIDTH - RIGHT_MARGIN)
 
 
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def escape(text: str) -> str:
+    """``text`` as XML character data."""
+    return _escape(clean(text))
+
+
+def clean(text: str) -> str:
+    """``text`` without the characters XML 1.0 forbids (shown as U+FFFD): a name from the
+    provider must not make the SVG unreadable."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def _tag(name: str, attrs: dict[str, object], body: str = "") -> str:
-    text = " ".join(f"{key.replace('_', '-')}={quoteattr(str(value))}"
+    text = " ".join(f"{key.replace('_', '-')}={quoteattr(clean(str(value)))}"
                     for key, value in attrs.items() if value is not None)
     return f"<{name} {text}>{body}</{name}>" if body else f"<{name} {text}/>"
 
 
 def _title(text: str) -> str:
-    return f"<title>{escape(text)}</title>"
+    return f"<title>{escape(clean(text))}</title>"
 
 
 def _rect(x0: float, x1: float, y: float, height: float, tooltip: str, **attrs: object) -> str:
@@ -119,8 +139,11 @@ def edge(moment: Moment, scale: Scale, y: float, height: float, what: str) -> li
         x = scale.x(moment.latest)
         return [_tag("line", {"class": "exact", "x1": x, "x2": x, "y1": y, "y2": y + height,
                               "data_at": iso(moment.latest)}, _title(describe(moment, what)))]
-    if moment.width_seconds <= 0:
-        return []
+    if moment.width_seconds <= 0:  # first seen then, earlier unknown: a dashed edge
+        x = scale.x(moment.latest)
+        return [_tag("line", {"class": "first-seen", "x1": x, "x2": x, "y1": y,
+                              "y2": y + height, "data_at": iso(moment.latest)},
+                     _title(describe(moment, what)))]
     x0, x1 = scale.x(moment.earliest), scale.x(moment.latest)
     x0 = min(x0, x1 - 3)  # a bracket narrower than a pixel still shows
     return [_rect(x0, x1, y, height, describe(moment, what), fill="url(#hatch)",
@@ -133,7 +156,7 @@ def _ticks(scale: Scale) -> list[datetime]:
     steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
              43200, 86400, 172800, 604800]
     whole = (scale.end - scale.start).total_seconds()
-    step = next((s for s in steps if whole / s <= 10), steps[-1])
+    step = next((s for s in steps if whole / s <= 10), max(steps[-1], int(whole / 10)))
     first = int(scale.start.timestamp() // step + 1) * step
     return [datetime.fromtimestamp(t, UTC) for t in range(first, int(scale.end.timestamp()) + 1,
                                                            step)]
@@ -215,7 +238,8 @@ def stay_shapes(stay: Stay, scale: Scale, y: float, as_of: datetime) -> list[str
     third = BAR_HEIGHT / 3
     for span in stay.spans:
         span_end = span.end or (stay.left.latest if stay.left is not None else end)
-        out.append(_rect(scale.x(span.start), scale.x(max(span_end, span.start)),
+        drawn_end = min(span_end, end)  # not over the hatched leave
+        out.append(_rect(scale.x(span.start), scale.x(max(drawn_end, span.start)),
                          top + third * SPAN_ROWS[span.kind], third,
                          f"{span.kind.replace('_', ' ')} from {when(span.start)}"
                          + (f" to {when(span_end)}" if span.end else " to the end of the stay"),
@@ -265,6 +289,10 @@ def legend(y: float) -> list[str]:
     out.append(_tag("line", {"class": "exact", "x1": x + 9, "x2": x + 9, "y1": y - 2,
                              "y2": y + 13}))
     out.append(_tag("text", {"x": x + 18, "y": y + 10}, "exact (the provider's time)"))
+    x += 18 + 28 * CHAR_WIDTH + 16
+    out.append(_tag("line", {"class": "first-seen", "x1": x + 9, "x2": x + 9, "y1": y - 2,
+                             "y2": y + 13}))
+    out.append(_tag("text", {"x": x + 18, "y": y + 10}, "first seen (earlier unknown)"))
     return out
 
 
