@@ -6,8 +6,9 @@ Examples::
     poller demo --duration 120 --speed 60 --fault-rate 0.05
     poller --log-level warning demo               # also show each failed poll on stderr
 
-It serves the simulator (a lively scenario on a wall clock running ``--speed`` times real time,
-with ``--fault-rate`` of requests failing) with uvicorn on a free ``127.0.0.1`` port in a
+It serves the simulator (a lively scenario compressed ``--speed`` times: its durations are
+divided and its clock is real time, so the providers' own times and poller's poll times agree;
+``--fault-rate`` of requests fail) with uvicorn on a free ``127.0.0.1`` port in a
 background thread, builds a config with one Telnyx (API key) and one Bandwidth (OAuth2)
 account pointing at it and the simulator's fake credentials passed in directly, migrates the
 SQLite ``--database`` and runs the daemon (:class:`poller.daemon.service.Daemon`) on it. Every few
@@ -75,7 +76,7 @@ NEXT_QUERIES = (
 """SQL the closing message suggests."""
 
 DEMO_POLLING: dict[str, Any] = {
-    # A simulated minute passes every two real seconds at 30x: poll often to see it happen.
+    # A minute of a conference passes every two real seconds at --speed 30: poll often.
     "interval_seconds": 1.0,
     "idle_interval_seconds": 2.0,
     "completion_grace_seconds": 2.0,
@@ -216,7 +217,8 @@ async def _drive(daemon: Daemon, database: Path, duration: float, every: float) 
               show_default=True, help="Real seconds to poll before stopping (Ctrl-C stops "
                                       "earlier).")
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=30.0,
-              show_default=True, help="Simulated seconds per real second.")
+              show_default=True, help="How many times faster than in life conferences "
+                                      "run (their durations are divided by it).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Scenario seed.")
 @click.option("--conferences", "conferences_per_provider", type=click.IntRange(1, 1000),
               default=12, show_default=True, help="Conferences per provider.")
@@ -251,8 +253,10 @@ def demo(ctx: click.Context, duration: float, speed: float, seed: int,
     with exclusive_sqlite(DatabaseSettings(url=f"sqlite:///{path}")):
         start_afresh(path)
         simulator = Simulator(
-            seed=seed, clock=WallClock(speed=speed),
-            scenario=ScenarioConfig.lively(conferences_per_provider),
+            # Real time, with the scenario's lives compressed: the providers' own times stay on
+            # the clock of the polls that see them (a faster clock would run ahead of them).
+            seed=seed, clock=WallClock(),
+            scenario=ScenarioConfig.lively(conferences_per_provider).compressed(speed),
             faults=FaultConfig.spread(fault_rate, seed=seed,
                                       slow_delay_seconds=SLOW_FAULT_SECONDS))
         server = SimulatorThread(simulator)
@@ -264,7 +268,7 @@ def demo(ctx: click.Context, duration: float, speed: float, seed: int,
             click.echo(
                 f"poller demo: simulated Telnyx + Bandwidth on {server.url} (seed {seed}, "
                 f"{conferences_per_provider} + {conferences_per_provider} lively conferences, "
-                f"{speed:g}x real time, fault rate {fault_rate:g})\n"
+                f"lives compressed {speed:g}x, fault rate {fault_rate:g})\n"
                 f"recording into {path} (SQLite, migrated)\n"
                 f"polling for {duration:g} s; Ctrl-C stops earlier")
             daemon = app.daemon(app.store(engine), lambda: (config, credentials))

@@ -8,9 +8,10 @@ shortened, so a test can play a whole four-hour Telnyx conference in a few simul
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Any
 
 BANDWIDTH_MEMBER_LIMIT = 20
 """Bandwidth refuses a 21st simultaneous member."""
@@ -66,6 +67,15 @@ class ScenarioConfig:
     joining_seconds: float = 2.0
     """Longest time a Telnyx participant stays ``joining`` before it is ``joined``."""
     activity_interval_seconds: float = 240.0
+    shortest_duration_seconds: float = 60.0
+    """Shortest conference (or a quarter of the provider's limit, if less)."""
+    first_join_seconds: tuple[float, float] = (1.0, 20.0)
+    """The first member joins this long after creation (at most 1/20 of the conference)."""
+    shortest_joining_seconds: float = 0.2
+    """Shortest time a Telnyx participant stays ``joining``."""
+    last_leave_margin_seconds: float = 1.0
+    """When everyone leaves (``all_left``), the others leave at least this long before the
+    last member."""
     """Mean time between one member's mute / hold / coaching changes."""
     max_changes_per_member: int = 24
     """Bound on each member's changes, so long conferences stay cheap."""
@@ -121,6 +131,19 @@ class ScenarioConfig:
             retention_seconds=300.0,
             activity_interval_seconds=60.0,
         )
+
+    def compressed(self, factor: float) -> ScenarioConfig:
+        """The same world with every duration divided by ``factor``: lives of minutes play out
+        in seconds on a real-time clock, so the times the providers report stay on the same
+        clock as the polls that see them (``poller demo``)."""
+        if factor <= 0:
+            raise ValueError(f"factor must be positive, got {factor}")
+        durations: dict[str, Any] = {
+            f.name: getattr(self, f.name) / factor for f in fields(self)
+            if f.name.endswith("_seconds") and f.name != "first_join_seconds"}
+        soonest, latest = self.first_join_seconds
+        return replace(replace(self, **durations),
+                       first_join_seconds=(soonest / factor, latest / factor))
 
     @classmethod
     def steady(cls, conferences_per_provider: int = 1000) -> ScenarioConfig:

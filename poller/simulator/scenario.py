@@ -80,7 +80,7 @@ def _duration_ms(rng: random.Random, cause: EndCause, max_ms: int, config: Scena
         return max_ms
     typical = config.typical_duration_seconds
     drawn = _ms(rng.lognormvariate(math.log(typical), 0.6))
-    shortest = min(_ms(60), max_ms // 4)
+    shortest = min(_ms(config.shortest_duration_seconds), max_ms // 4)
     return max(shortest, min(drawn, int(max_ms * 0.9)))
 
 
@@ -96,7 +96,9 @@ def build_timeline(seed: int, provider: Provider, index: int, config: ScenarioCo
                  else config.bandwidth_max_duration_seconds)
     duration_ms = _duration_ms(rng, cause, max_ms, config)
     ended_ms = created_ms + duration_ms
-    first_join_ms = created_ms + rng.randint(1000, max(1000, min(20_000, duration_ms // 20)))
+    soonest, latest = _ms(config.first_join_seconds[0]), _ms(config.first_join_seconds[1])
+    first_join_ms = created_ms + rng.randint(soonest, max(soonest, min(latest,
+                                                                       duration_ms // 20)))
 
     drafts = _draw_members(rng, telnyx, cause, first_join_ms, ended_ms, config)
     members = _with_activity(rng, drafts, config)
@@ -146,7 +148,8 @@ class _MemberDraft:
 def _draw_members(rng: random.Random, telnyx: bool, cause: EndCause, first_join_ms: int,
                   ended_ms: int, config: ScenarioConfig) -> list[_MemberDraft]:
     def joining_ms() -> int:
-        return rng.randint(200, max(200, _ms(config.joining_seconds))) if telnyx else 0
+        shortest = _ms(config.shortest_joining_seconds)
+        return rng.randint(shortest, max(shortest, _ms(config.joining_seconds))) if telnyx else 0
 
     count = rng.randint(config.members_min, config.members_max)
     # A crowded conference (a Bandwidth all-hands): more callers than it admits, most of them
@@ -166,16 +169,17 @@ def _draw_members(rng: random.Random, telnyx: bool, cause: EndCause, first_join_
     drafts = [anchor]
     span_ms = ended_ms - first_join_ms
     min_stay_ms = _ms(config.min_stay_seconds)
+    last_ms = _ms(config.last_leave_margin_seconds)
     for position in range(1, count):
         joined_ms = first_join_ms + rng.randint(1, max(1, int(span_ms * join_window)))
         stay_ms = _ms(rng.expovariate(1.0 / max(1.0, span_ms * mean_stay / 1000)))
         left_ms = joined_ms + max(stay_ms, min_stay_ms)
         removed = left_ms >= ended_ms or (cause is EndCause.HOST_LEFT and position == 1)
-        if cause is EndCause.ALL_LEFT and left_ms >= ended_ms - 1000:
+        if cause is EndCause.ALL_LEFT and left_ms >= ended_ms - last_ms:
             # Everyone else hangs up before the anchor, who is the last to leave.
-            if joined_ms + min_stay_ms > ended_ms - 1000:
+            if joined_ms + min_stay_ms > ended_ms - last_ms:
                 continue
-            left_ms = rng.randint(joined_ms + min_stay_ms, ended_ms - 1000)
+            left_ms = rng.randint(joined_ms + min_stay_ms, ended_ms - last_ms)
             removed = False
         elif removed:
             left_ms = ended_ms

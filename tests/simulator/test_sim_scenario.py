@@ -18,6 +18,7 @@ from poller.simulator import (
     WallClock,
     ground_truth,
 )
+from poller.simulator.scenario import build_timeline
 
 
 def test_same_seed_same_truth() -> None:
@@ -156,3 +157,21 @@ def test_clocks() -> None:
     assert wall.now() >= start
     with pytest.raises(ValueError, match="positive"):
         WallClock(speed=0)
+
+
+def test_a_compressed_scenario_is_the_same_world_played_faster() -> None:
+    """``compressed(30)`` (``poller demo``) divides every duration: each conference is created
+    at 1/30 of its time and lasts 1/30 as long, to the millisecond."""
+    plain, fast = ScenarioConfig.lively(6), ScenarioConfig.lively(6).compressed(30)
+    assert fast.shortest_duration_seconds == 2.0
+    assert fast.first_join_seconds == (1 / 30, 20 / 30)
+    for provider in Provider:
+        for index in range(6):
+            slow_life = build_timeline(1, provider, index, plain)
+            fast_life = build_timeline(1, provider, index, fast)
+            assert abs(fast_life.created_ms - slow_life.created_ms / 30) <= 1
+            assert abs((fast_life.ended_ms - fast_life.created_ms)
+                       - (slow_life.ended_ms - slow_life.created_ms) / 30) <= 2
+            assert fast_life.end_cause is slow_life.end_cause
+    with pytest.raises(ValueError, match="positive"):
+        plain.compressed(0)
