@@ -10,6 +10,11 @@ that started in it (``docs/schema.md`` says exactly what each means).
   (``poll_target.last_success_at``; ``last_changed_at`` if its target row is gone). A stay of
   ``member_session`` runs from ``joined_at`` to ``left_at`` (while present: to its
   conference's end), clipped to its conference's life.
+* Stays are ``member_session``'s, read from the tables the way that view reads them: a
+  member that never rejoined has one stay, its ``member`` row's ``joined_at`` to ``left_at``;
+  one that rejoined has a stay per ``joined`` / ``rejoined`` event, to its next ``left``
+  event (the last one to ``member.left_at``). Reading the view itself would compute its mute
+  and hold columns for every stay (PostgreSQL does not push the filter into it).
 * Every life and stay is cut into the buckets it overlaps by a recursive CTE, so its minutes
   fall where they were spent. Times are whole milliseconds since 1970 (integers, the same on
   both databases: SQLite keeps milliseconds), so bucket arithmetic is integer arithmetic and
@@ -87,6 +92,10 @@ DIALECTS = {
 }
 
 
+EVENT_AT = "COALESCE({a}.provider_changed_at, {a}.observed_at)"
+"""When a member event happened, as ``member_session`` (``0002_reports``) reads it."""
+
+
 def _pieces(name: str, source: str, size: int, first: str = "") -> str:
     """CTEs ``long_{name}_piece`` and ``{name}_piece``: each (start_ms, end_ms) row of
     ``source`` cut at the bucket boundaries it crosses (by multiples of ``size`` ms).
@@ -154,9 +163,23 @@ stay AS MATERIALIZED (
             WHERE NOT EXISTS (SELECT 1 FROM member_event e
                               WHERE e.member_pk = m.id AND e.kind = 'rejoined')
             UNION ALL
-            SELECT s.conference_pk, s.joined_at, s.left_at, s.first_observed_at
-            FROM member_session s
-            WHERE s.member_pk IN (SELECT member_pk FROM member_event WHERE kind = 'rejoined')
+            SELECT m.conference_pk,
+                   CASE WHEN e.kind = 'joined' THEN m.joined_at ELSE {EVENT_AT.format(a='e')} END,
+                   CASE
+                       WHEN l.seq IS NULL THEN NULL
+                       WHEN NOT EXISTS (SELECT 1 FROM member_event n
+                                        WHERE n.member_pk = e.member_pk AND n.seq > e.seq
+                                          AND n.kind IN ('joined', 'rejoined')) THEN m.left_at
+                       ELSE {EVENT_AT.format(a='l')}
+                   END,
+                   m.first_observed_at
+            FROM member_event e
+            JOIN member m ON m.id = e.member_pk
+            LEFT JOIN member_event l ON l.member_pk = e.member_pk AND l.seq = (
+                SELECT MIN(x.seq) FROM member_event x
+                WHERE x.member_pk = e.member_pk AND x.seq > e.seq AND x.kind = 'left')
+            WHERE e.kind IN ('joined', 'rejoined')
+              AND e.member_pk IN (SELECT member_pk FROM member_event WHERE kind = 'rejoined')
         ) s
         JOIN life l ON l.conference_pk = s.conference_pk
     ) clipped

@@ -92,6 +92,34 @@ def test_open_conference_and_rejoin(engine: Engine) -> None:
     ]
 
 
+def test_every_stay_of_a_rejoining_member(engine: Engine) -> None:
+    """Members that leave and come back count each stay of ``member_session``, not the gaps:
+    p1 -5→8, 18→30, 40→48 and p2 -3→10, 20→48 (the conference: -60→48, completed)."""
+    def poll(seconds: float, *members: Any, **kwargs: Any) -> Any:
+        return telnyx_observation(at=seconds, members=members, **kwargs)
+
+    record(engine, [
+        poll(0, telnyx_member("p1", created_at=-5), telnyx_member("p2", created_at=-3)),
+        poll(10, telnyx_member("p1", status="left", updated_at=8),
+             telnyx_member("p2", status="left")),
+        poll(20, telnyx_member("p1", updated_at=18), telnyx_member("p2")),
+        poll(30, telnyx_member("p2")),  # p1 disappears
+        poll(40, telnyx_member("p1", updated_at=18), telnyx_member("p2")),
+        poll(50, telnyx_member("p1", updated_at=18), telnyx_member("p2"), status="completed",
+             updated_at=48),
+    ])
+    with engine.connect() as conn:
+        stays = conn.execute(text("SELECT COUNT(*) FROM member_session")).scalar_one()
+    assert stays == 5
+    # 13 + 12 + 8 + 13 + 28 = 74 member seconds; 8 of them before 12:00.
+    assert usage(engine) == [
+        ("telnyx", "telnyx-main", "2025-03-01", 1, 1, 1.8, 1.233, 2, 108.0, 108.0)]
+    assert usage(engine, "usage_hourly") == [
+        ("telnyx", "telnyx-main", "2025-03-01 11:00", 1, 1, 1.0, 0.133, 2, 108.0, 108.0),
+        ("telnyx", "telnyx-main", "2025-03-01 12:00", 0, 1, 0.8, 1.1, 2, None, None),
+    ]
+
+
 def test_nearest_rank_percentiles(engine: Engine) -> None:
     """Durations of 1 … 20 minutes: the median is the 10th (not 10.5), p95 the 19th."""
     record(engine, twenty_durations())
