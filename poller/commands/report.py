@@ -6,6 +6,7 @@ Examples::
     poller report conferences --provider telnyx --since 2025-03-01
     poller report transitions --account telnyx-main --format csv > transitions.csv
     poller report members --since 7d --format json --limit 0
+    poller report usage --by hour --since 2025-03-01 --account telnyx-main
 
 The queries live in ``poller.store.reports`` and run in a read-only transaction, so reports are
 safe beside a running daemon. This module parses the options and formats the rows:
@@ -121,6 +122,33 @@ SUMMARY = ReportSpec(reports.summary, [
     duration_column("max_seconds", "max"),
 ], "Nothing recorded.")
 
+
+def _minutes(key: str, header: str) -> TableColumn:
+    """Minutes for people: whole minutes with thousands separators (tenths under 100)."""
+    def cell(row: dict[str, Value]) -> str:
+        value = row[key]
+        if not isinstance(value, int | float):
+            return ""
+        return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+    return TableColumn(header, cell, right=True)
+
+
+def usage_spec(by: str) -> ReportSpec:
+    """``report usage --by BY`` (``day`` or ``hour``)."""
+    return ReportSpec(reports.usage(by), [
+        text_column(by),
+        text_column("provider"),
+        text_column("account"),
+        number_column("conferences", "started"),
+        number_column("active_conferences", "live"),
+        _minutes("conference_minutes", "conf min"),
+        _minutes("member_minutes", "member min"),
+        number_column("peak_members", "peak"),
+        duration_column("median_duration_seconds", "median"),
+        duration_column("p95_duration_seconds", "p95"),
+    ], "No usage matches.")
+
+
 def report_options(command: Callable[..., None]) -> Callable[..., None]:
     """Give a report command the ``CliState`` and the options every report takes."""
     options = [
@@ -156,6 +184,7 @@ def report() -> None:
       poller report conferences --provider telnyx --since 2025-03-01
       poller report transitions --account telnyx-main --format csv
       poller report members --since 7d --format json --limit 0
+      poller report usage --by hour --since 7d
     """
 
 
@@ -194,6 +223,23 @@ def summary(state: CliState, **options: Any) -> None:
     --limit caps each breakdown (statuses, end reasons, transitions, error kinds).
     """
     _print_report(state, SUMMARY, **options)
+
+
+@report.command()
+@click.option("--by", type=click.Choice(["day", "hour"]), default="day", show_default=True,
+              help="One row per UTC day or UTC hour (and provider, account).")
+@report_options
+def usage(state: CliState, by: str, **options: Any) -> None:
+    """Minutes, people and durations per UTC day or hour, per provider and account.
+
+    STARTED: conferences that started in it; LIVE: conferences live at some point of it;
+    CONF MIN and MEMBER MIN: conference and member minutes spent in it (a conference over
+    midnight counts in both days); PEAK: most members of the account present at once;
+    MEDIAN, P95: durations of the completed conferences that started in it.
+
+    --since keeps the days (or hours) from the one holding that moment on.
+    """
+    _print_report(state, usage_spec(by), **options)
 
 
 def _print_report(state: CliState, spec: ReportSpec, *, since: datetime | None,

@@ -16,6 +16,7 @@ What ``--since`` means per report (every row is kept from that moment on):
 * ``conferences``: created at or after it (the first sighting when the provider gave no time);
 * ``transitions``: observed at or after it;
 * ``members``: stays that began at or after it;
+* ``usage``: buckets (days or hours) from the one holding it on;
 * ``summary``: each section counts exactly what the matching report would list, and poll
   errors that occurred at or after it.
 
@@ -47,8 +48,9 @@ Value = str | int | float | bool | datetime | None
 NOT_REPORTED = "(not reported)"
 """The end reason shown for completed conferences without one (every Bandwidth conference)."""
 
-REQUIRED_VIEWS = frozenset({"conference_summary", "member_session"})
-"""Views the reports read; missing means the schema predates ``0002_reports``."""
+REQUIRED_VIEWS = frozenset({"conference_summary", "member_session", "usage_daily", "usage_hourly"})
+"""Views the reports read; missing means the schema predates ``0002_reports`` (or, for the
+usage views, ``0006_usage``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,12 @@ _TYPES: dict[str, TypeEngine[Any]] = {
     **{name: Boolean() for name in ("gone", "present")},
     **{name: Float() for name in (
         "duration_seconds", "seconds_muted", "seconds_held", "avg_seconds", "max_seconds")},
-    **{name: Integer() for name in ("count", "peak_member_count", "member_count")},
+    **{name: Float() for name in (
+        "conference_minutes", "member_minutes", "median_duration_seconds",
+        "p95_duration_seconds")},
+    **{name: Integer() for name in (
+        "count", "peak_member_count", "member_count", "conferences", "active_conferences",
+        "peak_members")},
 }
 
 
@@ -109,18 +116,22 @@ def _select(
     group_by: str = "",
     order_by: str = "",
     extra_where: str = "",
+    since_format: str | None = None,
 ) -> tuple[list[dict[str, Value]], bool]:
     """Rows of ``sql`` (a SELECT … FROM … ending before WHERE) with the filters applied.
 
     ``moment``, ``provider`` and ``account`` are the SQL expressions the filters compare with.
-    Every SQL fragment is a constant of this module; user input is only ever bound. Returns the
-    rows and whether ``filters.limit`` cut any off.
+    Every SQL fragment is a constant of this module; user input is only ever bound. With
+    ``since_format``, ``moment`` is a text bucket and ``filters.since`` is bound as the text of
+    its own bucket (``strftime(since_format)``). Returns the rows and whether
+    ``filters.limit`` cut any off.
     """
     conditions = [extra_where] if extra_where else []
     params: list[BindParameter[Any]] = []
     if filters.since is not None:
         conditions.append(f"{moment} >= :since")
-        params.append(bindparam("since", filters.since, type_=_TIME))
+        params.append(bindparam("since", filters.since.strftime(since_format))
+                      if since_format else bindparam("since", filters.since, type_=_TIME))
     if filters.provider is not None:
         conditions.append(f"{provider} = :provider")
         params.append(bindparam("provider", filters.provider))
@@ -209,6 +220,33 @@ def members(conn: Connection, filters: ReportFilter) -> Report:
         order_by=f"{_JOINED} DESC, provider, account, conference_id, member_id, stay DESC",
     )
     return Report(MEMBER_COLUMNS, rows, truncated)
+
+
+USAGE_BUCKETS = {"day": ("usage_daily", "%Y-%m-%d"), "hour": ("usage_hourly", "%Y-%m-%d %H:00")}
+"""``--by`` → the view and the text of its buckets (``docs/schema.md``)."""
+USAGE_COLUMNS = (
+    "provider", "account", "conferences", "active_conferences", "conference_minutes",
+    "member_minutes", "peak_members", "median_duration_seconds", "p95_duration_seconds",
+)
+
+
+def usage(by: str) -> ReportQuery:
+    """Usage per UTC ``by`` (``day`` or ``hour``), provider and account (``usage_daily`` or
+    ``usage_hourly``), oldest bucket first.
+
+    ``--since`` keeps the buckets from the one holding that moment on: whole buckets, never
+    part of one.
+    """
+    view, bucket_format = USAGE_BUCKETS[by]
+    columns = (by, *USAGE_COLUMNS)
+
+    def query(conn: Connection, filters: ReportFilter) -> Report:
+        rows, truncated = _select(
+            conn, f"SELECT {', '.join(columns)}\nFROM {view}", filters, moment=by,
+            order_by=f"{by}, provider, account", since_format=bucket_format)
+        return Report(columns, rows, truncated)
+
+    return query
 
 
 SUMMARY_COLUMNS = ("section", "name", "count", "avg_seconds", "max_seconds")

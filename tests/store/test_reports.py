@@ -230,10 +230,67 @@ def run(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
 
 # --- The answers -----------------------------------------------------------------------------
 
+def split_by_day(start: datetime, end: datetime) -> dict[str, float]:
+    """Seconds of [start, end) in each UTC day it overlaps."""
+    pieces: dict[str, float] = {}
+    while start < end:
+        midnight = datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), UTC)
+        piece_end = min(end, midnight)
+        pieces[start.strftime("%Y-%m-%d")] = (piece_end - start).total_seconds()
+        start = piece_end
+    return pieces
+
+
+def recent_usage() -> list[tuple[str, int, int, float, float, int]]:
+    """``usage_daily`` of conf-recent (open: its life ends at its last poll, recent(1); z1
+    present from recent(1.1)): (day, conferences, active, conference and member minutes,
+    peak), split at midnight when the real clock puts it across one."""
+    life = split_by_day(recent(2) - timedelta(minutes=1), recent(1))
+    z1 = split_by_day(recent(1.1), recent(1))
+    first = min(life)
+    return [(day, int(day == first), 1, round(seconds / 60, 3), round(z1.get(day, 0) / 60, 3),
+             int(day in z1)) for day, seconds in sorted(life.items())]
+
+
 def expected_answers() -> dict[str, list[tuple[Any, ...]]]:
     """Each documented query's rows for :func:`history`, worked out by hand."""
     recent_day = (recent(2) - timedelta(minutes=1)).strftime("%Y-%m-%d")
+    tm = ("telnyx", "telnyx-main")
     return {
+        # conf-bw-1 -120→118 and conf-bw-2 490→615: 363 s. c1 0→120 clipped to 118, c2 0→80,
+        # r1 500→530 and 560→620 clipped to 615: 283 s. conf-open -60→420 (its last poll), o1
+        # 295→420. conf-standup -60→148 and conf-vanish -60→200 (its last poll): 468 s; p1
+        # -50→146, p2 -40→115, p3 85→147, v1 190→200: 423 s. conf-sales (the next day, from
+        # 11:59:50) 610 s, q1 605 s.
+        "Minutes per day per account": [
+            ("2025-03-01", "bandwidth", "bandwidth-main", 2, 6.05, 4.717),
+            ("2025-03-01", "telnyx", "telnyx-eu", 1, 8.0, 2.083),
+            ("2025-03-01", *tm, 2, 7.8, 7.05),
+            ("2025-03-02", *tm, 1, 10.167, 10.083),
+            *((day, *tm, started, minutes, member_minutes)
+              for day, started, _, minutes, member_minutes, _ in recent_usage()),
+        ],
+        # q1's ten minutes from 12:00 on 2025-03-02 beat conf-recent's z1 (six minutes).
+        "The busy hour of each account": [
+            ("bandwidth", "bandwidth-main", "2025-03-01 12:00", 4.717, 2),
+            ("telnyx", "telnyx-eu", "2025-03-01 12:00", 2.083, 1),
+            (*tm, "2025-03-02 12:00", 10.0, 1),
+        ],
+        # p1, p2 and p3 together from 85 to 115; c1 and c2 from 0.
+        "Peak concurrent members per day": [
+            ("2025-03-01", "bandwidth", "bandwidth-main", 2, 2),
+            ("2025-03-01", "telnyx", "telnyx-eu", 1, 1),
+            ("2025-03-01", *tm, 3, 2),
+            ("2025-03-02", *tm, 1, 1),
+            *((day, *tm, peak, active) for day, _, active, _, _, peak in recent_usage()),
+        ],
+        # 125 and 238 s: rank ceil(2 × 0.5) = 1 and ceil(2 × 0.95) = 2. conf-vanish and the
+        # open ones have no duration.
+        "Median and p95 conference duration per day": [
+            ("2025-03-01", "bandwidth", "bandwidth-main", 2, 125.0, 238.0),
+            ("2025-03-01", *tm, 2, 208.0, 208.0),
+            ("2025-03-02", *tm, 1, 610.0, 610.0),
+        ],
         "Conference durations by end reason": [
             # conf-bw-1: 118 - (-120); conf-bw-2: 615 - 490.
             ("bandwidth", "(not reported)", 2, 181.5, 125.0, 238.0),
@@ -382,6 +439,10 @@ VIEW_COLUMNS = {
         "provider", "account", "day", "kind", "errors", "conferences", "first_occurred_at",
         "last_occurred_at",
     ],
+    **{view: ["provider", "account", bucket, "conferences", "active_conferences",
+              "conference_minutes", "member_minutes", "peak_members", "median_duration_seconds",
+              "p95_duration_seconds"]
+       for view, bucket in (("usage_daily", "day"), ("usage_hourly", "hour"))},
 }
 
 
