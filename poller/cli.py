@@ -9,6 +9,7 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from pathlib import Path
@@ -16,16 +17,6 @@ from pathlib import Path
 import click
 
 from poller.commands import CliState
-from poller.commands.check_config import check_config
-from poller.commands.db import db
-from poller.commands.demo import demo
-from poller.commands.once import once
-from poller.commands.prune import prune
-from poller.commands.report import report
-from poller.commands.run import run
-from poller.commands.simulate import simulate
-from poller.commands.status import status
-from poller.commands.watch import watch_group
 from poller.daemon.logs import LOG_FORMATS, LOG_LEVELS, LogFormat
 from poller.daemon.signals import EarlySignals
 from poller.errors import ConfigError, PollerError
@@ -33,8 +24,42 @@ from poller.errors import ConfigError, PollerError
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
+COMMANDS = {
+    "check-config": "poller.commands.check_config:check_config",
+    "db": "poller.commands.db:db",
+    "demo": "poller.commands.demo:demo",
+    "once": "poller.commands.once:once",
+    "prune": "poller.commands.prune:prune",
+    "report": "poller.commands.report:report",
+    "run": "poller.commands.run:run",
+    "simulate": "poller.commands.simulate:simulate",
+    "status": "poller.commands.status:status",
+    "watch": "poller.commands.watch:watch_group",
+}
+"""Each sub-command and where it lives: a command's module is imported only when it runs (or
+``--help`` lists it), so ``poller report`` does not load the daemon, the HTTP stack or the
+simulator (about two seconds of a slow machine's start-up)."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands (:data:`COMMANDS`) are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every sub-command's name, sorted."""
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The sub-command ``cmd_name``, imported now; ``None`` if there is no such command."""
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, name = where.split(":")
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -52,23 +77,11 @@ def cli(ctx: click.Context, config_path: Path | None, log_format: LogFormat,
         log_level: str) -> None:
     """Keep a durable SQL history of Telnyx and Bandwidth voice conferences."""
     early = ctx.obj if isinstance(ctx.obj, EarlySignals) else None  # from main()
-    if early is not None and ctx.invoked_subcommand != run.name:
+    if early is not None and ctx.invoked_subcommand != "run":
         early.release()  # only the daemon answers SIGHUP: the others behave as usual
         early = None
     ctx.obj = CliState(config_path=config_path, log_level=log_level.lower(),
                        log_format=log_format, early=early)
-
-
-cli.add_command(simulate)
-cli.add_command(db)
-cli.add_command(prune)
-cli.add_command(check_config)
-cli.add_command(report)
-cli.add_command(once)
-cli.add_command(run)
-cli.add_command(demo)
-cli.add_command(status)
-cli.add_command(watch_group)
 
 
 def main(argv: list[str] | None = None, *, early: EarlySignals | None = None) -> None:
