@@ -1,7 +1,8 @@
 """What the benchmarks share: the simulator in its own process, scratch databases, /proc readings.
 
-Not a benchmark itself; ``bench/throughput.py``, ``bench/soak.py`` and ``bench/transport.py``
-import it (they run as ``python bench/<name>.py``, so this directory is on ``sys.path``).
+Not a benchmark itself; ``bench/throughput.py`` (with ``poller_run.py`` and ``baselines.py``),
+``bench/soak.py`` and ``bench/transport.py`` import it (they run as ``python bench/<name>.py``,
+so this directory is on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class SimulatorProcess:
-    """A ``poller simulate --steady`` server: its URL and pid."""
+    """A ``poller simulate --steady`` server: its URL, pid and simulated round trip."""
 
     url: str
     pid: int
+    latency_ms: float = 0.0
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=30) as answer:  # noqa: S310
@@ -55,11 +57,14 @@ class SimulatorProcess:
 
 
 @contextmanager
-def simulator(conferences_per_provider: int, *, seed: int = 1) -> Iterator[SimulatorProcess]:
-    """``poller simulate --steady`` on a free port, in its own process, stopped afterwards."""
+def simulator(conferences_per_provider: int, *, seed: int = 1, latency_ms: float = 0.0,
+              jitter_ms: float = 0.0) -> Iterator[SimulatorProcess]:
+    """``poller simulate --steady`` on a free port, in its own process, stopped afterwards;
+    every provider answer ``latency_ms`` (+- ``jitter_ms``) late (``--latency-ms``)."""
     process = subprocess.Popen(  # noqa: S603 (our own CLI)
         [str(BIN / "poller"), "simulate", "--port", "0", "--steady", "--seed", str(seed),
-         "--conferences", str(conferences_per_provider), "--log-level", "error"],
+         "--conferences", str(conferences_per_provider), "--log-level", "error",
+         "--latency-ms", str(latency_ms), "--latency-jitter-ms", str(jitter_ms)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -72,7 +77,7 @@ def simulator(conferences_per_provider: int, *, seed: int = 1) -> Iterator[Simul
         if url is None:
             raise RuntimeError(f"the simulator exited ({process.wait()}) before serving")
         process.stdout.close()
-        yield SimulatorProcess(url, process.pid)
+        yield SimulatorProcess(url, process.pid, latency_ms)
     finally:
         process.terminate()
         try:

@@ -27,21 +27,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness import memory_mb, open_fds, simulator
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from throughput import (
-    DEFAULT_POSTGRES,
+from poller_run import (
     Case,
     Churner,
     Scrape,
     config_toml,
     free_port,
-    load,
     poller_process,
-    postgres_available,
     targets,
     wait_for,
 )
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from throughput import DEFAULT_POSTGRES, load, postgres_available
 from write_costs import scratch_database
 
 INTERVAL = 10.0

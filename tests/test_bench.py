@@ -39,16 +39,25 @@ def test_benchmarks_run() -> None:
 
 
 def check_throughput(out: str) -> None:
-    rows = {line[:45].strip(): line[45:].split() for line in out.splitlines()
-            if line.startswith(("floor", "naive", "ours"))}
-    assert set(rows) == {"floor (aiohttp GET+JSON)", "naive sqlite",
-                         "ours     20 mixed     max          sqlite",
-                         "ours     20 mixed     @1s steady   sqlite"}, out
-    for row in rows.values():
+    table, in_flight = out.split("polls in flight against the limits")
+    rows = {line[:51].strip(): line[51:].split() for line in table.splitlines()
+            if line.startswith(("naive", "ours"))}
+    assert set(rows) == {"naive   0ms sqlite",
+                         "ours     20 mixed     max            0ms sqlite",
+                         "ours     20 mixed     @1s steady    80ms sqlite"}, out
+    for label, row in rows.items():
         assert float(row[0]) > 0  # polls/s
         assert row[-1] == "0"  # failed
+        if label.startswith("ours"):  # CPU x floor: against its floor at its mix and rate
+            assert re.fullmatch(r"[\d.]+x", row[-6]), row
+    # The run at 80 ms: its schedule needs 20/s x 0.12 s = 2 polls in flight; the limits (32
+    # slots, 20 connections an account) allow 250 polls/s.
+    scheduled = next(line for line in in_flight.splitlines() if "@1s steady" in line)
+    assert scheduled[51:].split()[:2] == ["20", "2"], scheduled
+    assert scheduled[51:].split()[-3] == "250", scheduled
     # The steady run wrote no history, and the goal line says so.
     assert re.search(r"0 history rows for unchanged polls\s+met\s+0 rows over [1-9]", out)
+    assert re.search(r"CPU per poll <= 2x the same-mix, same-rate floor .*mixed 20 80ms", out)
 
 
 def check_soak(out: str) -> None:

@@ -6,6 +6,7 @@ Examples::
     poller simulate --port 0 --lively --speed 30      # any free port; an hour in two minutes
     poller simulate --conferences 10000 --fault-rate 0.05 --slow-seconds 30
     poller simulate --port 0 --steady --conferences 5000   # benchmarks: POST /_sim/churn
+    poller simulate --latency-ms 80 --latency-jitter-ms 20   # a real provider's round trip
     poller simulate --webhook-url http://127.0.0.1:9110/webhooks   # push the events too
 
 It binds the socket first (so ``--port 0`` picks a free port and the printed URLs are right),
@@ -37,6 +38,7 @@ from poller.model import Provider
 from poller.simulator import (
     Credentials,
     FaultConfig,
+    LatencyConfig,
     ScenarioConfig,
     Simulator,
     VirtualClock,
@@ -158,6 +160,12 @@ def _listening_socket(host: str, port: int) -> socket.socket:
               show_default=True,
               help="Real seconds a 'slow' fault holds its answer back (above poller's 15 s "
                    "read timeout by default).")
+@click.option("--latency-ms", type=click.FloatRange(0, 600_000), default=0.0, show_default=True,
+              help="Real milliseconds every provider API answer is held back (a round trip; "
+                   "requests wait concurrently).")
+@click.option("--latency-jitter-ms", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Each answer's wait is --latency-ms plus a uniform draw in +-this (at most "
+                   "--latency-ms).")
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Simulated seconds per real second.")
 @click.option("--lively", is_flag=True,
@@ -179,7 +187,8 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="warning", show_default=True, help="uvicorn log level (stderr).")
 def simulate(port: int, host: str, seed: int, conferences_per_provider: int, fault_rate: float,
-             slow_seconds: float, speed: float, lively: bool, steady: bool,
+             slow_seconds: float, latency_ms: float, latency_jitter_ms: float, speed: float,
+             lively: bool, steady: bool,
              virtual_clock: bool, webhook_url: str | None, webhook_accounts: str,
              webhook_drop: float, webhook_duplicate: float, log_level: str) -> None:
     """Serve a simulator of the Telnyx and Bandwidth conference APIs.
@@ -189,6 +198,9 @@ def simulate(port: int, host: str, seed: int, conferences_per_provider: int, fau
     """
     if lively and steady:
         raise click.UsageError("--lively and --steady exclude each other")
+    if latency_jitter_ms > latency_ms:
+        raise click.BadParameter("must not exceed --latency-ms",
+                                 param_hint="--latency-jitter-ms")
     names = webhook_accounts.split(",")
     if webhook_url is not None and (speed != 1 or virtual_clock):
         raise click.UsageError("--webhook-url needs real time (--speed 1, no --virtual-clock): "
@@ -209,6 +221,7 @@ def simulate(port: int, host: str, seed: int, conferences_per_provider: int, fau
         clock=clock,
         scenario=scenario,
         faults=FaultConfig.spread(fault_rate, seed=seed, slow_delay_seconds=slow_seconds),
+        latency=LatencyConfig.ms(latency_ms, latency_jitter_ms, seed=seed),
     )
     sock = _listening_socket(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
@@ -217,7 +230,7 @@ def simulate(port: int, host: str, seed: int, conferences_per_provider: int, fau
     click.echo(
         f"# poller simulator on {server_url} — seed {seed}, {conferences_per_provider} Telnyx "
         f"+ {conferences_per_provider} Bandwidth conferences, speed {speed:g}x, "
-        f"fault rate {fault_rate:g}\n"
+        f"fault rate {fault_rate:g}, latency {latency_ms:g} ms (+-{latency_jitter_ms:g})\n"
         f"# ground truth: {server_url}/_sim/truth   served IDs: {server_url}/_sim/conferences\n"
         f"#\n# 1. Add to config.toml:\n\n"
         f"{config_snippet(simulator, server_url)}\n"

@@ -15,7 +15,7 @@ Typical in-process use::
         ...
     truth = ground_truth(sim, until_ms=None)
 
-Modules: ``clock`` (virtual / wall clocks), ``config`` (scenario, faults, credentials),
+Modules: ``clock`` (virtual / wall clocks), ``config`` (scenario, faults, latency, credentials),
 ``scenario`` (seeded generation), ``timeline`` (lives and state at a moment), ``world``
 (``Simulator``), ``auth``, ``faults``, ``telnyx_api``, ``bandwidth_api``, ``app``
 (``create_app``), ``truth`` (ground truth). ``poller simulate`` (``poller.commands.simulate``)
@@ -32,6 +32,7 @@ from poller.simulator.config import (
     EndCause,
     FaultConfig,
     FaultKind,
+    LatencyConfig,
     ScenarioConfig,
 )
 from poller.simulator.truth import ground_truth, served_conferences
@@ -44,6 +45,7 @@ __all__ = [
     "EndCause",
     "FaultConfig",
     "FaultKind",
+    "LatencyConfig",
     "ScenarioConfig",
     "Simulator",
     "VirtualClock",

@@ -16,12 +16,14 @@ in-process tests) and under uvicorn (demos, benchmarks)::
     GET  /_sim/stats                                          requests, faults, tokens issued
     POST /_sim/churn {"fraction": F[, "provider": P]}         change F of the conferences now
 
-``/_sim`` needs no credentials and never fails on purpose. Unknown paths answer in the
-provider's error format when they fall under its prefix.
+``/_sim`` needs no credentials, never fails on purpose and answers at once; every other path
+(the providers' endpoints, their errors) first waits ``Simulator.latency`` (a round trip).
+Unknown paths answer in the provider's error format when they fall under its prefix.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from datetime import datetime
@@ -45,10 +47,12 @@ from poller.simulator.world import Simulator
 TELNYX_PREFIX = "/v2"
 BANDWIDTH_PREFIX = "/api/v2"
 TOKEN_PATH = "/api/v1/oauth2/token"  # noqa: S105 (a URL path, not a secret)
+SIM_PREFIX = "/_sim"
 
 
 class SimulatorApp(Starlette):
-    """Starlette, plus access to the server connection so faults can reset it."""
+    """Starlette, plus access to the server connection so faults can reset it, and the
+    simulated round trip (``Simulator.latency``) before every provider API answer."""
 
     simulator: Simulator
 
@@ -58,6 +62,10 @@ class SimulatorApp(Starlette):
             if abort is not None:
                 extensions = {**(scope.get("extensions") or {}), ABORT_EXTENSION: abort}
                 scope = {**scope, "extensions": extensions}
+            if not scope["path"].startswith(SIM_PREFIX):
+                delay = self.simulator.response_delay()
+                if delay > 0:  # a sleep, not a block: requests wait for their answers together
+                    await asyncio.sleep(delay)
         await super().__call__(scope, receive, send)
 
 

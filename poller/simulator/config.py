@@ -228,6 +228,39 @@ class FaultConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LatencyConfig:
+    """How long every provider API answer is held back, like a real provider's round trip.
+
+    Each request to a provider endpoint (conferences, participants, detail records, OAuth2
+    tokens, and their errors; not ``/_sim``) waits ``seconds`` plus a uniform draw in
+    ``[-jitter_seconds, +jitter_seconds]`` of *real* time before it is answered, with
+    ``asyncio.sleep``: requests wait concurrently, so N requests at once take about one round
+    trip, not N. The answer is computed after the wait (as of when it is sent). Draws come from
+    an RNG of their own seeded with ``seed`` (the fault sequence is not disturbed).
+    """
+
+    seconds: float = 0.0
+    jitter_seconds: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seconds < float("inf"):
+            raise ValueError(f"latency must be finite and >= 0, got {self.seconds}")
+        if not 0 <= self.jitter_seconds <= self.seconds:
+            raise ValueError("latency jitter must be within [0, latency], got "
+                             f"{self.jitter_seconds} for {self.seconds}")
+
+    @classmethod
+    def ms(cls, latency_ms: float, jitter_ms: float = 0.0, *, seed: int = 0) -> LatencyConfig:
+        """The same, in milliseconds (``poller simulate --latency-ms --latency-jitter-ms``)."""
+        return cls(latency_ms / 1000, jitter_ms / 1000, seed)
+
+    def delay(self, roll: float) -> float:
+        """The seconds one request waits, for a uniform ``roll`` in ``[0, 1)``."""
+        return self.seconds + self.jitter_seconds * (2 * roll - 1)
+
+
+@dataclass(frozen=True, slots=True)
 class Credentials:
     """The simulator's fake, simulator-only credentials (safe to print)."""
 

@@ -9,6 +9,7 @@ layer (``poller.simulator.app``) and the ground-truth export only read from it, 
 from __future__ import annotations
 
 import math
+import random
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta
 from poller.model import Provider, require_utc
 from poller.simulator.auth import TokenIssuer
 from poller.simulator.clock import Clock, VirtualClock
-from poller.simulator.config import Credentials, FaultConfig, ScenarioConfig
+from poller.simulator.config import Credentials, FaultConfig, LatencyConfig, ScenarioConfig
 from poller.simulator.faults import FaultInjector
 from poller.simulator.scenario import build_timeline, conference_id
 from poller.simulator.timeline import (
@@ -45,12 +46,16 @@ class Simulator:
         faults: FaultConfig | None = None,
         credentials: Credentials | None = None,
         epoch: datetime | None = None,
+        latency: LatencyConfig | None = None,
     ) -> None:
         self.seed = seed
         self.clock: Clock = clock if clock is not None else VirtualClock()
         self.scenario = scenario if scenario is not None else ScenarioConfig()
         self.credentials = credentials if credentials is not None else Credentials()
         self.faults = FaultInjector(faults if faults is not None else FaultConfig())
+        self.latency = latency if latency is not None else LatencyConfig()
+        """How long provider API answers are held back (``response_delay``)."""
+        self._latency_rng = random.Random(self.latency.seed)  # noqa: S311 (not secret)
         require_utc(epoch, "Simulator.epoch")
         self.epoch = epoch if epoch is not None else self.clock.now()
         self.tokens = TokenIssuer(self.credentials, secret=f"poller-simulator:{seed}")
@@ -75,6 +80,13 @@ class Simulator:
         """Member changes :meth:`churn` has made so far."""
 
     # -- time ------------------------------------------------------------------------------
+
+    def response_delay(self) -> float:
+        """Real seconds the next provider API answer waits (``LatencyConfig``; 0: none)."""
+        latency = self.latency
+        if not latency.jitter_seconds:
+            return latency.seconds
+        return latency.delay(self._latency_rng.random())
 
     def now_ms(self) -> int:
         """The clock's current time, in milliseconds after the epoch."""
