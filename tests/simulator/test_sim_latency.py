@@ -42,15 +42,17 @@ async def test_every_provider_answer_waits_the_latency() -> None:
             started = time.perf_counter()
             response = await call()
             assert time.perf_counter() - started >= LATENCY, response.request.url
+    slow = _steady(LatencyConfig(30.0))  # /_sim is never held back, however long the latency
+    async with _client(slow) as client:
         started = time.perf_counter()
         assert (await client.get("/_sim/stats")).status_code == 200
-        assert time.perf_counter() - started < LATENCY
+        assert time.perf_counter() - started < 30.0
 
 
 @pytest.mark.anyio
 async def test_concurrent_requests_wait_together() -> None:
-    """30 requests at once at 80 ms take about one round trip, far less than 30 of them: the
-    wait does not block the event loop."""
+    """30 requests at once at 80 ms take less than 30 round trips (about one on a quiet
+    machine): the wait does not block the event loop."""
     sim = _steady(LatencyConfig(LATENCY))
     ids = sim.conference_ids(Provider.TELNYX)
     async with _client(sim) as client:
@@ -58,7 +60,9 @@ async def test_concurrent_requests_wait_together() -> None:
         answers = await asyncio.gather(*(client.get(f"/v2/conferences/{cid}") for cid in ids))
         elapsed = time.perf_counter() - started
     assert all(answer.status_code == 200 for answer in answers)
-    assert LATENCY <= elapsed < len(ids) * LATENCY / 5
+    # Waiting in turn would take len(ids) round trips at least; a loaded machine may stretch
+    # the wait together, but never to that.
+    assert LATENCY <= elapsed < len(ids) * LATENCY
 
 
 def test_jitter_is_uniform_within_bounds_and_seeded() -> None:
@@ -106,7 +110,7 @@ def test_simulate_latency_option_under_uvicorn() -> None:
 
         elapsed, statuses = asyncio.run(fetch_all())
         assert set(statuses) == {200}
-        assert 0.07 <= elapsed < len(conferences) * 0.08 / 4
+        assert 0.07 <= elapsed < len(conferences) * 0.08  # less than one after the other
 
 
 async def _when_up(client: httpx.AsyncClient) -> None:
