@@ -13,6 +13,9 @@ the slots only bound how many polls run at once, so they must not be the limit t
   poll had to wait for a slot meanwhile (so a schedule the slots hold back grows them by half
   each period), and falling by at most a fifth per period; always within
   [:data:`AUTO_MIN`, :data:`AUTO_MAX`]. State is a handful of numbers: nothing per target.
+  It does **not** grow while the event loop is busy (a poll handed a slot took more than
+  :data:`BUSY_SECONDS` on average to resume): polls that are slow because the CPU is the
+  limit need no more slots, and more would only hold more memory.
 
 A limit lowered below the slots held takes effect as they are given back.
 """
@@ -36,6 +39,8 @@ HEADROOM = 1.5
 MARGIN = 8
 ADAPT_SECONDS = 1.0
 """How often (at most) the ``auto`` limit is recomputed."""
+BUSY_SECONDS = 0.025
+"""A poll handed a slot resuming this late on average (event-loop lag): the CPU is the limit."""
 
 
 class Slots:
@@ -51,12 +56,16 @@ class Slots:
         self.in_use = 0
         """Slots held now."""
         self._clock = clock
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[asyncio.Future[float]] = deque()
+        """Polls waiting for a slot; each is handed the loop time it got one."""
         self._since = self._changed = clock()
         self._area = 0.0
         """Slot-seconds held since ``_since``."""
         self._waited = False
         """A poll waited for a slot since ``_since``."""
+        self._lag = 0.0
+        self._resumed = 0
+        """Seconds polls handed a slot took to resume since ``_since``, and how many."""
 
     @property
     def waiting(self) -> int:
@@ -75,10 +84,13 @@ class Slots:
             self._wake()  # the limit may have grown just now
             return
         self._waited = True
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[float] = loop.create_future()
         self._waiters.append(future)
         try:
-            await future
+            granted = await future
+            self._lag += loop.time() - granted
+            self._resumed += 1
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():  # handed a slot, then cancelled
                 self.release()
@@ -96,7 +108,7 @@ class Slots:
             future = self._waiters.popleft()
             if not future.done():
                 self._count(+1)  # the slot passes to the waiter
-                future.set_result(None)
+                future.set_result(future.get_loop().time())
 
     def _count(self, delta: int) -> None:
         now = self._clock()
@@ -109,6 +121,7 @@ class Slots:
         if self.fixed is None and window >= ADAPT_SECONDS:
             self._adapt(self._area / window)
             self._since, self._area, self._waited = now, 0.0, False
+            self._lag, self._resumed = 0.0, 0
 
     def _adapt(self, occupancy: float) -> None:
         target = math.ceil(occupancy * HEADROOM) + MARGIN
@@ -116,4 +129,11 @@ class Slots:
             target = max(target, self.limit)
         else:
             target = max(target, math.floor(self.limit * 0.8))
+        if self.busy:
+            target = min(target, self.limit)
         self.limit = min(AUTO_MAX, max(AUTO_MIN, target))
+
+    @property
+    def busy(self) -> bool:
+        """Whether polls handed a slot lately resumed late on average (the loop is busy)."""
+        return self._resumed > 0 and self._lag / self._resumed > BUSY_SECONDS

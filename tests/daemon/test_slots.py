@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from factories import T0
 
+import poller.polling.slots as slots_module
 from poller.polling.slots import ADAPT_SECONDS, AUTO_MAX, AUTO_MIN, HEADROOM, MARGIN, Slots
 
 pytestmark = pytest.mark.anyio
@@ -116,3 +117,15 @@ async def test_a_fixed_number_does_not_adapt() -> None:
     for _ in range(5):
         await hold(slots, clock, 50, ADAPT_SECONDS * 1.01)
     assert slots.limit == 5
+
+
+async def test_auto_does_not_grow_while_the_event_loop_is_busy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polls handed a slot resuming late (here: any lag counts as late) mean the CPU is the
+    limit: saturated or not, the slots stay as they are."""
+    monkeypatch.setattr(slots_module, "BUSY_SECONDS", -1.0)
+    clock = Clock()
+    slots = Slots(None, clock)
+    for _ in range(5):
+        await hold(slots, clock, 2 * AUTO_MAX, ADAPT_SECONDS * 1.01)
+    assert slots.limit == AUTO_MIN
