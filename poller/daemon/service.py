@@ -32,9 +32,8 @@ polling and recording continuously, spooling while the store is away) from a
 * **Several daemons** (PostgreSQL, ``docs/scaling.md``): the daemon registers, beats and
   stops as ``poller.daemon.membership`` describes; one whose identity was taken over stops at
   once and :meth:`Daemon.run` raises :class:`~poller.errors.IdentityLost` (exit 1). While other
-  daemons are live a tick claims ``polling.concurrency`` targets at a time instead of four
-  times that; the pipeline claims again at once while claims come back full, so this costs
-  no throughput.
+  daemons are live a tick claims one target per poll slot at a time instead of four; the
+  pipeline claims again at once while claims come back full, so this costs no throughput.
 """
 
 from __future__ import annotations
