@@ -35,7 +35,7 @@ simulator at the rate the poller achieved; the poller's CPU per poll over the fl
 **In flight against the limits**: for each run, the polls in flight its schedule needs
 (due per second x requests per poll x latency), the poll slots (``polling.concurrency``), the
 polls in flight measured (poll durations summed / window: Little's law), each account's
-requests in flight needed against its connection pool (``HttpSettings.max_connections``), and
+requests in flight needed against its connection pool (``polling.max_connections_per_account``), and
 the polls per second those limits allow at that mix and latency.
 """
 
@@ -63,14 +63,13 @@ from report import print_goals, print_in_flight, print_table
 from sqlalchemy import create_engine
 from write_costs import scratch_database
 
-from poller.providers import HttpSettings
-
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PROVIDERS = ("mixed", "telnyx", "bandwidth")
 REAL_LATENCY_MS = 80.0
 """A real provider's round trip, as the issue measures it."""
-CONNECTIONS = HttpSettings().max_connections
-"""Each account's connection pool (fixed: ``poller.providers.http.HttpSettings``)."""
+CONNECTIONS = CONCURRENCY
+"""Each account's connection pool: ``max_connections_per_account = "auto"`` is the fixed
+``concurrency`` the benchmark sets."""
 
 
 STARTED = time.monotonic()
@@ -179,7 +178,7 @@ def main() -> None:
     print(f"poller throughput benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
           f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {load()}")
     print(f"limits: {CONCURRENCY} poll slots (polling.concurrency), {CONNECTIONS} connections "
-          f"per account (HttpSettings.max_connections, fixed); requests per poll: Telnyx "
+          f"per account (max_connections_per_account = concurrency); requests per poll: Telnyx "
           f"{REQUESTS_PER_POLL['telnyx']}, Bandwidth {REQUESTS_PER_POLL['bandwidth']}")
     if not args.postgres:
         print("(PostgreSQL not reachable or --no-postgres: SQLite rows only)")

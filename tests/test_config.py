@@ -84,6 +84,16 @@ def error(text: str, environ: dict[str, str] | None = None) -> ConfigError:
 # --- defaults ------------------------------------------------------------------------------
 
 
+def test_fixed_concurrency_bounds_connections_too() -> None:
+    """A fixed ``concurrency`` is also each account's connection limit, unless that is set;
+    the HTTP settings follow."""
+    assert parse("[polling]\nconcurrency = 50").polling.connections_per_account == 50
+    polling = parse("[polling]\nconcurrency = 50\nmax_connections_per_account = 7").polling
+    assert (polling.slots, polling.connections_per_account) == (50, 7)
+    assert HttpSettings.for_polling(polling).max_connections == 7
+    assert parse('[polling]\nconcurrency = "auto"').polling.slots is None
+
+
 def test_empty_file_gives_every_default() -> None:
     """An empty file is valid: embedded SQLite, documented polling defaults, no accounts."""
     config = parse("")
@@ -91,7 +101,8 @@ def test_empty_file_gives_every_default() -> None:
     assert config.database.auto_migrate is True
     polling = config.polling
     assert (polling.interval_seconds, polling.idle_interval_seconds, polling.concurrency) == (
-        10, 60, 32)
+        10, 60, "auto")
+    assert (polling.slots, polling.connections_per_account) == (None, 1024)
     assert polling.not_found_retire_after == 3
     assert polling.never_found_retire_seconds == 3600
     assert polling.backoff_base_seconds <= polling.backoff_max_seconds
@@ -209,6 +220,11 @@ ERRORS = [
                  id="float-for-count"),
     pytest.param("[polling]\nconcurrency = 0", "polling.concurrency", "greater than or equal",
                  id="zero-concurrency"),
+    pytest.param('[polling]\nconcurrency = "fast"', "polling.concurrency",
+                 'must be a valid integer (or "auto")', id="concurrency-not-auto"),
+    pytest.param("[polling]\nmax_connections_per_account = 0",
+                 "polling.max_connections_per_account", 'greater than or equal to 1 (or "auto")',
+                 id="zero-connections"),
     pytest.param("[polling]\nnot_found_retire_after = 0", "polling.not_found_retire_after",
                  "greater than or equal", id="zero-404s"),
     pytest.param("[polling]\nbackoff_base_seconds = 10\nbackoff_max_seconds = 5",

@@ -91,7 +91,7 @@ def summary(loaded: Config, path: Path | None, *, url_from_env: bool) -> list[st
         f"database: {database.display_url()} "
         f"({origin}auto_migrate {'on' if database.auto_migrate else 'off'})",
         f"polling: every {polling.interval_seconds:g} s (idle {polling.idle_interval_seconds:g} "
-        f"s), {polling.concurrency} at once",
+        f"s), {polling.slots or 'auto (32 to 1024)'} at once",
         f"metrics: {loaded.metrics.listen or 'off'}; health: {loaded.health.listen or 'off'}",
         _webhooks(loaded),
         f"daemon: identity {loaded.daemon.identity or 'host:pid (default)'}, lease "

@@ -13,7 +13,7 @@ to the model, so ``poller.config.loading`` can name the exact dotted key.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
@@ -38,6 +38,11 @@ Seconds = Annotated[float, Strict(), Field(gt=0, le=MAX_SECONDS)]
 SecondsOrZero = Annotated[float, Strict(), Field(ge=0, le=MAX_SECONDS)]
 Days = Annotated[float, Strict(), Field(ge=0, le=MAX_DAYS)]
 Count = Annotated[int, Strict(), Field(ge=1, le=MAX_COUNT)]
+CountOrAuto = Annotated[Count | Literal["auto"], Field(union_mode="left_to_right")]
+"""A count, or ``"auto"`` (the program decides); errors name the key, not the union's members."""
+AUTO_MEMBER = "literal['auto']"
+"""How pydantic names the ``"auto"`` member of such a union in an error's location."""
+COUNT_MEMBER = "constrained-int"
 
 
 def config_error(message: str, *at: str | int) -> PydanticCustomError:

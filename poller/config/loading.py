@@ -33,7 +33,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from poller.config.accounts import BandwidthAccount, BandwidthConference, Conference, TelnyxAccount
-from poller.config.fields import DEFAULT_DATABASE_URL, parse_database_url
+from poller.config.fields import (
+    AUTO_MEMBER,
+    COUNT_MEMBER,
+    DEFAULT_DATABASE_URL,
+    parse_database_url,
+)
 from poller.config.settings import (
     Config,
     DaemonSettings,
@@ -170,7 +175,8 @@ def _validate(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = sorted(exc.errors(include_input=False, include_url=False), key=_precedence)
+        errors = sorted(_without_auto(exc.errors(include_input=False, include_url=False)),
+                        key=_precedence)
         first = errors[0]
         key = format_key(prefix + _location(first))
         message = _message(first, key)
@@ -179,6 +185,21 @@ def _validate(
             message += f" (and {others} more problem{'s' if others > 1 else ''})"
         # ``from None``: a chained ValidationError would carry the rejected input (a secret?).
         raise _error(source, key, message) from None
+
+
+def _without_auto(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """A count-or-``"auto"`` key's errors as one: the count's (its message says ``"auto"``
+    would do too), without the union member's name in the location."""
+    kept = []
+    for error in errors:
+        loc = error["loc"]
+        if loc and loc[-1] == AUTO_MEMBER:
+            continue
+        if loc and loc[-1] == COUNT_MEMBER:
+            error = {**error, "loc": loc[:-1],
+                     "msg": error["msg"] + ' (or "auto")'}
+        kept.append(error)
+    return kept
 
 
 def _precedence(error: ErrorDetails) -> int:

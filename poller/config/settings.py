@@ -19,6 +19,7 @@ from poller.config.accounts import Account, BandwidthAccount, TelnyxAccount
 from poller.config.fields import (
     DEFAULT_DATABASE_URL,
     Count,
+    CountOrAuto,
     Days,
     Seconds,
     SecondsOrZero,
@@ -29,6 +30,9 @@ from poller.config.fields import (
     split_host_port,
 )
 from poller.model import TargetKey
+
+AUTO_MAX_SLOTS = 1024
+"""The most poll slots ``concurrency = "auto"`` grows to (``poller.polling.slots.AUTO_MAX``)."""
 
 
 class DatabaseSettings(Section):
@@ -77,8 +81,9 @@ class PollingSettings(Section):
     """Between polls of an active (``in_progress``) conference."""
     idle_interval_seconds: Seconds = 60.0
     """Between polls of a conference in ``init`` or not found yet."""
-    concurrency: Count = 32
-    """Polls in flight at once, over all accounts."""
+    concurrency: CountOrAuto = "auto"
+    """Polls in flight at once, over all accounts: ``"auto"`` (as many as the polls' rate ×
+    duration needs, 32 to 1,024: ``poller.polling.slots``) or a fixed number."""
     completion_grace_seconds: SecondsOrZero = 30.0
     """After a conference is first seen ``completed``, wait this long for one last poll (to catch
     the final member states), then retire it (0: retire at once)."""
@@ -102,6 +107,9 @@ class PollingSettings(Section):
     write_timeout_seconds: Seconds = 10.0
     pool_timeout_seconds: Seconds = 10.0
     """Waiting for a free connection from the account's pool."""
+    max_connections_per_account: CountOrAuto = "auto"
+    """Each account's connection pool: ``"auto"`` (as many as there can be poll slots, so that
+    connections never hold polls back; idle ones close after 30 s) or a fixed number."""
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     """What sends the HTTP requests: ``aiohttp`` (through httpx-aiohttp; several times less CPU
     per poll, see ``docs/benchmarks.md``) or ``httpx`` (httpx's own transport)."""
@@ -110,6 +118,18 @@ class PollingSettings(Section):
     max_retry_after_seconds: Seconds = 3600.0
     """The longest pause a provider's ``Retry-After`` (429, 503) may impose on an account; a
     longer one is cut to this, and the log line of the failed poll says so."""
+
+    @property
+    def slots(self) -> int | None:
+        """The fixed number of poll slots; ``None``: ``auto``."""
+        return None if self.concurrency == "auto" else self.concurrency
+
+    @property
+    def connections_per_account(self) -> int:
+        """Each account's connection limit (``auto``: the most poll slots there can be)."""
+        if self.max_connections_per_account != "auto":
+            return self.max_connections_per_account
+        return self.slots if self.slots is not None else AUTO_MAX_SLOTS
 
     @model_validator(mode="after")
     def _backoff_order(self) -> PollingSettings:

@@ -9,7 +9,7 @@ since (this one was frozen or cut off for longer than its lease) reports the los
 then stops at once, leaving the row and leases to the new holder.
 
 Each registration and heartbeat also counts the live daemons: while others are live the
-daemon claims ``polling.concurrency`` targets at a time instead of four times that (targets
+daemon claims one target per poll slot at a time instead of four (targets
 fall due in clumps, and smaller claims let the daemons share a clump instead of one taking it
 whole). :class:`Membership` tells the daemon through ``on_fleet_size``.
 """

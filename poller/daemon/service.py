@@ -32,9 +32,8 @@ polling and recording continuously, spooling while the store is away) from a
 * **Several daemons** (PostgreSQL, ``docs/scaling.md``): the daemon registers, beats and
   stops as ``poller.daemon.membership`` describes; one whose identity was taken over stops at
   once and :meth:`Daemon.run` raises :class:`~poller.errors.IdentityLost` (exit 1). While other
-  daemons are live a tick claims ``polling.concurrency`` targets at a time instead of four
-  times that; the pipeline claims again at once while claims come back full, so this costs
-  no throughput.
+  daemons are live a tick claims one target per poll slot at a time instead of four; the
+  pipeline claims again at once while claims come back full, so this costs no throughput.
 """
 
 from __future__ import annotations
@@ -216,13 +215,14 @@ class Daemon:
         self.request_stop("identity lost")
 
     def _fleet_size(self, live: int) -> None:
-        """Claim ``concurrency`` targets at a time while other daemons are live (module doc)."""
-        concurrency = self.config.polling.concurrency
-        batch = concurrency if live > 1 else 4 * concurrency
-        if batch != self.poller.batch_size:
-            log.info("%s: claiming up to %d targets at a time",
-                     f"{live} daemons live" if live > 1 else "no other daemon live", batch)
-            self.poller.batch_size = batch
+        """Claim one target per poll slot at a time while other daemons are live, four alone
+        (module doc)."""
+        factor = 1 if live > 1 else 4
+        if factor != self.poller.claim_factor:
+            self.poller.claim_factor = factor
+            log.info("%s: claiming up to %d targets at a time (%d per poll slot)",
+                     f"{live} daemons live" if live > 1 else "no other daemon live",
+                     self.poller.batch_size, factor)
 
     async def _start_servers(self) -> None:
         """Start the ``[metrics]`` / ``[health]`` / ``[webhooks]`` servers configured."""
@@ -347,6 +347,7 @@ class Daemon:
                                      lease_seconds=self.lease_seconds)
             self.poller.leases_stranded = old.leases_stranded  # handed back at the next tick
             self.poller.backoff = old.backoff  # a store still away stays so
+            self.poller.pacer.slots.carry_over(old.pacer.slots)  # auto: what it learnt
             self._fleet_size(self.membership.live)
             self.pipeline.replace(self.poller)  # the old accounts close once their polls end
             self.scheduler.reschedule(tick_seconds(app.config.polling))

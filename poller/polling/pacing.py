@@ -4,7 +4,7 @@ Two limits, and an explicit API (no context variables: whoever waits is handed w
 with):
 
 * **poll slots**: at most ``polling.concurrency`` polls are in flight at once, over all
-  accounts;
+  accounts (``auto``: as many as the polls' rate × duration needs, :mod:`poller.polling.slots`);
 * **each account's gate** (:class:`AccountGate`): a token bucket (``requests_per_second``: every
   HTTP request of the account takes one token, list pages and OAuth2 token requests included)
   and a pause (after a 429 until the provider's ``Retry-After``; after a 401 / 403 for a long
@@ -32,13 +32,13 @@ Every wait for a token is reported to the observer (``poller_rate_limit_waits``)
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from poller.model import require_utc
+from poller.polling.slots import Slots
 from poller.providers.http import Pace
 
 Clock = Callable[[], datetime]
@@ -146,14 +146,18 @@ class Deferred:
 class Pacer:
     """The poll slots of one poller, and the waiting for accounts' tokens (module docstring)."""
 
-    def __init__(self, concurrency: int, *, clock: Clock, sleep: Sleep,
+    def __init__(self, concurrency: int | None, *, clock: Clock, sleep: Sleep,
                  observer: WaitObserver | None = None) -> None:
         self.clock = clock
         self.sleep = sleep
         self.observer = observer
-        self._slots = asyncio.Semaphore(concurrency)
-        self.slots_in_use = 0
+        self.slots = Slots(concurrency, clock)
+        """The poll slots (``concurrency`` of them; ``None``: ``auto``)."""
+
+    @property
+    def slots_in_use(self) -> int:
         """Slots held now (for tests and measurements)."""
+        return self.slots.in_use
 
     async def acquire(self, gate: AccountGate, provider: str, *, max_wait_seconds: float
                       ) -> PollSlot | Deferred:
@@ -216,13 +220,11 @@ class PollSlot:
 
     async def take(self) -> None:
         """Take a slot, waiting for one to be free (cancelled meanwhile: nothing held)."""
-        await self._pacer._slots.acquire()
+        await self._pacer.slots.take()
         self.held = True
-        self._pacer.slots_in_use += 1
 
     def release(self) -> None:
         """Give the slot back, if held (safe to call more than once)."""
         if self.held:
             self.held = False
-            self._pacer.slots_in_use -= 1
-            self._pacer._slots.release()
+            self._pacer.slots.release()

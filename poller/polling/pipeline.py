@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 1.0
 """How often the writer looks at a waiting spool when no poll finishes."""
+MAX_WRITE_BATCH = 512
+"""The most results written in one transaction (4 × ``batch_size`` if less), whatever the slots."""
 
 Finished = tuple[Poller, ClaimedTarget, "PollResult | Deferred"]
 KICK = None
@@ -218,7 +220,8 @@ class Pipeline:
             except TimeoutError:
                 first = KICK
             batch: list[Finished] = [] if first is KICK else [first]
-            while not self._finished.empty() and len(batch) < 4 * self.poller.batch_size:
+            while not self._finished.empty() and len(batch) < min(
+                    4 * self.poller.batch_size, MAX_WRITE_BATCH):
                 item = self._finished.get_nowait()
                 if item is not KICK:
                     batch.append(item)

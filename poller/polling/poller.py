@@ -90,7 +90,8 @@ class TickSettings:
     """Whose leases the claims are (the daemon's identity)."""
     lease_seconds: float = 300.0
     batch_size: int | None = None
-    """Targets claimed per tick (default: 4 × ``polling.concurrency``)."""
+    """Targets claimed per tick (default: :attr:`Poller.claim_factor` × the poll slots there
+    are now, which ``concurrency = "auto"`` changes as it goes)."""
     auth_pause_seconds: float = AUTH_PAUSE_SECONDS
     max_rate_wait_seconds: float = 5.0
     """A poll whose first token is further away than this is handed back for later."""
@@ -109,8 +110,9 @@ class Poller:
         self.store = store
         self.settings = settings
         self.polling = settings.polling
-        self.batch_size = settings.batch_size or 4 * self.polling.concurrency
-        """Targets claimed per tick; the daemon lowers it while other daemons are live."""
+        self.claim_factor = 4
+        """Targets claimed per tick per poll slot; the daemon lowers it to 1 while other
+        daemons are live."""
         self.clock = clock
         self.sleep = sleep
         self.rng = rng if rng is not None else random.Random()  # noqa: S311 (jitter only)
@@ -118,13 +120,19 @@ class Poller:
         """Told each poll's latency and each rate-limit wait (``None``: not measured)."""
         self.internal = internal if internal is not None else InternalErrors(observer)
         """Where our own bugs met while polling are logged and counted."""
-        self.pacer = Pacer(self.polling.concurrency, clock=clock, sleep=sleep, observer=observer)
+        self.pacer = Pacer(self.polling.slots, clock=clock, sleep=sleep, observer=observer)
         self.leases_stranded = False
         """A tick met an unavailable store after (maybe) claiming: this owner may hold leases
         of targets nobody polls. The next tick hands them back first (a reload carries it
         over to the new poller)."""
         self.backoff = StoreBackoff()
         """When to try the store again after it failed a tick (``poller.polling.backoff``)."""
+
+    @property
+    def batch_size(self) -> int:
+        """Targets claimed per tick: ``batch_size`` if set, else ``claim_factor`` × the poll
+        slots there are now (so that claims keep up as ``auto`` slots grow)."""
+        return self.settings.batch_size or self.claim_factor * self.pacer.slots.limit
 
     async def sync(self, now: datetime | None = None) -> SyncReport:
         """Bring ``poll_target`` in line with the configured conferences."""

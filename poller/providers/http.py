@@ -107,7 +107,10 @@ class HttpSettings:
     read_timeout_seconds: float = _POLLING.read_timeout_seconds
     write_timeout_seconds: float = _POLLING.write_timeout_seconds
     pool_timeout_seconds: float = _POLLING.pool_timeout_seconds
-    max_connections: int = 20
+    max_connections: int = _POLLING.connections_per_account
+    """Connections to the account's server at once (``[polling] max_connections_per_account``;
+    only as many are opened as requests are in flight, and idle ones close after
+    ``keepalive_expiry_seconds``)."""
     max_keepalive_connections: int = 10
     keepalive_expiry_seconds: float = 30.0
     max_response_bytes: int = 4 * 1024 * 1024
@@ -120,12 +123,14 @@ class HttpSettings:
 
     @classmethod
     def for_polling(cls, polling: PollingSettings) -> HttpSettings:
-        """The settings ``[polling]`` gives (timeouts and transport; the rest defaults)."""
+        """The settings ``[polling]`` gives (timeouts, connections and transport; the rest
+        defaults)."""
         return cls(
             connect_timeout_seconds=polling.connect_timeout_seconds,
             read_timeout_seconds=polling.read_timeout_seconds,
             write_timeout_seconds=polling.write_timeout_seconds,
             pool_timeout_seconds=polling.pool_timeout_seconds,
+            max_connections=polling.connections_per_account,
             transport=polling.http_transport,
             max_retry_after_seconds=polling.max_retry_after_seconds,
         )
