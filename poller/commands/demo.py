@@ -293,7 +293,7 @@ def demo(ctx: click.Context, duration: float, speed: float, seed: int,
     for query in NEXT_QUERIES:
         click.echo(f"  sqlite3 {shown} {shlex.quote(query)}")
     command = _poller_command()
-    for name in ("conferences", "transitions", "members"):
+    for name in ("conferences", "transitions", "members", "usage"):
         click.echo(f"  {command} report {name} --database-url {shown_url}")
     click.echo("\nTo poll real accounts, see config.toml and docs/configuration.md.")
     try:
