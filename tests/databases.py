@@ -22,8 +22,10 @@ import pytest
 from sqlalchemy import Engine, create_engine, pool, select
 from sqlalchemy.engine import make_url
 
+from poller.model import PollResult
 from poller.store import migrate
-from poller.store.database import normalise_url
+from poller.store.database import make_engine, normalise_url
+from poller.store.recorder import Recorder
 from poller.store.schema import Base
 
 POSTGRES_URL_ENV = "POLLER_TEST_DATABASE_URL"
@@ -165,3 +167,16 @@ def fetch(engine: Engine, table: str, **where: object) -> list[dict[str, Any]]:
     query = select(t).where(*(t.c[k] == v for k, v in where.items())).order_by(t.c.id)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def record(url: str, results: list[PollResult]) -> str:
+    """Record ``results`` one poll at a time, in time order, with the real recorder; returns
+    ``url``."""
+    engine = make_engine(url)
+    try:
+        recorder = Recorder(engine)
+        for result in sorted(results, key=lambda r: r.observed_at):
+            recorder.record([result])
+    finally:
+        engine.dispose()
+    return url

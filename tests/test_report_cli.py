@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from databases import record
 from factories import (
     at,
     bandwidth_member,
@@ -42,7 +43,6 @@ from poller.model import PollResult
 from poller.reports.tables import format_duration, render_csv, render_json
 from poller.store import migrate
 from poller.store.database import make_engine
-from poller.store.recorder import Recorder
 from poller.store.reports import Report, read_only
 from poller.store.schema import PollTarget
 
@@ -120,17 +120,6 @@ def history() -> list[PollResult]:
     ]
     return [*standup, *vanish, *still_open, *daily, *latest]
 
-
-def record(url: str, results: list[PollResult]) -> str:
-    """Record ``results`` one poll at a time, in time order, with the real recorder."""
-    engine = make_engine(url)
-    try:
-        recorder = Recorder(engine)
-        for result in sorted(results, key=lambda r: r.observed_at):
-            recorder.record([result])
-    finally:
-        engine.dispose()
-    return url
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from databases import record
 from factories import (
     at,
     bandwidth_member,
@@ -30,8 +31,6 @@ from poller.commands import CliState
 from poller.commands.report import report
 from poller.commands.timeline import write_busiest
 from poller.model import PollResult
-from poller.store.database import make_engine
-from poller.store.recorder import Recorder
 
 SVG = "{http://www.w3.org/2000/svg}"
 STANDUP = telnyx_target("conf-standup")
@@ -67,17 +66,6 @@ def history() -> list[PollResult]:
         bandwidth_observation(at=120, target=DAILY, created_at=-100, completed_at=118),
     ]
 
-
-def record(url: str, results: list[PollResult]) -> str:
-    """Record ``results`` in time order with the real recorder."""
-    engine = make_engine(url)
-    try:
-        recorder = Recorder(engine)
-        for result in sorted(results, key=lambda r: r.observed_at):
-            recorder.record([result])
-    finally:
-        engine.dispose()
-    return url
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ import json
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from databases import record
+from test_report_cli import as_json as report_json
+from test_report_cli import invoke as report_invoke
+from test_report_cli import ok as report_ok
 from usage_histories import everything
-
-from poller.commands import CliState
-from poller.commands.report import report
-from poller.store.database import make_engine
-from poller.store.recorder import Recorder
 
 KEYS = ("provider", "account", "conferences", "active_conferences", "conference_minutes",
         "member_minutes", "peak_members", "median_duration_seconds", "p95_duration_seconds")
@@ -48,33 +47,22 @@ def rows(bucket: str, table: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
 @pytest.fixture
 def recorded(database_url: str) -> str:
     """The URL of a database holding every usage history."""
-    engine = make_engine(database_url)
-    try:
-        recorder = Recorder(engine)
-        for result in sorted(everything(), key=lambda r: r.observed_at):
-            recorder.record([result])
-    finally:
-        engine.dispose()
-    return database_url
+    return record(database_url, everything())
 
 
 def invoke(url: str, *args: str) -> Result:
     """``poller report usage ARGS --database-url URL``."""
-    return CliRunner().invoke(report, ["usage", *args, "--database-url", url],
-                              obj=CliState(config_path=None))
+    return report_invoke(url, "usage", *args)
 
 
 def ok(url: str, *args: str) -> str:
     """The standard output of a usage report that must succeed."""
-    result = invoke(url, *args)
-    assert result.exit_code == 0, result.output
-    return result.stdout
+    return report_ok(url, "usage", *args)
 
 
 def as_json(url: str, *args: str) -> list[dict[str, Any]]:
     """The report's JSON, decoded."""
-    decoded: list[dict[str, Any]] = json.loads(ok(url, *args, "--format", "json"))
-    return decoded
+    return report_json(url, "usage", *args)
 
 
 def test_usage_by_day_json(recorded: str) -> None:

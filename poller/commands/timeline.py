@@ -32,6 +32,9 @@ from poller.store.timeline import (
     reading,
 )
 
+PAGE_SUFFIXES = (".html", ".htm", ".svg")
+"""What ``--output`` may end in for one conference (an index's ``--output`` is a directory)."""
+
 DEFAULT_INDEX_LIMIT = 200
 """Pages an index writes unless ``--limit`` says otherwise."""
 
@@ -77,7 +80,7 @@ def timeline(state: CliState, provider: str | None, conference_id: str | None,
             click.echo(write_page(url, provider, conference_id, account, path))
         elif since is not None:
             directory = output or Path("timelines")
-            if directory.suffix.lower() in (".html", ".htm", ".svg"):
+            if directory.suffix.lower() in PAGE_SUFFIXES:
                 raise click.BadParameter(f"{str(directory)!r}: with --since, --output names a "
                                          "directory", param_hint="'--output'")
             click.echo(write_index(url, directory, since=since, provider=provider,
@@ -92,7 +95,7 @@ def timeline(state: CliState, provider: str | None, conference_id: str | None,
 
 
 def _check_suffix(path: Path) -> None:
-    if path.suffix.lower() not in (".html", ".htm", ".svg"):
+    if path.suffix.lower() not in PAGE_SUFFIXES:
         raise click.BadParameter(f"{str(path)!r} must end in .html or .svg",
                                  param_hint="'--output'")
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from poller.store.detail_records import EXACT_SOURCES
 from poller.store.reports import Report, Value
 
 
@@ -99,8 +100,6 @@ def flag_column(key: str, header: str) -> TableColumn:
     return TableColumn(header, lambda row: "yes" if row[key] else "")
 
 
-EXACT_SOURCES = frozenset({"provider", "webhook", "detail_record"})
-"""Time sources the provider gave for the member itself (``docs/schema.md``)."""
 
 
 def exact_ends(joined: Value, left: Value) -> str:

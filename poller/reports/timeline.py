@@ -20,9 +20,10 @@ observed_at)``, as the ``member_session`` view does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from poller.store.detail_records import EXACT_SOURCES
 from poller.store.timeline import (
     ConferenceFacts,
     EventFacts,
@@ -33,9 +34,6 @@ from poller.store.timeline import (
 
 PLAUSIBLE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 """Times outside these years are a provider's glitch (``docs/schema.md``, warnings)."""
-
-EXACT_SOURCES = frozenset({"provider", "webhook", "detail_record"})
-"""``member.joined_at_source`` / ``left_at_source`` values that are the provider's time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +116,6 @@ class Timeline:
     """The earliest moment shown."""
     end: datetime
     """The latest moment shown: completion, the last poll, or the last thing recorded."""
-    transitions: tuple[TransitionFacts, ...] = field(default=())
 
 
 def build_timeline(facts: TimelineFacts) -> Timeline:
@@ -140,8 +137,7 @@ def build_timeline(facts: TimelineFacts) -> Timeline:
     plausible = [t for t in known if PLAUSIBLE[0] <= t < PLAUSIBLE[1]]
     plausible = plausible or [conference.first_observed_at]
     start, end = min(plausible), max(plausible)
-    return Timeline(conference=conference, bands=bands, lanes=lanes, start=start, end=end,
-                    transitions=facts.transitions)
+    return Timeline(conference=conference, bands=bands, lanes=lanes, start=start, end=end)
 
 
 def _transition_moment(transition: TransitionFacts, opened: datetime | None) -> Moment:
