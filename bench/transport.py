@@ -1,13 +1,19 @@
-"""Which transport sends the provider requests: httpx's own or httpx-aiohttp's.
+"""What sends the provider requests: aiohttp directly, aiohttp under httpx, or httpx's own.
 
     .venv/bin/python bench/transport.py [--targets 2000] [--rounds 3] [--concurrency 32]
 
 It serves a steady simulator world in its own process (``poller simulate --steady``), then
 polls it with the real provider clients (half Telnyx: a conference GET and a participants GET
 per poll; half Bandwidth: one GET) at ``polling.concurrency`` polls in flight, once per round
-with each transport, alternating, and prints the median polls per second and CPU seconds of
-this process (the client; the simulator runs elsewhere) per 1,000 polls, with the ratio of
-httpx's own transport to aiohttp's.
+with each way of sending, alternating, and prints the median polls per second and CPU seconds
+of this process (the client; the simulator runs elsewhere) per 1,000 polls:
+
+* ``aiohttp``: ``[polling] http_transport = "aiohttp"``, the default: aiohttp called directly
+  (``poller.providers.wire.AiohttpWire``);
+* ``httpx+aiohttp``: an ``httpx.AsyncClient`` over httpx-aiohttp's ``AiohttpTransport``,
+  injected as a transport: the same aiohttp under httpx's request and response objects (what
+  poller did before; httpx-aiohttp is a dev dependency for this comparison only);
+* ``httpx``: ``http_transport = "httpx"``, httpx's own transport (httpcore).
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ import argparse
 import asyncio
 import statistics
 import time
-from typing import get_args
+from collections.abc import Callable
 
+import httpx
 from harness import CREDENTIALS, SimulatorProcess, simulator
 
 from poller.config import ApiKeyCredentials, BasicCredentials
@@ -25,18 +32,34 @@ from poller.model import Provider, TargetKey
 from poller.providers import HttpSettings, build_client
 from poller.providers.http import TransportName
 
+WAYS = ("aiohttp", "httpx+aiohttp", "httpx")
 
-async def poll_all(sim: SimulatorProcess, targets: list[TargetKey], transport: TransportName,
+
+def sending(way: str) -> tuple[HttpSettings, Callable[[], httpx.AsyncBaseTransport | None]]:
+    """The settings and the transport (``None``: none injected) of one of the ``WAYS``."""
+    if way == "httpx+aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        settings = HttpSettings()
+        limits = httpx.Limits(max_connections=settings.max_connections)
+        return settings, lambda: AiohttpTransport(limits=limits)
+    transport: TransportName = "httpx" if way == "httpx" else "aiohttp"
+    return HttpSettings(transport=transport), lambda: None
+
+
+async def poll_all(sim: SimulatorProcess, targets: list[TargetKey], way: str,
                    concurrency: int) -> tuple[float, float, int]:
     """Poll every target once; ``(wall seconds, CPU seconds, failures)``."""
-    settings = HttpSettings(transport=transport)
+    settings, transport = sending(way)
     clients = {
         Provider.TELNYX: build_client(
             Provider.TELNYX, account="telnyx", base_url=sim.url + "/v2", settings=settings,
+            transport=transport(),
             credentials=ApiKeyCredentials(CREDENTIALS.telnyx_api_key)),
         Provider.BANDWIDTH: build_client(
             Provider.BANDWIDTH, account="bandwidth", base_url=sim.url + "/api/v2",
             account_id=CREDENTIALS.bandwidth_account_id, settings=settings,
+            transport=transport(),
             credentials=BasicCredentials(CREDENTIALS.bandwidth_username,
                                          CREDENTIALS.bandwidth_password)),
     }
@@ -72,25 +95,25 @@ def main() -> None:
         targets = ([TargetKey(Provider.TELNYX, "telnyx", cid) for cid in sim.ids("telnyx")]
                    + [TargetKey(Provider.BANDWIDTH, "bandwidth", cid)
                       for cid in sim.ids("bandwidth")])
-        names: tuple[TransportName, ...] = get_args(TransportName)
-        results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in names}
+        results: dict[str, list[tuple[float, float, int]]] = {way: [] for way in WAYS}
         for _ in range(args.rounds):
-            for name in names:
-                results[name].append(asyncio.run(poll_all(sim, targets, name,
-                                                          args.concurrency)))
+            for way in WAYS:
+                results[way].append(asyncio.run(poll_all(sim, targets, way, args.concurrency)))
     n = len(targets)
     print(f"transports: {n} polls per round (half Telnyx, half Bandwidth), concurrency "
           f"{args.concurrency}, median of {args.rounds} rounds")
-    print(f"  {'transport':<10} {'polls/s':>9} {'CPU s/1k polls':>15} {'failures':>9}")
+    print(f"  {'sent by':<14} {'polls/s':>9} {'CPU s/1k polls':>15} {'failures':>9}")
     medians = {}
     for label, runs in results.items():
         rate = statistics.median(n / wall for wall, _, _ in runs)
         cpu = statistics.median(1000 * cpu / n for _, cpu, _ in runs)
         medians[label] = (rate, cpu)
-        print(f"  {label:<10} {rate:9.0f} {cpu:15.2f} {sum(f for _, _, f in runs):9d}")
-    (fast_rate, fast_cpu), (slow_rate, slow_cpu) = medians["aiohttp"], medians["httpx"]
-    print(f"  aiohttp vs httpx: {fast_rate / slow_rate:.2f}x the polls/s, "
-          f"{slow_cpu / fast_cpu:.2f}x less CPU per poll")
+        print(f"  {label:<14} {rate:9.0f} {cpu:15.2f} {sum(f for _, _, f in runs):9d}")
+    fast_rate, fast_cpu = medians["aiohttp"]
+    for other in WAYS[1:]:
+        rate, cpu = medians[other]
+        print(f"  aiohttp vs {other}: {fast_rate / rate:.2f}x the polls/s, "
+              f"{cpu / fast_cpu:.2f}x less CPU per poll")
 
 
 if __name__ == "__main__":

@@ -111,8 +111,9 @@ class PollingSettings(Section):
     """Each account's connection pool: ``"auto"`` (as many as there can be poll slots, so that
     connections never hold polls back; idle ones close after 30 s) or a fixed number."""
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
-    """What sends the HTTP requests: ``aiohttp`` (through httpx-aiohttp; several times less CPU
-    per poll, see ``docs/benchmarks.md``) or ``httpx`` (httpx's own transport)."""
+    """What sends the HTTP requests: ``aiohttp`` (called directly; several times less CPU per
+    poll, see ``docs/benchmarks.md``) or ``httpx`` (httpx's own transport, which also honours
+    proxy settings from the environment)."""
     discovery_interval_seconds: Seconds = 60.0
     """How often accounts with ``discover = true`` list their conferences for new ones."""
     max_retry_after_seconds: Seconds = 3600.0

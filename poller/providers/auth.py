@@ -31,8 +31,9 @@ from typing import Protocol
 from poller.config.accounts import BANDWIDTH_TOKEN_URL
 from poller.config.credentials import DEFAULT_REFRESH_MARGIN_SECONDS
 from poller.errors import AuthFailed, BadResponse
-from poller.providers.http import Clock, Pace, ProviderHttp, RawResponse, json_or
+from poller.providers.http import Clock, Pace, ProviderHttp, json_or
 from poller.providers.status import ErrorContext
+from poller.providers.wire import RawResponse
 
 TOKEN_ENDPOINT = "token endpoint"  # noqa: S105 (what error messages call it)
 """How error messages name the token endpoint, so its failures are not taken for the API's."""

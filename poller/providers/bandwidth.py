@@ -40,7 +40,6 @@ from poller.providers.http import (
     HttpSettings,
     Pace,
     ProviderHttp,
-    RawResponse,
     ResponseObserver,
 )
 from poller.providers.listing import (
@@ -52,6 +51,7 @@ from poller.providers.listing import (
 )
 from poller.providers.redaction import Redactor, parsed
 from poller.providers.status import ErrorContext
+from poller.providers.wire import RawResponse
 
 DEFAULT_BASE_URL = BANDWIDTH_BASE_URL
 

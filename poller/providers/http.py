@@ -1,20 +1,19 @@
-"""The shared HTTP layer: one ``httpx.AsyncClient`` per account, and the error boundary.
+"""The shared HTTP layer: one connection pool per account, and the error boundary.
 
 Everything the provider clients send goes through ``ProviderHttp``:
 
 * explicit connect / read / write / pool timeouts and connection limits (``HttpSettings``);
-* an injectable transport (``httpx.MockTransport`` in tests, ``httpx.ASGITransport`` over the
-  simulator), no redirects followed; when none is injected, requests go out through aiohttp
-  (``httpx_aiohttp.AiohttpTransport``, keeping the httpx API) unless ``HttpSettings.transport``
-  is ``"httpx"`` (httpx's own transport): aiohttp costs several times less CPU per request
-  under concurrency (``docs/benchmarks.md``);
+* what sends the requests is a ``poller.providers.wire.Wire``: aiohttp directly (the default,
+  the lean path: ``docs/benchmarks.md``), httpx's own transport
+  (``HttpSettings.transport = "httpx"``), or an injected ``httpx.AsyncBaseTransport``
+  (``httpx.MockTransport`` in tests, ``httpx.ASGITransport`` over the simulator); no
+  redirects followed;
 * bodies streamed and cut off past ``max_response_bytes`` (``BadResponse``), so a runaway or
   hostile server cannot exhaust memory;
-* httpx, aiohttp and socket errors translated **once**, here: timeouts ⇒ ``Timeout``;
-  connection, reset and protocol errors ⇒ ``NetworkError`` (httpx-aiohttp reports every aiohttp
-  connection error as ``httpx.ConnectTimeout``: its cause tells a real timeout from a refused or
-  dropped connection); an undecodable body ⇒ ``BadResponse``; HTTP
-  error statuses as in ``poller.providers.status``;
+* httpx, aiohttp and socket errors translated **once** (the wire names the kind, this module
+  makes the error): timeouts ⇒ ``Timeout``; connection, reset and protocol errors ⇒
+  ``NetworkError``; an undecodable body ⇒ ``BadResponse``; HTTP error statuses as in
+  ``poller.providers.status``;
 * every message and excerpt redacted of the account's secrets (``poller.providers.redaction``);
   the ``Authorization`` header is never logged (only method, path and status are, at DEBUG);
 * identifiers put into URL paths as exactly one segment (``poller.model.path_segment``);
@@ -35,9 +34,7 @@ from datetime import datetime
 from typing import Literal, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from poller.config.settings import PollingSettings
 from poller.errors import (
@@ -50,6 +47,7 @@ from poller.model import JSON
 from poller.providers.fields import EXCERPT_CHARS
 from poller.providers.redaction import Redactor
 from poller.providers.status import ErrorContext, ErrorDetailReader, error_for_status
+from poller.providers.wire import AiohttpWire, HttpxWire, RawResponse, Wire, WireError
 
 logger = logging.getLogger("poller.providers")
 
@@ -119,7 +117,7 @@ class HttpSettings:
     """The longest wait a 429 / 5xx may ask for (longer ones are cut, and say so)."""
     user_agent: str = "poller/0.1"
     transport: TransportName = "aiohttp"
-    """``aiohttp`` (httpx-aiohttp's transport, the default) or ``httpx`` (httpx's own)."""
+    """``aiohttp`` (aiohttp directly, the default) or ``httpx`` (httpx's own transport)."""
 
     @classmethod
     def for_polling(cls, polling: PollingSettings) -> HttpSettings:
@@ -135,38 +133,13 @@ class HttpSettings:
             max_retry_after_seconds=polling.max_retry_after_seconds,
         )
 
-    def timeout(self) -> httpx.Timeout:
-        """The httpx timeout configuration."""
-        return httpx.Timeout(
-            connect=self.connect_timeout_seconds,
-            read=self.read_timeout_seconds,
-            write=self.write_timeout_seconds,
-            pool=self.pool_timeout_seconds,
-        )
-
-    def limits(self) -> httpx.Limits:
-        """The httpx connection-pool limits."""
-        return httpx.Limits(
-            max_connections=self.max_connections,
-            max_keepalive_connections=self.max_keepalive_connections,
-            keepalive_expiry=self.keepalive_expiry_seconds,
-        )
-
-    def default_transport(self) -> httpx.AsyncBaseTransport | None:
-        """The transport to use when none is injected (``None``: httpx's own, built by the
-        client from ``limits()``)."""
-        if self.transport == "httpx":
-            return None
-        return AiohttpTransport(limits=self.limits())
-
-
-@dataclass(frozen=True, slots=True)
-class RawResponse:
-    """A response read in full (within the size cap): status, headers and body bytes."""
-
-    status: int
-    headers: httpx.Headers
-    body: bytes
+    def wire(self, headers: Mapping[str, str], transport: httpx.AsyncBaseTransport | None
+             ) -> Wire:
+        """What sends the requests (``poller.providers.wire``): ``transport`` when one is
+        injected, else aiohttp directly or httpx's own transport (``transport``)."""
+        if transport is None and self.transport == "aiohttp":
+            return AiohttpWire(self, headers)
+        return HttpxWire(self, headers, transport)
 
 
 class ProviderHttp:
@@ -193,16 +166,10 @@ class ProviderHttp:
         self.clock = clock
         self.redact = redactor
         self._read_error_detail = read_error_detail
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=settings.timeout(),
-            limits=settings.limits(),
-            transport=transport if transport is not None else settings.default_transport(),
-            follow_redirects=False,
-            headers={"User-Agent": settings.user_agent, "Accept": "application/json"},
-        )
-        self._base = str(self._client.base_url).rstrip("/") + "/"
-        """The base URL, ending in ``/`` (httpx adds it to a path, not to a bare host)."""
+        self._wire = settings.wire(
+            {"User-Agent": settings.user_agent, "Accept": "application/json"}, transport)
+        self._base = str(httpx.URL(base_url)).rstrip("/") + "/"
+        """The base URL, ending in ``/`` (a path is joined to it, not to a bare host)."""
 
     def _absolute(self, url: str, params: Mapping[str, str] | None) -> str:
         """``url`` (a path under the base URL, or an absolute URL) with ``params`` encoded, as
@@ -221,7 +188,7 @@ class ProviderHttp:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._client.aclose()
+        await self._wire.aclose()
 
     def url(self, path: str) -> str:
         """The absolute URL a request for ``path`` goes to (``base_url`` applied)."""
@@ -242,41 +209,42 @@ class ProviderHttp:
         transport errors translated."""
         if pace is not None:
             await pace()
-        request = self._client.build_request(method, self._absolute(url, params),
-                                             headers=headers, data=data)
-        where = f"{method} {request.url.raw_path.decode('ascii', 'replace')}"
-        error: ProviderError
+        absolute = self._absolute(url, params)
         status: int | None = None
+        error: ProviderError
         try:
-            response = await self._client.send(request, stream=True)
-            status = response.status_code
-            try:
-                body = await self._read_capped(response, context)
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as exc:
-            if _connection_failed(exc):
-                error = self._translated(
-                    NetworkError, f"{where}: connection failed ({_cause_name(exc)}: {exc})",
-                    context)
-            else:
-                error = self._translated(Timeout, f"{where}: timed out ({type(exc).__name__})",
-                                         context)
-        except httpx.DecodingError as exc:
-            error = self._translated(
-                BadResponse, f"{where}: undecodable body ({type(exc).__name__}: {exc})", context)
-        except (httpx.TransportError, httpx.RequestError, aiohttp.ClientError, OSError) as exc:
-            error = self._translated(
-                NetworkError, f"{where}: connection failed ({type(exc).__name__}: {exc})",
-                context)
+            response = await self._wire.send(method, absolute, headers, data)
+            status = response.status
+        except WireError as exc:
+            status = exc.status
+            error = self._wire_error(exc, f"{method} {_path_of(absolute)}", context)
         else:
-            logger.debug("%s %s -> %s (%d bytes)", self.account, where, response.status_code,
-                         len(body))
-            return RawResponse(response.status_code, response.headers, body)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s %s %s -> %s (%d bytes)", self.account, method,
+                             _path_of(absolute), status, len(response.body))
+            return response
         finally:
             if self.observer is not None:
                 self.observer.observe_http_response(self.provider, status)
-        raise error  # outside the handlers: unchained (see the module docstring)
+        raise error  # outside the handler: unchained (see the module docstring)
+
+    def _wire_error(self, exc: WireError, where: str, context: ErrorContext) -> ProviderError:
+        """The ``poller.errors`` error for what the wire reported."""
+        cap = self.settings.max_response_bytes
+        if exc.kind == "timeout":
+            return self._translated(Timeout, f"{where}: timed out ({exc.detail})", context)
+        if exc.kind == "undecodable":
+            return self._translated(BadResponse, f"{where}: undecodable body ({exc.detail})",
+                                    context)
+        if exc.kind == "too_large":
+            if exc.declared is not None:
+                return self.bad_response(
+                    f"response of {exc.declared} bytes exceeds the {cap}-byte cap", context,
+                    None, exc.status)
+            return self.bad_response(f"response exceeds the {cap}-byte cap", context,
+                                     exc.head, exc.status)
+        return self._translated(NetworkError, f"{where}: connection failed ({exc.detail})",
+                                context)
 
     async def get_json(
         self,
@@ -329,31 +297,9 @@ class ProviderHttp:
         return kind(self.redact(message)[:300], provider=context.provider,
                     account=context.account, conference_id=context.conference_id)
 
-    async def _read_capped(self, response: httpx.Response, context: ErrorContext) -> bytes:
-        cap = self.settings.max_response_bytes
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise self.bad_response(f"response of {declared} bytes exceeds the {cap}-byte cap",
-                                    context, None, response.status_code)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > cap:
-                raise self.bad_response(f"response exceeds the {cap}-byte cap", context,
-                                        b"".join(chunks)[:65536], response.status_code)
-            chunks.append(chunk)
-        return b"".join(chunks)
 
-
-def _connection_failed(exc: httpx.TimeoutException) -> bool:
-    """Whether httpx-aiohttp reported a refused or dropped connection as a timeout (it maps
-    every ``aiohttp.ClientConnectionError`` to ``httpx.ConnectTimeout``)."""
-    cause = exc.__cause__
-    return isinstance(cause, aiohttp.ClientError) and not isinstance(cause, TimeoutError)
-
-
-def _cause_name(exc: BaseException) -> str:
-    return type(exc.__cause__ or exc).__name__
-
-
+def _path_of(url: str) -> str:
+    """The path and query of an absolute URL (what the logs and messages name)."""
+    rest = url.partition("://")[2]
+    slash = rest.find("/")
+    return rest[slash:] if slash >= 0 else "/"
