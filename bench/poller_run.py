@@ -2,10 +2,12 @@
 
 ``run_ours(case, database_url, sim, window)`` writes a ``config.toml`` for ``case`` (one Telnyx
 account with an API key, one Bandwidth account with Basic auth, ``requests_per_second`` high
-enough never to throttle, ``concurrency = 32``, ``[metrics] listen`` on a free port), starts
+enough never to throttle, poll slots and connections on their default ``"auto"``, ``[metrics]
+listen`` on a free port), starts
 the real ``poller run`` CLI on it, waits until every target was polled once and one more
 interval passed (saturated: 2 s), then measures a window: ``/metrics`` scraped at both ends
-(polls by provider and outcome, lateness histogram, poll durations, HTTP responses), the
+(polls by provider and outcome, lateness histogram, poll durations, HTTP responses, the poll
+slots' limit), the
 process's CPU (``/proc/<pid>/stat``) and peak RSS (``VmHWM``), and the history rows written.
 ``bench/soak.py`` uses the same pieces.
 """
@@ -32,8 +34,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, select, text
 
 HISTORY_TABLES = ("conference_snapshot", "status_transition", "member_event", "poll_error")
-CONCURRENCY = 32
-"""``polling.concurrency`` of every run (the default): poll slots over all accounts."""
 INTERVAL = 10.0
 """Seconds between polls of a target in the scheduled runs (``--quick``: 2)."""
 SATURATED_INTERVAL = 0.1
@@ -87,6 +87,8 @@ class Result:
     floor_rate: float | None = None
     floor_poll_ms: float | None = None
     """The floor's mean poll duration (its requests' round trips, nothing else)."""
+    slots: int | None = None
+    """The poll slots' limit at the end of the window (``poller_poll_slots{state="limit"}``)."""
 
     @property
     def rate(self) -> float:
@@ -124,7 +126,7 @@ def free_port() -> int:
 def config_toml(sim: SimulatorProcess, ids: dict[str, list[str]], database_url: str,
                 interval: float, metrics_port: int) -> str:
     lines = ["[database]", f"url = {json.dumps(database_url)}", "auto_migrate = true", "",
-             "[polling]", f"interval_seconds = {interval}", f"concurrency = {CONCURRENCY}", "",
+             "[polling]", f"interval_seconds = {interval}", "concurrency = 'auto'", "",
              "[retention]", "prune_interval_seconds = 0", "",
              "[metrics]", f'listen = "127.0.0.1:{metrics_port}"', ""]
     if "telnyx" in ids:
@@ -153,6 +155,7 @@ class Scrape:
         self.buckets: dict[float, float] = {}
         self.poll_seconds: dict[str, float] = {}
         self.requests: dict[str, float] = {}
+        self.slots: int | None = None
         for family in text_string_to_metric_families(body):
             for sample in family.samples:
                 labels = sample.labels
@@ -164,6 +167,8 @@ class Scrape:
                     self.buckets[bound] = self.buckets.get(bound, 0) + sample.value
                 elif sample.name == "poller_poll_duration_seconds_sum":
                     self.poll_seconds[labels["provider"]] = sample.value
+                elif sample.name == "poller_poll_slots" and labels["state"] == "limit":
+                    self.slots = int(sample.value)
                 elif sample.name == "poller_http_responses_total":
                     provider = labels["provider"]
                     self.requests[provider] = self.requests.get(provider, 0) + sample.value
@@ -282,7 +287,7 @@ def run_ours(case: Case, database_url: str, sim: SimulatorProcess, window: float
         result = Result(case.label, polls, elapsed, cpu1 - cpu0, peak, rows1 - rows0,
                         (quantile(0.5, before, after), quantile(0.99, before, after)),
                         after.failures - before.failures, case=case,
-                        by_provider=after.by_provider(before))
+                        by_provider=after.by_provider(before), slots=after.slots)
         if churner is not None:
             result.notes.append(f"{churner.changed} conferences changed by churn")
         process.send_signal(signal.SIGTERM)

@@ -85,10 +85,10 @@ def _pair(values: dict[str, float], digits: int = 0) -> str:
     return "/".join(f"{values[p]:.{digits}f}" if p in values else "-" for p in PROVIDERS)
 
 
-def print_in_flight(results: list[Result], slots: int, connections: int) -> None:
+def print_in_flight(results: list[Result], connections: int) -> None:
     """Per run of the poller: polls in flight needed and measured against the limits."""
-    print(f"\npolls in flight against the limits ({slots} poll slots, {connections} connections "
-          f"per account; pairs are Telnyx/Bandwidth)")
+    print(f"\npolls in flight against the limits (poll slots: their 'auto' limit at the end of "
+          f"the window; {connections} connections per account; pairs are Telnyx/Bandwidth)")
     print(f"{'run':<{LABEL}} {'due/s':>6} {'need':>5} {'in':>5} {'slots':>5} {'conns':>9} "
           f"{'conns':>9} {'poll ms':>11} {'bare':>7} {'poll ms':>9} {'limits':>7} "
           f"{'polls/s':>8} {'late p99':>9}")
@@ -97,6 +97,7 @@ def print_in_flight(results: list[Result], slots: int, connections: int) -> None
     for r in results:
         if r.case is None:
             continue
+        slots = r.slots or 0
         need = demand(r.case, slots, connections)
         latency = r.case.latency_ms / 1000
         by = r.by_provider

@@ -33,7 +33,8 @@ GETs and decodes JSON) polls the same targets, hence the same provider mix, on t
 simulator at the rate the poller achieved; the poller's CPU per poll over the floor's.
 
 **In flight against the limits**: for each run, the polls in flight its schedule needs
-(due per second x requests per poll x latency), the poll slots (``polling.concurrency``), the
+(due per second x requests per poll x latency), the poll slots (``polling.concurrency =
+"auto"``: their limit at the end of the window), the
 polls in flight measured (poll durations summed / window: Little's law), each account's
 requests in flight needed against its connection pool (``polling.max_connections_per_account``), and
 the polls per second those limits allow at that mix and latency.
@@ -51,7 +52,6 @@ from datetime import UTC, datetime
 from baselines import REQUESTS_PER_POLL, run_baseline
 from harness import SimulatorProcess, simulator
 from poller_run import (
-    CONCURRENCY,
     INTERVAL,
     Case,
     Result,
@@ -63,13 +63,16 @@ from report import print_goals, print_in_flight, print_table
 from sqlalchemy import create_engine
 from write_costs import scratch_database
 
+from poller.config.settings import AUTO_MAX_SLOTS
+from poller.polling.slots import AUTO_MIN
+
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PROVIDERS = ("mixed", "telnyx", "bandwidth")
 REAL_LATENCY_MS = 80.0
 """A real provider's round trip, as the issue measures it."""
-CONNECTIONS = CONCURRENCY
-"""Each account's connection pool: ``max_connections_per_account = "auto"`` is the fixed
-``concurrency`` the benchmark sets."""
+CONNECTIONS = AUTO_MAX_SLOTS
+"""Each account's connection pool: ``max_connections_per_account = "auto"`` with
+``concurrency = "auto"`` is the most slots there can be."""
 
 
 STARTED = time.monotonic()
@@ -177,8 +180,9 @@ def main() -> None:
 
     print(f"poller throughput benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
           f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {load()}")
-    print(f"limits: {CONCURRENCY} poll slots (polling.concurrency), {CONNECTIONS} connections "
-          f"per account (max_connections_per_account = concurrency); requests per poll: Telnyx "
+    print(f"limits: poll slots 'auto' (polling.concurrency: {AUTO_MIN} to {AUTO_MAX_SLOTS}, "
+          f"following rate x poll duration), {CONNECTIONS} connections per account "
+          f"(max_connections_per_account = 'auto'); requests per poll: Telnyx "
           f"{REQUESTS_PER_POLL['telnyx']}, Bandwidth {REQUESTS_PER_POLL['bandwidth']}")
     if not args.postgres:
         print("(PostgreSQL not reachable or --no-postgres: SQLite rows only)")
@@ -214,7 +218,7 @@ def main() -> None:
 
     print(f"\nload average at the end: {load()} (other processes share the CPUs)")
     print_table(results)
-    print_in_flight(results, CONCURRENCY, CONNECTIONS)
+    print_in_flight(results, CONNECTIONS)
     print_goals(results)
 
 

@@ -126,6 +126,10 @@ class PollerMetrics:
                                  "Bytes of results waiting in the spool.", registry=r)
         self.spool_waiting = Gauge("poller_spool_waiting_results",
                                    "Results waiting in the spool for the store.", registry=r)
+        self.poll_slots = Gauge("poller_poll_slots",
+                                "Poll slots: limit (polls that may be in flight at once; "
+                                "moves with concurrency = \"auto\"), in_use (polls in flight), "
+                                "waiting (polls waiting for a slot).", ["state"], registry=r)
         self.webhook_events = Counter("poller_webhook_events",
                                       "Provider events received and stored, by provider and "
                                       "result (stored: new; duplicate: a repeated delivery).",
@@ -153,6 +157,8 @@ class PollerMetrics:
             self.ticks.labels(result)
         for state, reason in TARGET_STATES:
             self.targets.labels(state, reason)
+        for state in ("limit", "in_use", "waiting"):
+            self.poll_slots.labels(state)
         for event in LEASE_EVENTS:
             self.leases.labels(event)
         for event in SPOOL_EVENTS:
@@ -207,6 +213,13 @@ class PollerMetrics:
         at = at or self.clock()
         self._last_successful_tick = at
         self.last_successful_tick.set(at.timestamp())
+
+    def set_poll_slots(self, limit: int, in_use: int, waiting: int) -> None:
+        """Set ``poller_poll_slots`` (``poller.polling.slots.Slots``: its limit, the slots held
+        and the polls waiting)."""
+        self.poll_slots.labels("limit").set(limit)
+        self.poll_slots.labels("in_use").set(in_use)
+        self.poll_slots.labels("waiting").set(waiting)
 
     def leases_renewed(self, count: int) -> None:
         """A heartbeat renewed ``count`` leases."""

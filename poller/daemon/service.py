@@ -307,6 +307,8 @@ class Daemon:
         self.membership.count_polls(report.polled)
         self.metrics.spool_bytes.set(self.spool.bytes)
         self.metrics.spool_waiting.set(self.spool.results)
+        slots = self.poller.pacer.slots
+        self.metrics.set_poll_slots(slots.limit, slots.in_use, slots.waiting)
         observe_tick(self.metrics, report, by_provider=report.by_provider(),
                      transitions_by_status=report.transitions_by_status,
                      member_events_by_kind=report.member_events_by_kind)

@@ -8,8 +8,8 @@
   that takes long (a slow server, up to ``poll_deadline_seconds``) holds only its own room:
   the others are claimed, polled and recorded meanwhile;
 * **writing** (one task): finished polls are taken in batches (whatever has finished while the
-  previous batch was written), decided (next poll, retirement) and recorded in one
-  transaction; deferred ones are handed back.
+  previous batch was written, and within ``GATHER_SECONDS`` of the first), decided (next
+  poll, retirement) and recorded in one transaction; deferred ones are handed back.
 
 **While the store is away** (DESIGN §9): a batch the store cannot take is appended to the
 :class:`~poller.store.spool.Spool` (durably) instead, and the pipeline goes on polling by itself
@@ -55,10 +55,11 @@ IDLE_SECONDS = 1.0
 """How often the writer looks at a waiting spool when no poll finishes."""
 MAX_WRITE_BATCH = 512
 """The most results written in one transaction (4 × ``batch_size`` if less), whatever the slots."""
+GATHER_SECONDS = 0.1
+"""How long the writer lets results gather after the first (one transaction for many)."""
 
 Finished = tuple[Poller, ClaimedTarget, "PollResult | Deferred"]
-KICK = None
-"""Put in the queue of finished polls to wake the writer (to replay, or to stop)."""
+KICK = None  # put in the queue of finished polls to wake the writer (to replay, or to stop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,15 +86,13 @@ class Pipeline:
         pipeline polls the targets it knows and spools."""
         self.known: dict[TargetKey, Known] = {}
         self._in_flight: dict[asyncio.Task[None], tuple[Poller, TargetKey]] = {}
-        self._busy: set[TargetKey] = set()
-        """Targets polled or waiting to be written (not to be polled again meanwhile)."""
+        self._busy: set[TargetKey] = set()  # polled or waiting to be written: not polled again
         self._retiring: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Queue[Finished | None] = asyncio.Queue()
         self._stop_writer = False
         self._writer: asyncio.Task[None] | None = None
         self._last_hash: dict[TargetKey, str] = {}
-        self.unwritten = 0
-        """Polls finished but not yet recorded or spooled."""
+        self.unwritten = 0  # polls finished but not yet recorded or spooled
         self.dropped = 0
         """Results dropped because the spool was full, since it was last replayed whole."""
         self.stopping = False
@@ -220,8 +219,10 @@ class Pipeline:
             except TimeoutError:
                 first = KICK
             batch: list[Finished] = [] if first is KICK else [first]
-            while not self._finished.empty() and len(batch) < min(
-                    4 * self.poller.batch_size, MAX_WRITE_BATCH):
+            cap = min(4 * self.poller.batch_size, MAX_WRITE_BATCH)
+            if batch and not self._stop_writer and self._finished.qsize() < cap:
+                await asyncio.sleep(GATHER_SECONDS)
+            while not self._finished.empty() and len(batch) < cap:
                 item = self._finished.get_nowait()
                 if item is not KICK:
                     batch.append(item)
@@ -362,9 +363,8 @@ class Pipeline:
             self.known[target.key] = Known(target, next_poll_at)
 
     def _remember_hashes(self, results: tuple[PollResult, ...] | list[PollResult]) -> None:
-        for result in results:
-            if isinstance(result, Observation):
-                self._last_hash[result.target] = result.content_hash()
+        self._last_hash.update((r.target, r.content_hash()) for r in results
+                               if isinstance(r, Observation))
 
     def _unchanged(self, result: PollResult) -> bool:
         return (isinstance(result, Observation)

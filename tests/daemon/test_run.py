@@ -410,6 +410,9 @@ def test_run_serves_metrics_and_health(sim: Sim, tmp_path: Path) -> None:
         assert last_tick > 0
         assert sum(v for _, v in _samples(body, "poller_poll_duration_seconds_count")) > 0
         assert sum(v for _, v in _samples(body, "poller_http_responses_total")) > 0
+        slots = {labels["state"]: v for labels, v in _samples(body, "poller_poll_slots")}
+        assert set(slots) == {"limit", "in_use", "waiting"}
+        assert slots["limit"] >= 32  # concurrency = "auto": 32 slots at least
         targets = sum(v for _, v in _samples(body, "poller_targets"))
         assert targets == sum(len(_conference_ids(account)) for account in sim.accounts)
         assert http.get(f"{health_url}/metrics").status_code == 404
