@@ -63,6 +63,9 @@ TELNYX_PUBLIC_KEY_ENV = "TELNYX_PUBLIC_KEY"
 BANDWIDTH_WEBHOOK_USER_ENV = "BW_WEBHOOK_USER"
 BANDWIDTH_WEBHOOK_PASSWORD_ENV = "BW_WEBHOOK_PASSWORD"  # noqa: S105 (a variable name)
 
+KEEP_ALIVE_SECONDS = 75
+"""How long the simulator keeps an idle connection open (see ``simulate``)."""
+
 
 def _toml_string(value: str) -> str:
     # JSON string syntax is valid TOML basic-string syntax for these ASCII values.
@@ -238,8 +241,12 @@ def simulate(port: int, host: str, seed: int, conferences_per_provider: int, fau
         f"{export_lines(simulator.credentials)}"
     )
     click.echo(f"# Serving on {server_url} (Ctrl-C to stop)", nl=True)
+    # Idle connections are kept 75 s (nginx's default; uvicorn's is 5 s), longer than poller
+    # keeps them (30 s), as a provider's front end does: a server closing a connection just as
+    # the client reuses it fails requests that a real provider would have answered.
     config = uvicorn.Config(create_app(simulator), log_level=log_level, lifespan="off",
-                            access_log=log_level in ("info", "debug"))
+                            access_log=log_level in ("info", "debug"),
+                            timeout_keep_alive=KEEP_ALIVE_SECONDS)
     server = uvicorn.Server(config)
     if webhook_url is None:
         asyncio.run(server.serve(sockets=[sock]))

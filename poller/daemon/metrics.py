@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -75,6 +75,8 @@ class PollerMetrics:
         self.clock = clock
         self._last_successful_tick: datetime | None = None
         self._target_labels: set[tuple[str, str]] = set(TARGET_STATES)
+        self._children: dict[tuple[object, ...], Any] = {}
+        """Label children of the per-poll and per-request metrics, looked up once each."""
         r = self.registry
         self.polls = Counter("poller_polls", "Polls by provider and outcome (ok: changed or "
                              "first seen; unchanged; or the poll_error kind).",
@@ -171,17 +173,25 @@ class PollerMetrics:
 
     # -- ResponseObserver and PollObserver --------------------------------------------------
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, resolved once (it takes a lock and a dict look-up)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe_poll_seconds(self, provider: str, seconds: float) -> None:
         """One poll of ``provider`` took ``seconds``."""
-        self.poll_seconds.labels(provider).observe(max(seconds, 0.0))
+        self._child(self.poll_seconds, provider).observe(max(seconds, 0.0))
 
     def observe_poll_lateness(self, provider: str, seconds: float) -> None:
         """A poll of ``provider`` started ``seconds`` after it was due."""
-        self.poll_lateness.labels(provider).observe(max(seconds, 0.0))
+        self._child(self.poll_lateness, provider).observe(max(seconds, 0.0))
 
     def observe_http_response(self, provider: str, status_code: int | None) -> None:
         """One HTTP request to ``provider`` got ``status_code`` (``None``: no response)."""
-        self.http_responses.labels(provider, status_class(status_code)).inc()
+        self._child(self.http_responses, provider, status_class(status_code)).inc()
 
     def observe_internal_error(self, where: str) -> None:
         """One of our own bugs was met in ``where`` (and carried on from)."""

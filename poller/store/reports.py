@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Boolean, Connection, Float, Integer, bindparam, inspect, pool, text
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import TypeEngine
@@ -40,6 +39,7 @@ from sqlalchemy.types import TypeEngine
 from poller.errors import StoreUnavailable
 from poller.model import require_utc
 from poller.store.database import make_engine, read_only, refuse_missing_sqlite_file, store_errors
+from poller.store.migrate import revision_on
 from poller.store.schema import UTCDateTime
 
 Value = str | int | float | bool | datetime | None
@@ -378,7 +378,7 @@ def _require_views(conn: Connection) -> None:
     missing = REQUIRED_VIEWS - set(inspect(conn).get_view_names())
     if not missing:
         return
-    revision = MigrationContext.configure(conn).get_current_revision()
+    revision = revision_on(conn)
     state = f"at schema revision {revision}" if revision else "not migrated"
     raise StoreUnavailable(
         f"the database is {state} and has no reporting views: run `poller db upgrade` first"

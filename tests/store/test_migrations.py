@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from poller.errors import StoreUnavailable
 from poller.store import migrate
 from poller.store.database import make_engine
 
@@ -44,6 +45,38 @@ def test_empty_head_base_head(empty_database_url: str) -> None:
 def test_models_match_migrations(database_url: str) -> None:
     """`alembic check` finds no difference between schema.py and the migrated database."""
     migrate.check(database_url)
+
+
+def test_head_is_alembics_head() -> None:
+    """``migrate.HEAD`` (what the daemon compares with, without loading Alembic) is the newest
+    revision of the tree: a new migration must move it."""
+    assert migrate.HEAD == migrate.script_directory().get_current_head()
+
+
+def test_the_daemon_does_not_load_alembic_on_a_database_at_head(tmp_path: Path) -> None:
+    """Reading the revision and checking it is known load no Alembic (10 MB saved)."""
+    url = f"sqlite:///{tmp_path / 'head.db'}"
+    migrate.upgrade(url)
+    code = ("import sys; from poller.store import migrate; "
+            f"assert migrate.require_known({url!r}) == migrate.HEAD; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_several_revisions_are_refused(tmp_path: Path) -> None:
+    """A branched ``alembic_version`` (two rows) is a clear error, as Alembic's own."""
+    url = f"sqlite:///{tmp_path / 'branched.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO alembic_version VALUES ('other')"))
+    finally:
+        engine.dispose()
+    with pytest.raises(StoreUnavailable, match="several schema revisions"):
+        migrate.current(url)
 
 
 def test_first_revision_is_0001_initial() -> None:
