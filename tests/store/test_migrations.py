@@ -50,7 +50,7 @@ def test_models_match_migrations(database_url: str) -> None:
 def test_head_is_alembics_head() -> None:
     """``migrate.HEAD`` (what the daemon compares with, without loading Alembic) is the newest
     revision of the tree: a new migration must move it."""
-    assert migrate.HEAD == migrate.script_directory().get_current_head()
+    assert migrate.script_directory().get_current_head() == migrate.HEAD
 
 
 def test_the_daemon_does_not_load_alembic_on_a_database_at_head(tmp_path: Path) -> None:
