@@ -225,6 +225,8 @@ class Observation:
     """False when the member list may be partial (e.g. the page cap was hit)."""
     warnings: tuple[str, ...] = ()
     """Oddities met while parsing (unknown enum values, unparseable timestamps, …)."""
+    _hash: str | None = field(default=None, init=False, repr=False, compare=False)
+    """:meth:`content_hash`, once computed (a cache: not a field anything stores)."""
 
     def __post_init__(self) -> None:
         require_utc(self.observed_at, "Observation.observed_at")
@@ -245,8 +247,14 @@ class Observation:
 
         Two observations with equal hashes are the same state: the recorder writes no history
         for the second. It covers the raw payloads too, so a change in a field poller does not
-        map still makes a new snapshot.
+        map still makes a new snapshot. Computed once per observation.
         """
+        if self._hash is None:
+            object.__setattr__(self, "_hash", self._digest())
+        assert self._hash is not None
+        return self._hash
+
+    def _digest(self) -> str:
         members = sorted(self.members, key=lambda m: m.member_id)
         document = {
             "conference": _state_dict(self.conference),

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 1.0
 """How often the writer looks at a waiting spool when no poll finishes."""
-MAX_WRITE_BATCH = 512
+MAX_WRITE_BATCH = 256
 """The most results written in one transaction (4 × ``batch_size`` if less), whatever the slots."""
 GATHER_SECONDS = 0.1
 """How long the writer lets results gather after the first (one transaction for many)."""

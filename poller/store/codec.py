@@ -28,7 +28,8 @@ KINDS: dict[str, type[Any]] = {"observation": Observation, "failure": PollFailur
 def encode(value: Any) -> Any:
     """``value`` as JSON (see the module docstring)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.init}  # fields outside __init__ are caches (Observation's content hash)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Enum):
@@ -77,7 +78,7 @@ _HINTS: dict[type[Any], dict[str, Any]] = {}
 def _hints(cls: type[Any]) -> dict[str, Any]:
     hints = _HINTS.get(cls)
     if hints is None:
-        fields = {f.name for f in dataclasses.fields(cls)}
+        fields = {f.name for f in dataclasses.fields(cls) if f.init}
         hints = {name: hint for name, hint in typing.get_type_hints(cls).items()
                  if name in fields}
         _HINTS[cls] = hints

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import resource
@@ -35,6 +36,18 @@ def test_results_survive_json_exactly() -> None:
         assert back == result
     back = decode_result(json.loads(json.dumps(encode_result(observation))))
     assert back.content_hash() == observation.content_hash()  # type: ignore[union-attr]
+
+
+def test_the_cached_content_hash_is_not_spooled() -> None:
+    """``Observation.content_hash`` is computed once and kept on the object, but the spool
+    stores only the observation: a copy with other content gets its own hash."""
+    observation = telnyx_observation(at=5, members=[telnyx_member("a")])
+    first = observation.content_hash()
+    assert observation.content_hash() is first  # computed once
+    encoded = encode_result(observation)
+    assert "_hash" not in json.dumps(encoded)
+    other = dataclasses.replace(observation, members=(telnyx_member("b"),))
+    assert other.content_hash() != first
 
 
 def test_appended_batches_come_back_in_order_and_survive_a_reopen(tmp_path: Path) -> None:
