@@ -74,6 +74,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ROUND_SHARE = 0.4
+"""A tick's claim round may go on (claiming again as polls end) for this share of the tick
+period: ticks are at least half a period apart (``poller.daemon.ticker``), so a round is over
+before the next tick is due, which would otherwise be skipped with a warning."""
+
 ConfigLoader = Callable[[], tuple[Config, Mapping[str, Credentials]]]
 """Loads and validates the config file and its credentials again (raises ``ConfigError``)."""
 
@@ -285,7 +290,9 @@ class Daemon:
             return
         try:
             self.joining.later()
-            await self.pipeline.run_due(keep_going=lambda: not self._stop.is_set())
+            # Claiming again as polls end, until just before the next tick may start.
+            until = asyncio.get_running_loop().time() + ROUND_SHARE * self.scheduler.seconds
+            await self.pipeline.run_due(keep_going=lambda: not self._stop.is_set(), until=until)
         except Exception as error:  # the daemon never dies of one tick
             self.internal.report("tick", error, "ticking (the next tick runs as usual)")
             return

@@ -4,7 +4,9 @@
 ``Poller.tick``, which waits for a whole batch). Two loops meet in it:
 
 * **claiming** (:meth:`Pipeline.run_due`, every tick period): as many targets as there is room
-  for (``batch_size`` minus the polls in flight) are claimed and a poll started for each. A poll
+  for (``batch_size`` minus the polls in flight) are claimed and a poll started for each; while
+  claims come back full, the round waits for polls to end and claims again, for part of the
+  tick period (so fast polls are not held to one claim per tick). A poll
   that takes long (a slow server, up to ``poll_deadline_seconds``) holds only its own room:
   the others are claimed, polled and recorded meanwhile;
 * **writing** (one task): finished polls are taken in batches (whatever has finished while the
@@ -36,11 +38,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from poller.errors import StoreUnavailable
-from poller.model import Observation, PollResult, TargetKey
+from poller.model import PollResult, TargetKey
+from poller.polling.known import KnownTargets
 from poller.polling.pacing import Deferred
 from poller.polling.poller import Poller
 from poller.polling.report import TickReport
@@ -62,14 +65,6 @@ Finished = tuple[Poller, ClaimedTarget, "PollResult | Deferred"]
 KICK = None  # put in the queue of finished polls to wake the writer (to replay, or to stop)
 
 
-@dataclass(frozen=True, slots=True)
-class Known:
-    """A target this daemon polls, as it last decided: what to poll while the store is away."""
-
-    target: ClaimedTarget
-    next_poll_at: datetime
-
-
 class Pipeline:
     """Claims, polls, records and spools for ``poller run`` (see the module docstring)."""
 
@@ -84,14 +79,14 @@ class Pipeline:
         self.ready = ready
         """Whether the store may be used at all (the daemon has registered): until then the
         pipeline polls the targets it knows and spools."""
-        self.known: dict[TargetKey, Known] = {}
+        self.known = KnownTargets()
         self._in_flight: dict[asyncio.Task[None], tuple[Poller, TargetKey]] = {}
         self._busy: set[TargetKey] = set()  # polled or waiting to be written: not polled again
         self._retiring: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()  # set when polls end and half the claim room is free
         self._finished: asyncio.Queue[Finished | None] = asyncio.Queue()
         self._stop_writer = False
         self._writer: asyncio.Task[None] | None = None
-        self._last_hash: dict[TargetKey, str] = {}
         self.unwritten = 0  # polls finished but not yet recorded or spooled
         self.dropped = 0
         """Results dropped because the spool was full, since it was last replayed whole."""
@@ -120,8 +115,11 @@ class Pipeline:
 
     # -- claiming --------------------------------------------------------------------------
 
-    async def run_due(self, keep_going: Callable[[], bool] = lambda: True) -> None:
-        """One round: start polls for what is due, while there is room (see the module doc)."""
+    async def run_due(self, keep_going: Callable[[], bool] = lambda: True,
+                      until: float | None = None) -> None:
+        """One round: start polls for what is due, while there is room (see the module doc).
+        When claims come back full and no room is left, wait for polls to end until the loop
+        time ``until`` (``None``: not at all): fast polls then need no tick each."""
         if self.stopping:
             return
         self._ensure_writer()
@@ -129,7 +127,9 @@ class Pipeline:
         while keep_going() and not self.stopping:
             room = poller.batch_size - len(self._in_flight)
             if room <= 0:
-                return
+                if until is None or not await self._room_until(until):
+                    return
+                continue
             now = poller.clock()
             if not self.ready():
                 self._start_known(now, room)
@@ -155,23 +155,31 @@ class Pipeline:
         that knows none yet (it started while the store was away) knows its config's."""
         if not self.known:
             self._know_config(now)
-        due = sorted((k for k in self.known.values()
-                      if k.next_poll_at <= now and k.target.key not in self._busy),
-                     key=lambda k: (k.next_poll_at, k.target.key.conference_id))
-        for known in due[:room]:  # pk 0: not leased by this poll, so never handed back
-            self._start(self.poller, replace(known.target, pk=0), None)
+        for target in self.known.due(now, self._busy, room):
+            self._start(self.poller, target, None)
 
     def _know_config(self, now: datetime) -> None:
-        """Know exactly the targets of the config (those known already keep their schedule)."""
-        wanted = {key for account in self.poller.accounts for key in account.settings.targets()}
-        self.known = {key: self.known.get(key) or Known(
-            ClaimedTarget(pk=0, key=key, next_poll_at=now), now) for key in wanted}
+        self.known.know({key for account in self.poller.accounts
+                         for key in account.settings.targets()}, now)
+
+    async def _room_until(self, until: float) -> bool:
+        """Whether half the claim room came free before the loop time ``until``."""
+        self._room.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(until):
+                await self._room.wait()
+        return self._room.is_set()
 
     def _start(self, poller: Poller, target: ClaimedTarget, plan: object) -> None:
         task = asyncio.ensure_future(self._poll(poller, target, plan))
         self._in_flight[task] = (poller, target.key)
         self._busy.add(target.key)
-        task.add_done_callback(lambda done: self._in_flight.pop(done, None))
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
+        if len(self._in_flight) <= self.poller.batch_size // 2:
+            self._room.set()
 
     async def _poll(self, poller: Poller, target: ClaimedTarget, plan: object) -> None:
         outcome = await poller.poll(target, plan)  # type: ignore[arg-type]
@@ -251,13 +259,13 @@ class Pipeline:
         for owner_poller, target, outcome in batch:
             if isinstance(outcome, Deferred):
                 handed_back[target.pk] = outcome.until
-                self._remember(target, outcome.until)
+                self.known.remember(target, outcome.until)
                 continue
             decision = owner_poller.decide(target, outcome)
             results.append(outcome)
             schedule[target.key] = decision
             report.count_poll(target.key.provider.value, outcome)
-            self._remember(replace(target, state=state_after(target.state, outcome)),
+            self.known.remember(replace(target, state=state_after(target.state, outcome)),
                            None if decision.state == "retired" else decision.next_poll_at)
         report.polled, report.deferred = len(results), len(handed_back)
         owner = poller.settings.owner
@@ -266,7 +274,7 @@ class Pipeline:
                                     report)
             await self._replay(report)
         elif results:
-            self._remember_hashes(results)
+            self.known.remember_hashes(results)
         handed_back.pop(0, None)  # polled while the store was away: no lease to hand back
         if handed_back and not self.offline:
             with contextlib.suppress(StoreUnavailable):  # their leases expire on their own
@@ -293,7 +301,7 @@ class Pipeline:
         thread: the writer waits, the polls go on)."""
         report.store_error = report.store_error or "store unavailable: spooled"
         if not self.spool.fits(batch):
-            changed = tuple(r for r in batch.results if not self._unchanged(r))
+            changed = tuple(r for r in batch.results if not self.known.unchanged(r))
             report.spool_dropped += len(batch.results) - len(changed)
             batch = replace(batch, results=changed, schedule={
                 r.target: batch.schedule[r.target] for r in changed if r.target in batch.schedule})
@@ -315,7 +323,7 @@ class Pipeline:
                       len(batch.results), error)
             return
         report.spooled += len(batch.results)
-        self._remember_hashes(batch.results)
+        self.known.remember_hashes(batch.results)
 
     async def _replay(self, report: TickReport | None = None) -> None:
         """Replay the spool in order while the store takes it (not while backing off, nor
@@ -353,22 +361,6 @@ class Pipeline:
         own.spool_replayed += replayed
         if report is None and replayed:
             self.on_report(own)
-
-    # -- what the pipeline knows of its targets ---------------------------------------------
-
-    def _remember(self, target: ClaimedTarget, next_poll_at: datetime | None) -> None:
-        if next_poll_at is None:
-            self.known.pop(target.key, None)
-        else:
-            self.known[target.key] = Known(target, next_poll_at)
-
-    def _remember_hashes(self, results: tuple[PollResult, ...] | list[PollResult]) -> None:
-        self._last_hash.update((r.target, r.content_hash()) for r in results
-                               if isinstance(r, Observation))
-
-    def _unchanged(self, result: PollResult) -> bool:
-        return (isinstance(result, Observation)
-                and self._last_hash.get(result.target) == result.content_hash())
 
     # -- stopping --------------------------------------------------------------------------
 

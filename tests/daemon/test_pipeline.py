@@ -101,6 +101,23 @@ async def test_claims_only_as_much_as_there_is_room_for(engine: Engine, tmp_path
     assert [t["poll_count"] for t in fetch(engine, "poll_target")] == [1] * 10
 
 
+async def test_a_round_with_time_left_claims_again_as_polls_end(engine: Engine,
+                                                              tmp_path: Path) -> None:
+    """Given time (``until``), one round whose claims come back full waits for polls to end and
+    claims again, within the same room: fast polls are not held to one claim per tick (which
+    capped 10,000 targets at 0 ms to 4 x 32 slots a quarter second, 512 polls/s)."""
+    world = build_sim_world(conferences=5)  # 10 targets
+    pipeline, poller = make_pipeline(world, Store(engine), tmp_path, batch_size=3)
+    await poller.sync(world.clock.now())
+    loop = asyncio.get_running_loop()
+    await pipeline.run_due(until=loop.time() + WAIT_SECONDS)
+    assert pipeline.in_flight <= 3
+    await settled(pipeline)
+    await pipeline.stop(0, asyncio.Event())
+    await poller.aclose()
+    assert [t["poll_count"] for t in fetch(engine, "poll_target")] == [1] * 10
+
+
 async def test_a_slow_server_holds_only_its_own_polls(engine: Engine, tmp_path: Path) -> None:
     """Telnyx trickles its answers (each poll runs to its 30 s deadline); Bandwidth's polls are
     claimed, polled and recorded every interval meanwhile, on schedule."""
