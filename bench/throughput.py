@@ -1,6 +1,6 @@
 """Throughput and cost of ``poller run`` against the simulator, each figure next to a baseline.
 
-    ./dev bench                      # the default runs (about 25 minutes)
+    ./dev bench                      # the default runs (about 20 minutes)
     ./dev bench --quick              # small and short (under two minutes)
     ./dev bench --all                # every combination at 0 ms, and the 80 ms ones (long)
     ./dev bench --only 10000:mixed:steady:postgresql:10:80

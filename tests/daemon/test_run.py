@@ -482,3 +482,20 @@ def test_a_sighup_right_after_the_start_reloads_instead_of_killing(sim: Sim,
             daemon.alive() and "configuration reloaded" in daemon.stderr()))
         assert _terminate(daemon) == 0, daemon.stderr()
         assert "SIGHUP received" in daemon.stderr()
+
+
+def test_run_raises_a_low_open_files_limit() -> None:
+    """``poller run`` raises a soft limit of open files below the hard one (to at most
+    ``MAX_OPEN_FILES``): hundreds of connections an account must not fail on 1,024."""
+    code = (
+        "import resource\n"
+        "from poller.commands.run import MAX_OPEN_FILES, raise_open_files_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "cap = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, MAX_OPEN_FILES)\n"
+        "before, after = raise_open_files_limit()\n"
+        "assert (before, after) == (256, cap), (before, after, cap)\n"
+        "assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == cap\n"
+        "assert raise_open_files_limit() == (cap, cap)  # already raised: unchanged\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
