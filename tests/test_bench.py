@@ -20,11 +20,12 @@ SCRIPTS = {
     "soak": ("soak.py", "--minutes", "0.03", "--targets", "20", "--interval", "1",
              "--database", "sqlite"),
     "transport": ("transport.py", "--targets", "20", "--rounds", "1"),
+    "memory": ("memory.py", "--targets", "20", "--seconds", "2", "--latency-ms", "0"),
 }
 
 
 def test_benchmarks_run() -> None:
-    """All three at once (they share nothing; the figures are not checked, only the output)."""
+    """All at once (they share nothing; the figures are not checked, only the output)."""
     running = {name: subprocess.Popen([sys.executable, str(BENCH / script), *args],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for name, (script, *args) in SCRIPTS.items()}
@@ -36,6 +37,7 @@ def test_benchmarks_run() -> None:
     check_throughput(out["throughput"])
     check_soak(out["soak"])
     check_transport(out["transport"])
+    check_memory(out["memory"])
 
 
 def check_throughput(out: str) -> None:
@@ -68,3 +70,10 @@ def check_soak(out: str) -> None:
 def check_transport(out: str) -> None:
     for way in ("aiohttp", "httpx\\+aiohttp", "httpx"):
         assert re.search(rf"^  {way} +\d+ +[\d.]+ +0$", out, re.MULTILINE), out
+
+
+def check_memory(out: str) -> None:
+    rows = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +\d+ +\d+$", out, re.MULTILINE)
+    assert [int(second) for second, _, _ in rows] == [1, 2], out
+    assert all(float(rss) > 0 and float(peak) >= float(rss) for _, rss, peak in rows), out
+    assert re.search(r"^RSS by mapping at the end: anonymous [\d.]+ MB", out, re.MULTILINE), out
