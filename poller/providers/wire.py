@@ -7,7 +7,7 @@ request and reads the body within the size cap, and says what went wrong in one 
 
 * :class:`AiohttpWire`, the default (``[polling] http_transport = "aiohttp"``): one
   ``aiohttp.ClientSession`` per account, called directly. An httpx request and response object
-  per request, and httpx-aiohttp's adapter between them, cost about as much CPU as aiohttp
+  per request, and httpx-aiohttp's adapter between them, cost more CPU than aiohttp
   itself (``bench/transport.py``; ``docs/benchmarks.md``): the lean path skips them;
 * :class:`HttpxWire`: an ``httpx.AsyncClient`` over httpx's own transport
   (``http_transport = "httpx"``, which also honours proxy settings from the environment) or
@@ -21,7 +21,7 @@ a body past the cap abandoned, the connection pool bounded by ``max_connections`
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -117,8 +117,6 @@ class AiohttpWire:
                 status = response.status
                 body = await self._read(response)
                 return RawResponse(status, response.headers, body)
-        except WireError:
-            raise
         except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors
             raise WireError("timeout", _timeout_name(exc), status=status) from None
         except aiohttp.ClientPayloadError as exc:
@@ -133,21 +131,26 @@ class AiohttpWire:
             raise WireError("too_large", "", status=response.status, declared=declared)
         if declared is not None and "Content-Encoding" not in response.headers:
             return await response.read()  # exactly Content-Length bytes: within the cap
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_any():  # decoded: a small body may inflate
-            size += len(chunk)
-            if size > cap:
-                raise WireError("too_large", "", status=response.status,
-                                head=b"".join(chunks)[:65536])
-            chunks.append(chunk)
-        return b"".join(chunks)
+        # Decoded chunks: a small compressed body may inflate past the cap.
+        return await _capped(response.content.iter_any(), cap, response.status)
 
     async def aclose(self) -> None:
         """See :meth:`Wire.aclose`."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _capped(chunks: AsyncIterator[bytes], cap: int, status: int) -> bytes:
+    """The body ``chunks`` make, or a ``too_large`` :class:`WireError` once past ``cap``."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            raise WireError("too_large", "", status=status, head=b"".join(parts)[:65536])
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _timeout_name(exc: TimeoutError) -> str:
@@ -218,15 +221,7 @@ class HttpxWire:
         if declared.isdigit() and int(declared) > cap:
             raise WireError("too_large", "", status=response.status_code,
                             declared=int(declared))
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > cap:
-                raise WireError("too_large", "", status=response.status_code,
-                                head=b"".join(chunks)[:65536])
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await _capped(response.aiter_bytes(), cap, response.status_code)
 
     async def aclose(self) -> None:
         """See :meth:`Wire.aclose`."""
