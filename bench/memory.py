@@ -10,7 +10,9 @@ at once at the start, polled every 10 s, ``concurrency = "auto"``), on a scratch
 prints the process's RSS, peak RSS (``VmHWM``), threads and open files every second, then how
 the RSS divides between anonymous memory (the Python heap: objects, and what the allocator
 keeps after a burst), the ``[heap]`` (glibc's small allocations) and shared libraries, from
-``/proc/<pid>/smaps``. The imports alone take about 76 MB (``docs/benchmarks.md``).
+``/proc/<pid>/smaps``. Beside them: the poll slots' limit (``poller_poll_slots``), polls a
+second and their mean duration, from ``/metrics``. The imports alone take about 76 MB
+(``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from harness import memory_mb, open_fds, simulator
-from poller_run import config_toml, free_port, poller_process, targets
+from poller_run import Scrape, config_toml, free_port, poller_process, targets
 from throughput import DEFAULT_POSTGRES, postgres_available
 from write_costs import scratch_database
 
@@ -45,6 +47,27 @@ def by_mapping(pid: int) -> Counter[str]:
     return kinds
 
 
+def scrape(port: int) -> Scrape | None:
+    """``/metrics`` now (``None`` while the daemon does not answer yet)."""
+    try:
+        return Scrape(port)
+    except OSError:
+        return None
+
+
+def pace(before: Scrape | None, now: Scrape | None) -> str:
+    """The poll slots' limit, polls a second and their mean duration since ``before``."""
+    if now is None:
+        return ""
+    slots = f"{now.slots:>6}" if now.slots is not None else f"{'':>6}"
+    if before is None:
+        return slots
+    polls = now.total - before.total
+    seconds = sum(now.poll_seconds.values()) - sum(before.poll_seconds.values())
+    duration = f"{1000 * seconds / polls:8.0f}" if polls else f"{'':>8}"
+    return f"{slots} {polls:>8} {duration}"
+
+
 def threads(pid: int) -> int:
     """Threads of process ``pid``."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -58,6 +81,8 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=10_000, help="half Telnyx, half Bandwidth")
     parser.add_argument("--latency-ms", type=float, default=80.0)
     parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--concurrency", default="auto",
+                        help="polling.concurrency (default: auto)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     args = parser.parse_args()
@@ -68,17 +93,25 @@ def main() -> None:
           f"{args.latency_ms:g} ms, {args.database}, {args.seconds} s")
     with simulator(args.targets // 2, latency_ms=args.latency_ms) as sim, \
             scratch_database(scratch) as url, tempfile.TemporaryDirectory() as directory:
-        config = config_toml(sim, targets(sim, "mixed", args.targets), url, 10.0, free_port())
+        port = free_port()
+        config = config_toml(sim, targets(sim, "mixed", args.targets), url, 10.0, port)
+        if args.concurrency != "auto":
+            config = config.replace("concurrency = 'auto'",
+                                    f"concurrency = {int(args.concurrency)}")
         with poller_process(config, Path(directory)) as process:
-            print(f"{'s':>4} {'RSS MB':>7} {'peak MB':>8} {'threads':>8} {'FDs':>5}")
+            print(f"{'s':>4} {'RSS MB':>7} {'peak MB':>8} {'threads':>8} {'FDs':>5} "
+                  f"{'slots':>6} {'polls/s':>8} {'poll ms':>8}")
+            before: Scrape | None = None
             for second in range(1, args.seconds + 1):
                 time.sleep(1)
                 if process.poll() is not None:
                     raise RuntimeError(f"poller run exited ({process.returncode}):\n"
                                        f"{(Path(directory) / 'poller.log').read_text()[-2000:]}")
                 rss, peak = memory_mb(process.pid)
+                now = scrape(port)
                 print(f"{second:>4} {rss:7.1f} {peak:8.1f} {threads(process.pid):>8} "
-                      f"{open_fds(process.pid):>5}", flush=True)
+                      f"{open_fds(process.pid):>5} {pace(before, now)}", flush=True)
+                before = now
             kinds = by_mapping(process.pid)
     print("RSS by mapping at the end: " + ", ".join(
         f"{kind} {mb:.1f} MB" for kind, mb in kinds.most_common() if mb >= 0.1))

@@ -4,10 +4,11 @@
 ``Poller.tick``, which waits for a whole batch). Two loops meet in it:
 
 * **claiming** (:meth:`Pipeline.run_due`, every tick period): as many targets as there is room
-  for (``batch_size`` minus the polls in flight) are claimed and a poll started for each; while
+  for (``batch_size`` minus the polls in flight and the results waiting for the writer beyond
+  :data:`WRITE_BACKLOG`: a slow writer holds claims back) are claimed and polled; while
   claims come back full, the round waits for polls to end and claims again, for part of the
-  tick period (so fast polls are not held to one claim per tick). A poll
-  that takes long (a slow server, up to ``poll_deadline_seconds``) holds only its own room:
+  tick period (fast polls need no tick each). A poll that takes long (a slow server, up to
+  ``poll_deadline_seconds``) holds only its own room:
   the others are claimed, polled and recorded meanwhile;
 * **writing** (one task): finished polls are taken in batches (whatever has finished while the
   previous batch was written, and within ``GATHER_SECONDS`` of the first), decided (next
@@ -58,6 +59,9 @@ IDLE_SECONDS = 1.0
 """How often the writer looks at a waiting spool when no poll finishes."""
 MAX_WRITE_BATCH = 256
 """The most results written in one transaction (4 × ``batch_size`` if less), whatever the slots."""
+WRITE_BACKLOG = 2 * MAX_WRITE_BATCH
+"""Results that may wait for the writer before claims hold back (one batch written, one
+gathering); unbounded, 10,000 first polls (slow to write) piled up faster: 55 MB."""
 GATHER_SECONDS = 0.1
 """How long the writer lets results gather after the first (one transaction for many)."""
 
@@ -83,7 +87,7 @@ class Pipeline:
         self._in_flight: dict[asyncio.Task[None], tuple[Poller, TargetKey]] = {}
         self._busy: set[TargetKey] = set()  # polled or waiting to be written: not polled again
         self._retiring: set[asyncio.Task[None]] = set()
-        self._room = asyncio.Event()  # set when polls end and half the claim room is free
+        self._room = asyncio.Event()  # set when half the claim room is free (_wake_claims)
         self._finished: asyncio.Queue[Finished | None] = asyncio.Queue()
         self._stop_writer = False
         self._writer: asyncio.Task[None] | None = None
@@ -125,7 +129,7 @@ class Pipeline:
         self._ensure_writer()
         poller = self.poller
         while keep_going() and not self.stopping:
-            room = poller.batch_size - len(self._in_flight)
+            room = self._claim_room()
             if room <= 0:
                 if until is None or not await self._room_until(until):
                     return
@@ -162,6 +166,16 @@ class Pipeline:
         self.known.know({key for account in self.poller.accounts
                          for key in account.settings.targets()}, now)
 
+    def _claim_room(self) -> int:
+        """How many more polls may start (see the module docstring)."""
+        return (self.poller.batch_size - len(self._in_flight)
+                - max(0, self.unwritten - WRITE_BACKLOG))
+
+    def _wake_claims(self) -> None:
+        """Wake a claim round waiting for room once half the claim room is free."""
+        if self._claim_room() >= self.poller.batch_size // 2:
+            self._room.set()
+
     async def _room_until(self, until: float) -> bool:
         """Whether half the claim room came free before the loop time ``until``."""
         self._room.clear()
@@ -178,8 +192,7 @@ class Pipeline:
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
-        if len(self._in_flight) <= self.poller.batch_size // 2:
-            self._room.set()
+        self._wake_claims()
 
     async def _poll(self, poller: Poller, target: ClaimedTarget, plan: object) -> None:
         outcome = await poller.poll(target, plan)  # type: ignore[arg-type]
@@ -247,6 +260,7 @@ class Pipeline:
             finally:
                 self.unwritten -= len(batch)
                 self._busy.difference_update(target.key for _, target, _ in batch)
+                self._wake_claims()
             if done:
                 return
 
@@ -300,16 +314,10 @@ class Pipeline:
         """Append ``batch`` (changes first when the spool is full), and count it (in a worker
         thread: the writer waits, the polls go on)."""
         report.store_error = report.store_error or "store unavailable: spooled"
-        if not self.spool.fits(batch):
-            changed = tuple(r for r in batch.results if not self.known.unchanged(r))
-            report.spool_dropped += len(batch.results) - len(changed)
-            batch = replace(batch, results=changed, schedule={
-                r.target: batch.schedule[r.target] for r in changed if r.target in batch.schedule})
-        if batch.results and not self.spool.fits(batch):
-            report.spool_dropped += len(batch.results)
-            batch = replace(batch, results=())
-        if report.spool_dropped:
-            self.dropped += report.spool_dropped
+        batch, dropped = self.spool.fit(batch, self.known.unchanged)
+        if dropped:
+            report.spool_dropped += dropped
+            self.dropped += dropped
             log.error("the spool is full (%d of %d bytes): %d poll results dropped, changes "
                       "kept first; the history misses what they saw", self.spool.bytes,
                       self.spool.max_bytes, report.spool_dropped)

@@ -53,6 +53,11 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_CACHED_STATEMENTS = 16
 """Prepared statements each SQLite connection keeps (the sqlite3 driver's default: 128)."""
 
+POSTGRES_INSERT_PAGE_ROWS = 64
+"""Rows per multi-row ``INSERT`` on PostgreSQL (SQLAlchemy's ``insertmanyvalues_page_size``,
+1,000 by default): psycopg splits each statement's text in Python, and a 256-row batch of new
+conferences took 8 MB to do it, a peak the allocator then kept."""
+
 SQLITE_BEGIN_OPTION = "sqlite_begin"
 """Execution option naming the SQLite ``BEGIN`` flavour (default ``IMMEDIATE``)."""
 
@@ -128,6 +133,7 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs: Any) ->
         return engine
     if backend == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("insertmanyvalues_page_size", POSTGRES_INSERT_PAGE_ROWS)
         given = make_url(url).query
         connect_args = dict(kwargs.pop("connect_args", None) or {})
         defaults = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS, **POSTGRES_KEEPALIVES}

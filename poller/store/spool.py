@@ -37,8 +37,8 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,19 @@ class Spool:
     def fits(self, batch: SpooledBatch) -> bool:
         """Whether ``batch`` can be appended without passing ``max_bytes``."""
         return self.bytes + HEADER.size + len(_payload(batch)) <= self.max_bytes
+
+    def fit(self, batch: SpooledBatch, unchanged: Callable[[PollResult], bool]
+            ) -> tuple[SpooledBatch, int]:
+        """``batch`` as much of it as fits (its ``unchanged`` results left out first, then
+        all), and how many results were left out."""
+        if self.fits(batch):
+            return batch, 0
+        changed = tuple(r for r in batch.results if not unchanged(r))
+        kept = replace(batch, results=changed, schedule={
+            r.target: batch.schedule[r.target] for r in changed if r.target in batch.schedule})
+        if changed and not self.fits(kept):
+            kept = replace(batch, results=(), schedule={})
+        return kept, len(batch.results) - len(kept.results)
 
     def append(self, batch: SpooledBatch) -> None:
         """Write ``batch`` durably at the end (``StoreUnavailable`` if the disk refuses: then

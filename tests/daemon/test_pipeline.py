@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from test_history_vs_truth import compare
 from test_slow_server import TricklingHost
 
+import poller.polling.pipeline as pipeline_module
 from poller.errors import StoreUnavailable
 from poller.polling.pipeline import Pipeline
 from poller.polling.poller import Poller
@@ -309,3 +310,50 @@ async def test_a_hanging_store_does_not_make_the_pipeline_poll_twice(
     await poller.aclose()
     assert pipeline.unwritten == 0
     assert pipeline.spool.results >= 1
+
+
+class SlowStore(Store):
+    """A store whose ``record`` waits until ``writes`` is set (a database that writes slowly)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.writes = asyncio.Event()
+
+    async def record(self, *args: Any, **kwargs: Any) -> Any:
+        await self.writes.wait()
+        return await super().record(*args, **kwargs)
+
+
+async def test_a_writer_that_falls_behind_holds_claims_back(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results waiting for the writer beyond ``WRITE_BACKLOG`` take from the claim room: while
+    the store writes slowly, a round stops claiming once ``batch_size + WRITE_BACKLOG`` results
+    wait (unbounded, 10,000 first polls piled up in memory); once it writes again, every
+    target is polled, once."""
+    monkeypatch.setattr(pipeline_module, "WRITE_BACKLOG", 4)
+    world = build_sim_world(conferences=10)  # 20 targets
+    store = SlowStore(engine)
+    pipeline, poller = make_pipeline(world, store, tmp_path, batch_size=8)
+    await poller.sync(world.clock.now())
+    most = 0
+    for _ in range(5):  # the store writes nothing meanwhile: what is polled waits
+        await pipeline.run_due()
+        await settled_polls(pipeline)
+        most = max(most, pipeline.unwritten)
+    assert most == 8 + 4  # not all 20
+    store.writes.set()
+    for _ in range(10):
+        await pipeline.run_due()
+        await settled(pipeline)
+    await pipeline.stop(0, asyncio.Event())
+    await poller.aclose()
+    assert [t["poll_count"] for t in fetch(engine, "poll_target")] == [1] * 20
+
+
+async def settled_polls(pipeline: Pipeline) -> None:
+    """Wait until no poll runs (what finished may still wait for the writer)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_SECONDS
+    while pipeline.in_flight:
+        assert loop.time() < deadline, "the polls did not end"
+        await asyncio.sleep(0.005)

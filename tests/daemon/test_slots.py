@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
 from factories import T0
 
 import poller.polling.slots as slots_module
-from poller.polling.slots import ADAPT_SECONDS, AUTO_MAX, AUTO_MIN, HEADROOM, MARGIN, Slots
+from poller.polling.slots import (
+    ADAPT_SECONDS,
+    AUTO_MAX,
+    AUTO_MIN,
+    HEADROOM,
+    MARGIN,
+    SLOW_FACTOR,
+    Slots,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -28,16 +37,28 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-async def hold(slots: Slots, clock: Clock, held: int, seconds: float, steps: int = 10) -> None:
-    """``held`` polls want a slot (those beyond the limit wait) for ``seconds``, one of them
-    ending and another starting every step; then all end."""
-    takers = [asyncio.ensure_future(slots.take()) for _ in range(held)]
+async def hold(slots: Slots, clock: Clock, wanted: int, seconds: float,
+               duration: Callable[[int], float] = lambda in_use: 0.1, step: float = 0.01) -> None:
+    """For ``seconds`` of the clock, ``wanted`` polls want a slot at all times (those beyond
+    the limit wait); each holds its slot ``duration(slots held when it got it)`` seconds, then
+    another takes its place. Then all end."""
+    now = 0.0
+    ends: list[float] = []  # when each poll holding a slot ends
+
+    async def poll() -> None:
+        await slots.take()
+        ends.append(now + duration(slots.in_use))
+
+    takers = [asyncio.ensure_future(poll()) for _ in range(wanted)]
     await asyncio.sleep(0)
-    for _ in range(steps):
-        clock.advance(seconds / steps)
-        if slots.in_use:
+    for _ in range(round(seconds / step)):
+        now += step
+        clock.advance(step)
+        for end in [end for end in ends if end <= now]:
+            ends.remove(end)
             slots.release()  # one poll ends, another starts: the limit is looked at
-            takers.append(asyncio.ensure_future(slots.take()))
+            takers.append(asyncio.ensure_future(poll()))
+        await asyncio.sleep(0)
         await asyncio.sleep(0)
     for taker in takers:
         taker.cancel()
@@ -129,3 +150,20 @@ async def test_auto_does_not_grow_while_the_event_loop_is_busy(
     for _ in range(5):
         await hold(slots, clock, 2 * AUTO_MAX, ADAPT_SECONDS * 1.01)
     assert slots.limit == AUTO_MIN
+
+
+async def test_auto_does_not_grow_while_polls_take_longer_the_more_run() -> None:
+    """A server that answers 320 polls a second however many are sent (a poll takes 0.1 s
+    with up to 32 at once, longer with more): once a period's polls take over
+    ``SLOW_FACTOR`` x the shortest recent period's, the slots stop growing, saturated as it is
+    (grown on, they held a connection and its buffers each for nothing: 478 slots, 185 MB)."""
+    clock = Clock()
+    slots = Slots(None, clock)
+    limits = []
+    for _ in range(10):
+        await hold(slots, clock, 2 * AUTO_MAX, ADAPT_SECONDS * 1.01,
+                   duration=lambda in_use: 0.1 * max(1.0, in_use / AUTO_MIN))
+        limits.append(slots.limit)
+    assert slots.slow
+    assert limits[-1] == limits[3] < 3 * AUTO_MIN
+    assert 0.1 * limits[-1] / AUTO_MIN > SLOW_FACTOR * 0.1  # held where polls got slow
