@@ -31,6 +31,10 @@ class Outcome(StrEnum):
     """Not newer than what is stored (a replay, or out of order): ignored entirely."""
 
 
+_COLUMNS: dict[type, tuple[str, ...]] = {}
+"""Each view class's column names (:meth:`_Row.columns`)."""
+
+
 class _Row:
     """Conversions between a view and the row of the same column names."""
 
@@ -38,8 +42,13 @@ class _Row:
 
     @classmethod
     def columns(cls) -> tuple[str, ...]:
-        """The column names the view carries (its fields except ``pk``)."""
-        return tuple(f.name for f in fields(cls) if f.name != "pk")  # type: ignore[arg-type]
+        """The column names the view carries (its fields except ``pk``; worked out once per
+        class: the recorder asks for every row it loads and writes)."""
+        names = _COLUMNS.get(cls)
+        if names is None:
+            names = _COLUMNS[cls] = tuple(
+                f.name for f in fields(cls) if f.name != "pk")  # type: ignore[arg-type]
+        return names
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Self:
