@@ -115,7 +115,8 @@ class Daemon:
         self.poller = app.poller(store, owner=self.identity, lease_seconds=self.lease_seconds)
         self.spool = spool
         self.pipeline = Pipeline(self.poller, spool, on_report=self._observe,
-                                 ready=lambda: self.membership.registered)
+                                 ready=lambda: (self.membership.registered
+                                                and not self._lost_store()))
         """Claims, polls and records (or spools) continuously (``poller.polling.pipeline``)."""
         self.scheduler = TickScheduler(self._job, tick_seconds(self.config.polling))
         self._lock = asyncio.Lock()
@@ -130,7 +131,9 @@ class Daemon:
         self._background: set[asyncio.Task[None]] = set()
         self.pruner = Pruner(store, clock=self.clock, internal=self.internal)
         self._store_lost: str | None = None
-        """Why recording stopped for good (the SQLite file was deleted or replaced)."""
+        """Why recording stopped for good (the SQLite file was deleted or replaced): from then
+        on the pipeline is not ready, so polls that end meanwhile go to the spool (replayed by
+        the next start), never into the lost file."""
         self.jobs = SideJobs(self.scheduler, lambda: self.poller, self.receiver, self.internal,
                              self._stop.is_set)
         """Discovery, reconciliation and detail records (``poller.daemon.jobs``)."""
