@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, pool, select
+from sqlalchemy import Engine, create_engine, pool, select, text
 from sqlalchemy.engine import make_url
 
 from poller.model import PollResult
@@ -167,6 +167,16 @@ def fetch(engine: Engine, table: str, **where: object) -> list[dict[str, Any]]:
     query = select(t).where(*(t.c[k] == v for k, v in where.items())).order_by(t.c.id)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def execute(url: str, sql: str) -> None:
+    """Run one SQL statement on the database at ``url`` and commit (a test's tampering)."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(sql))
+    finally:
+        engine.dispose()
 
 
 def record(url: str, results: list[PollResult]) -> str:

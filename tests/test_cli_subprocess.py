@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from databases import execute
+from sqlalchemy import create_engine, inspect
 
 from poller.store import migrate
 
@@ -92,12 +93,7 @@ def test_a_schema_newer_than_this_poller_is_named_and_refused(args: list[str],
     traceback, and nothing migrated."""
     url = f"sqlite:///{tmp_path / 'ahead.db'}"
     assert poller("db", "upgrade", env={"POLLER_DATABASE_URL": url}).returncode == 0
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
-    finally:
-        engine.dispose()
+    execute(url, "UPDATE alembic_version SET version_num = '0099_future'")
     result = poller(*args, env={"POLLER_DATABASE_URL": url}, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "schema revision 0099_future, which this poller does not know" in result.stderr

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from databases import execute
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
@@ -69,12 +70,7 @@ def test_several_revisions_are_refused(tmp_path: Path) -> None:
     """A branched ``alembic_version`` (two rows) is a clear error, as Alembic's own."""
     url = f"sqlite:///{tmp_path / 'branched.db'}"
     migrate.upgrade(url)
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO alembic_version VALUES ('other')"))
-    finally:
-        engine.dispose()
+    execute(url, "INSERT INTO alembic_version VALUES ('other')")
     with pytest.raises(StoreUnavailable, match="several schema revisions"):
         migrate.current(url)
 
