@@ -55,8 +55,8 @@ SQLITE_CACHED_STATEMENTS = 16
 
 POSTGRES_INSERT_PAGE_ROWS = 64
 """Rows per multi-row ``INSERT`` on PostgreSQL (SQLAlchemy's ``insertmanyvalues_page_size``,
-1,000 by default): psycopg splits each statement's text in Python, and a 256-row batch of new
-conferences took 8 MB to do it, a peak the allocator then kept."""
+1,000 by default): psycopg splits each statement's text in Python, and one INSERT of a batch
+of new conferences took 8 MB to do it (memray), a peak the allocator then kept."""
 
 SQLITE_BEGIN_OPTION = "sqlite_begin"
 """Execution option naming the SQLite ``BEGIN`` flavour (default ``IMMEDIATE``)."""
