@@ -85,6 +85,9 @@ class BatchWriter:
         self.member_events_by_kind: Counter[str] = Counter()
         self.warnings: list[tuple[TargetKey, str]] = []
         """The parser warnings of each new snapshot (a new state), by target."""
+        self.final_targets: dict[Key, TargetView] = {}
+        self.final_conferences: dict[Key, ConferenceView] = {}
+        """The batch's target and conference rows as :meth:`apply` left them."""
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -227,6 +230,8 @@ class BatchWriter:
                                    "retry_after_seconds": result.retry_after_seconds,
                                    "detail": result.message[:500]})
 
+        self.final_targets = targets | dirty_targets
+        self.final_conferences = conferences
         pks = self._write_conferences(conferences, original, changed)
         writes.write(self, pks, original, members)
         self._write_targets(targets, dirty_targets, results)

@@ -1,0 +1,188 @@
+"""The recorder's fast path: a batch's unchanged polls recorded by one guarded UPDATE.
+
+Most polls find their conference as it was. The full path (``poller.store.batch``) locks and
+loads every target and conference row of a batch to learn that; this one remembers instead.
+:class:`UnchangedPolls` keeps, for each target the recorder wrote, the conference's content hash
+and the target's ``last_polled_at`` (when it equals ``last_success_at``, as after every newest
+observation). A later observation of that target with that hash, newer than that time, is one
+parameter set of one executemany, and nothing is read back:
+
+    UPDATE poll_target SET <an unchanged poll's bookkeeping (plan_target), and the schedule>
+     WHERE account = ? AND conference_id = ?
+       AND last_polled_at = <remembered> AND last_success_at = last_polled_at
+       AND (lease_owner IS NULL OR lease_owner = <owner>)
+       AND EXISTS (SELECT 1 FROM conference WHERE account = ? AND conference_id = ?
+                   AND content_hash = <hash> AND gone_at IS NULL)
+
+The guard is exact, not a hint. Only the recorder writes ``conference``, and every write of a
+conference row also moves its target's ``last_polled_at`` or ``last_success_at`` (a newer poll,
+or a newer observation: ``plan_target``), so a target row as remembered means a conference row
+as remembered. PostgreSQL makes a concurrent writer of the same target wait on the UPDATE's row
+lock and re-checks the guard against the row it committed. The ``EXISTS`` is a second line (a
+conference row changed by hand).
+
+When a parameter set matches no row (another daemon recorded the target, its lease moved, the
+memory is out of date) the row count says so: :class:`FastPathMissed` rolls the transaction
+back and the recorder writes the whole batch on the full path. What the fast path writes is
+what the full path would: outcome ``unchanged``, no history row, one ``poll_target`` update.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, bindparam, exists, null, or_, select, update
+
+from poller.model import Observation, PollResult, TargetKey
+from poller.store.rows import ConferenceView, ScheduleUpdate, TargetView
+from poller.store.schema import Base
+
+TARGET: Table = Base.metadata.tables["poll_target"]
+CONFERENCE: Table = Base.metadata.tables["conference"]
+
+MAX_REMEMBERED = 50_000
+"""Targets remembered at most (the least recently written are forgotten first): about 20 MB at
+most, 4 MB at 10,000 targets. A forgotten target goes the full path once, then is remembered."""
+
+Key = tuple[str, str]
+
+
+class FastPathMissed(Exception):
+    """A guarded UPDATE matched fewer rows than it had polls: roll back, take the full path."""
+
+
+class UnchangedPolls:
+    """What the recorder wrote last per target, and the guarded UPDATE that relies on it."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        """Off: :meth:`split` sends every result to the full path."""
+        self._last: dict[Key, tuple[str, datetime]] = {}
+        """(account, conference_id) -> (conference content hash, target last_polled_at)."""
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def split(self, results: Sequence[PollResult], schedule: Mapping[TargetKey, ScheduleUpdate]
+              ) -> tuple[list[Observation], list[PollResult]]:
+        """The observations the fast path can try (the only result of their target in the
+        batch, with the remembered hash, newer than the remembered poll, not retiring the
+        target) and the rest, each in ``results``' order."""
+        if not self.enabled:
+            return [], list(results)
+        per_key: defaultdict[Key, int] = defaultdict(int)
+        for result in results:
+            per_key[(result.target.account, result.target.conference_id)] += 1
+        fast: list[Observation] = []
+        rest: list[PollResult] = []
+        for result in results:
+            key = (result.target.account, result.target.conference_id)
+            last = self._last.get(key)
+            decision = schedule.get(result.target)
+            if (isinstance(result, Observation) and last is not None and per_key[key] == 1
+                    and (decision is None or decision.state != "retired")
+                    and result.observed_at > last[1] and result.content_hash() == last[0]):
+                fast.append(result)
+            else:
+                rest.append(result)
+        return fast, rest
+
+    def write(self, conn: Connection, fast: Sequence[Observation],
+              schedule: Mapping[TargetKey, ScheduleUpdate], owner: str | None) -> None:
+        """Record ``fast`` (from :meth:`split`) with guarded UPDATEs, one executemany per shape
+        of the schedule; raise :class:`FastPathMissed` unless every poll matched its row."""
+        groups: dict[_Shape, list[dict[str, Any]]] = defaultdict(list)
+        leased = owner is not None
+        for result in fast:
+            key = (result.target.account, result.target.conference_id)
+            hash_, last_polled = self._last[key]
+            row = {"b_account": key[0], "b_conference_id": key[1], "b_at": result.observed_at,
+                   "b_last": last_polled, "b_hash": hash_}
+            if leased:
+                row["b_owner"] = owner
+            decision = schedule.get(result.target)
+            if decision is None:
+                groups[(False, False, False, leased)].append(row)
+            else:
+                row["b_next"] = decision.next_poll_at
+                groups[(True, decision.release_lease, decision.state == "active", leased)
+                       ].append(row)
+        for shape, rows in groups.items():
+            matched = conn.execute(_statement(shape), rows).rowcount
+            if matched != len(rows):
+                raise FastPathMissed(f"{len(rows) - matched} of {len(rows)} unchanged polls "
+                                     "found their target changed")
+
+    def learned(self, fast: Sequence[Observation], targets: Mapping[Key, TargetView],
+                conferences: Mapping[Key, ConferenceView],
+                schedule: Mapping[TargetKey, ScheduleUpdate]) -> None:
+        """Remember a committed batch: ``fast`` as written, the full path's final ``targets``
+        and ``conferences`` (a target left in another state, or retired, is forgotten)."""
+        if not self.enabled:
+            return
+        last = self._last
+        for result in fast:
+            key = (result.target.account, result.target.conference_id)
+            entry = (result.content_hash(), result.observed_at)
+            last.pop(key, None)
+            last[key] = entry
+        for key, target in targets.items():
+            last.pop(key, None)
+            conference = conferences.get(key)
+            if (conference is not None and conference.content_hash is not None
+                    and conference.gone_at is None and target.last_polled_at is not None
+                    and target.last_polled_at == target.last_success_at):
+                last[key] = (conference.content_hash, target.last_polled_at)
+        for target_key, decision in schedule.items():
+            if decision.state == "retired":
+                last.pop((target_key.account, target_key.conference_id), None)
+        while len(last) > MAX_REMEMBERED:
+            del last[next(iter(last))]
+
+    def forget(self, results: Sequence[PollResult]) -> None:
+        """Forget the targets of ``results`` (their transaction did not commit)."""
+        for result in results:
+            self._last.pop((result.target.account, result.target.conference_id), None)
+
+
+_Shape = tuple[bool, bool, bool, bool]
+"""(a schedule is written, the lease released, the target made active, a lease owner given)."""
+_STATEMENTS: dict[_Shape, Any] = {}
+
+
+def _statement(shape: _Shape) -> Any:
+    """The guarded UPDATE for one shape (built once per shape)."""
+    if shape in _STATEMENTS:
+        return _STATEMENTS[shape]
+    scheduled, release, activate, leased = shape
+    at = bindparam("b_at", type_=TARGET.c.last_polled_at.type)
+    last = bindparam("b_last", type_=TARGET.c.last_polled_at.type)
+    values: dict[str, Any] = {
+        "last_polled_at": at, "last_success_at": at, "last_outcome": "unchanged",
+        "consecutive_failures": 0, "last_error": null(), "not_found_since": null(),
+        "poll_count": TARGET.c.poll_count + 1,
+    }
+    if scheduled:
+        values["next_poll_at"] = bindparam("b_next")
+    if release:
+        values |= {"lease_owner": null(), "lease_expires_at": null()}
+    if activate:
+        values |= {"state": "active", "retired_reason": null(), "retired_at": null()}
+    conference = and_(CONFERENCE.c.account == bindparam("b_account"),
+                      CONFERENCE.c.conference_id == bindparam("b_conference_id"),
+                      CONFERENCE.c.content_hash == bindparam("b_hash"),
+                      CONFERENCE.c.gone_at.is_(None))
+    guard = [TARGET.c.account == bindparam("b_account"),
+             TARGET.c.conference_id == bindparam("b_conference_id"),
+             TARGET.c.last_polled_at == last,
+             TARGET.c.last_success_at == TARGET.c.last_polled_at,
+             exists(select(CONFERENCE.c.id).where(conference))]
+    if leased:
+        guard.append(or_(TARGET.c.lease_owner.is_(None),
+                         TARGET.c.lease_owner == bindparam("b_owner")))
+    statement = update(TARGET).where(*guard).values(values)
+    _STATEMENTS[shape] = statement
+    return statement
