@@ -43,7 +43,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    tuple_,
     update,
 )
 
@@ -159,6 +158,13 @@ def claim_due(engine: Engine, now: datetime, limit: int, owner: str, lease_secon
            .order_by(TARGET.c.next_poll_at, TARGET.c.id).limit(limit)
            .with_for_update(skip_locked=True))
     lease = {"lease_owner": owner, "lease_expires_at": now + timedelta(seconds=lease_seconds)}
+    # The conference's stored status, looked up per row by its unique key: on PostgreSQL in the
+    # UPDATE's RETURNING, on SQLite in the SELECT (whose planner scans the table for a subquery
+    # in RETURNING, as it did for an IN list of key pairs).
+    status = (select(CONFERENCE.c.status)
+              .where(CONFERENCE.c.account == TARGET.c.account,
+                     CONFERENCE.c.conference_id == TARGET.c.conference_id)
+              .correlate(TARGET).scalar_subquery().label("last_status"))
     returned = (TARGET.c.id, TARGET.c.provider, TARGET.c.account, TARGET.c.conference_id,
                 TARGET.c.region, TARGET.c.next_poll_at, TARGET.c.consecutive_failures,
                 TARGET.c.not_found_since)
@@ -166,28 +172,23 @@ def claim_due(engine: Engine, now: datetime, limit: int, owner: str, lease_secon
         previous: dict[int, str | None]
         if conn.dialect.name == "postgresql":
             picked = due.subquery("due")
-            claimed = conn.execute(update(TARGET).where(TARGET.c.id == picked.c.id)
-                                   .values(lease).returning(*returned, picked.c.previous_owner)
-                                   ).all()
+            claimed = conn.execute(update(TARGET).where(TARGET.c.id == picked.c.id).values(lease)
+                                   .returning(*returned, status, picked.c.previous_owner)).all()
             previous = {r.id: r.previous_owner for r in claimed}
+            statuses = {r.id: r.last_status for r in claimed}
         else:  # BEGIN IMMEDIATE holds the write lock: nobody claims between the two
-            previous = {r.id: r.previous_owner for r in conn.execute(due)}
+            picked_rows = conn.execute(due.add_columns(status)).all()
+            previous = {r.id: r.previous_owner for r in picked_rows}
+            statuses = {r.id: r.last_status for r in picked_rows}
             claimed = conn.execute(update(TARGET).where(TARGET.c.id.in_(sorted(previous)))
                                    .values(lease).returning(*returned)).all() if previous else []
         rows = sorted(claimed, key=lambda r: (r.next_poll_at, r.id))
-        keys = [(r.account, r.conference_id) for r in rows]
-        statuses: dict[tuple[str, str], str] = {}
-        for chunk in _chunks(keys):
-            query = select(CONFERENCE.c.account, CONFERENCE.c.conference_id,
-                           CONFERENCE.c.status).where(
-                tuple_(CONFERENCE.c.account, CONFERENCE.c.conference_id).in_(chunk))
-            statuses.update({(a, c): s for a, c, s in conn.execute(query)})
         counts = _not_found_counts(conn, [r.id for r in rows if r.not_found_since is not None])
     return [
         ClaimedTarget(
             pk=r.id, key=_key(r), next_poll_at=r.next_poll_at,
             state=TargetState(
-                last_status=statuses.get((r.account, r.conference_id)),
+                last_status=statuses.get(r.id),
                 consecutive_failures=r.consecutive_failures,
                 not_found_since=r.not_found_since,
                 not_found_count=counts.get(r.id, 0),
@@ -276,11 +277,6 @@ def _not_found_counts(conn: Connection, pks: list[int]) -> dict[int, int]:
                  .group_by(POLL_ERROR.c.target_pk))
         counts.update({pk: n for pk, n in conn.execute(query)})
     return counts
-
-
-def _chunks(keys: list[tuple[str, str]]) -> Iterable[list[tuple[str, str]]]:
-    for start in range(0, len(keys), IN_CHUNK):
-        yield keys[start:start + IN_CHUNK]
 
 
 def _key(row: Any) -> TargetKey:

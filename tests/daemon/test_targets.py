@@ -168,6 +168,20 @@ def test_claim_carries_scheduler_state(engine: Engine, recorder: Recorder) -> No
     assert claimed.state.not_found_count == 2
 
 
+def test_claim_gives_each_target_its_own_conferences_status(engine: Engine,
+                                                             recorder: Recorder) -> None:
+    """Each claimed target carries its own conference's status, and none when it was never
+    seen (the status is looked up per row: a lookup that lost its correlation gave every
+    target the first conference's)."""
+    keys = [telnyx_target(f"conf-{i}") for i in range(3)]
+    sync_targets(engine, keys, T0)
+    recorder.record([telnyx_observation(at=1, target=keys[0], status="completed"),
+                     telnyx_observation(at=1, target=keys[2], status="in_progress")])
+    claimed = claim_due(engine, at(100), 10, "me", 60)
+    assert {c.key.conference_id: c.state.last_status for c in claimed} == {
+        "conf-0": "completed", "conf-1": None, "conf-2": "in_progress"}
+
+
 def test_recording_with_a_schedule_releases_the_lease(engine: Engine, recorder: Recorder
                                                       ) -> None:
     """The recorder's schedule update clears the lease in the same row update."""
