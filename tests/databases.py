@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, pool, select, text
+from sqlalchemy import Engine, create_engine, event, pool, select, text
 from sqlalchemy.engine import make_url
 
 from poller.model import PollResult
@@ -190,3 +190,18 @@ def record(url: str, results: list[PollResult]) -> str:
     finally:
         engine.dispose()
     return url
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements sent to the database inside the block (an executemany is one)."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -33,6 +33,7 @@ retried whole, a few times, before
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections import Counter
@@ -48,6 +49,8 @@ from poller.store.batch import BatchWriter, InsertConflict
 from poller.store.database import store_errors
 from poller.store.rows import ScheduleUpdate
 from poller.store.unchanged import FastPathMissed, UnchangedPolls
+
+log = logging.getLogger(__name__)
 
 WAITED_OUT_SECONDS = 1.0
 """A SQLite lock error after this long came after the busy timeout: another process holds
@@ -146,7 +149,8 @@ class Recorder:
                     self.unchanged.learned(fast, writer.final_targets, writer.final_conferences,
                                            schedule)
                     return self._stats(writer, fast, attempt)
-                except FastPathMissed:
+                except FastPathMissed as missed:
+                    log.debug("recording poll results on the full path: %s", missed)
                     self.unchanged.forget(fast)
                     fast, rest = [], ordered
                 except (InsertConflict, exc.DBAPIError) as error:
