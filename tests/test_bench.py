@@ -76,4 +76,6 @@ def check_memory(out: str) -> None:
     rows = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +\d+ +\d+\b.*$", out, re.MULTILINE)
     assert [int(second) for second, _, _ in rows] == [1, 2], out
     assert all(float(rss) > 0 and float(peak) >= float(rss) for _, rss, peak in rows), out
-    assert re.search(r"^RSS by mapping at the end: anonymous [\d.]+ MB", out, re.MULTILINE), out
+    # Anonymous memory is not always the largest part two seconds in (on a loaded machine the
+    # poller may still be importing: shared libraries first).
+    assert re.search(r"^RSS by mapping at the end: .*\banonymous [\d.]+ MB", out, re.MULTILINE), out
