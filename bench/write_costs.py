@@ -158,13 +158,13 @@ def main(url: str | None) -> None:
     print(f"  recorder           {ours * 1000:8.1f} ms  {BATCH / ours:10,.0f} polls/s")
     print(f"  naive per-poll     {baseline * 1000:8.1f} ms  {BATCH / baseline:10,.0f} polls/s")
     print(f"  speed-up           {baseline / ours:8.1f}x")
-    writer_cpu(url)
+    writer_cpu(url, dialect)
 
 
 DAEMON_BATCH = 256
 
 
-def writer_cpu(url: str | None) -> None:
+def writer_cpu(url: str | None, dialect: str) -> None:
     """CPU per poll of an unchanged daemon batch, fast path against full path, and of
     claiming (each on its own fresh database)."""
     per_poll = {}
@@ -195,7 +195,6 @@ def writer_cpu(url: str | None) -> None:
                     claimed += len(got)
                 claim = (time.process_time() - started) / claimed
             engine.dispose()
-    dialect = make_url(url).get_backend_name() if url else "sqlite"
     print(f"\nthe daemon's writer, CPU per poll ({dialect}, batches of {DAEMON_BATCH})")
     print(f"  unchanged, fast path   {per_poll[True] * 1e6:8.1f} us")
     print(f"  unchanged, full path   {per_poll[False] * 1e6:8.1f} us")

@@ -29,14 +29,27 @@ what the full path would: outcome ``unchanged``, no history row, one ``poll_targ
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, exists, null, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    exists,
+    null,
+    or_,
+    select,
+    update,
+)
 
 from poller.model import Observation, PollResult, TargetKey
+from poller.store.batch import Key, key_of
 from poller.store.rows import ConferenceView, ScheduleUpdate, TargetView
 from poller.store.schema import Base
 
@@ -46,9 +59,6 @@ CONFERENCE: Table = Base.metadata.tables["conference"]
 MAX_REMEMBERED = 50_000
 """Targets remembered at most (the least recently written are forgotten first): about 20 MB at
 most, 4 MB at 10,000 targets. A forgotten target goes the full path once, then is remembered."""
-
-Key = tuple[str, str]
-
 
 class FastPathMissed(Exception):
     """A guarded UPDATE matched fewer rows than it had polls: roll back, take the full path."""
@@ -75,11 +85,11 @@ class UnchangedPolls:
             return [], list(results)
         per_key: defaultdict[Key, int] = defaultdict(int)
         for result in results:
-            per_key[(result.target.account, result.target.conference_id)] += 1
+            per_key[key_of(result.target)] += 1
         fast: list[Observation] = []
         rest: list[PollResult] = []
         for result in results:
-            key = (result.target.account, result.target.conference_id)
+            key = key_of(result.target)
             last = self._last.get(key)
             decision = schedule.get(result.target)
             if (isinstance(result, Observation) and last is not None and per_key[key] == 1
@@ -97,7 +107,7 @@ class UnchangedPolls:
         groups: dict[_Shape, list[dict[str, Any]]] = defaultdict(list)
         leased = owner is not None
         for result in fast:
-            key = (result.target.account, result.target.conference_id)
+            key = key_of(result.target)
             hash_, last_polled = self._last[key]
             row = {"b_account": key[0], "b_conference_id": key[1], "b_at": result.observed_at,
                    "b_last": last_polled, "b_hash": hash_}
@@ -125,7 +135,7 @@ class UnchangedPolls:
             return
         last = self._last
         for result in fast:
-            key = (result.target.account, result.target.conference_id)
+            key = key_of(result.target)
             entry = (result.content_hash(), result.observed_at)
             last.pop(key, None)
             last[key] = entry
@@ -138,25 +148,23 @@ class UnchangedPolls:
                 last[key] = (conference.content_hash, target.last_polled_at)
         for target_key, decision in schedule.items():
             if decision.state == "retired":
-                last.pop((target_key.account, target_key.conference_id), None)
+                last.pop(key_of(target_key), None)
         while len(last) > MAX_REMEMBERED:
             del last[next(iter(last))]
 
     def forget(self, results: Sequence[PollResult]) -> None:
         """Forget the targets of ``results`` (their transaction did not commit)."""
         for result in results:
-            self._last.pop((result.target.account, result.target.conference_id), None)
+            self._last.pop(key_of(result.target), None)
 
 
 _Shape = tuple[bool, bool, bool, bool]
 """(a schedule is written, the lease released, the target made active, a lease owner given)."""
-_STATEMENTS: dict[_Shape, Any] = {}
 
 
-def _statement(shape: _Shape) -> Any:
+@functools.cache
+def _statement(shape: _Shape) -> Update:
     """The guarded UPDATE for one shape (built once per shape)."""
-    if shape in _STATEMENTS:
-        return _STATEMENTS[shape]
     scheduled, release, activate, leased = shape
     at = bindparam("b_at", type_=TARGET.c.last_polled_at.type)
     last = bindparam("b_last", type_=TARGET.c.last_polled_at.type)
@@ -183,6 +191,4 @@ def _statement(shape: _Shape) -> Any:
     if leased:
         guard.append(or_(TARGET.c.lease_owner.is_(None),
                          TARGET.c.lease_owner == bindparam("b_owner")))
-    statement = update(TARGET).where(*guard).values(values)
-    _STATEMENTS[shape] = statement
-    return statement
+    return update(TARGET).where(*guard).values(values)

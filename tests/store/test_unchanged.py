@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from poller.model import PollResult, TargetKey
 from poller.store import unchanged
-from poller.store.recorder import Recorder
+from poller.store.recorder import Recorder, RecordStats
 from poller.store.rows import ScheduleUpdate
 from poller.store.unchanged import UnchangedPolls
 
@@ -76,14 +76,20 @@ def test_a_target_another_recorder_wrote_takes_the_full_path(engine: Engine) -> 
         telnyx_member("p1")])]).attempts == 1
 
 
+def _after_another_recorder(engine: Engine, theirs: PollResult, seconds: float) -> RecordStats:
+    """Our recorder writes ``conf-1`` at 0, another one writes ``theirs``, then ours records
+    the state of 0 again at ``seconds``: what that last record did."""
+    ours = Recorder(engine)
+    ours.record([telnyx_observation(at=0, target=theirs.target)])
+    Recorder(engine).record([theirs])
+    return ours.record([telnyx_observation(at=seconds, target=theirs.target)])
+
+
 def test_a_poll_older_than_another_recorders_is_stale(engine: Engine) -> None:
     """Another recorder wrote a newer poll of the same state: this older one is stale (the
     conference is as remembered, the target is not), and the newer bookkeeping stays."""
-    ours, theirs = Recorder(engine), Recorder(engine)
-    target = telnyx_target("conf-1")
-    ours.record([telnyx_observation(at=0, target=target)])
-    theirs.record([telnyx_observation(at=30, target=target)])
-    stats = ours.record([telnyx_observation(at=20, target=target)])
+    stats = _after_another_recorder(
+        engine, telnyx_observation(at=30, target=telnyx_target("conf-1")), 20)
     assert (stats.outcomes, stats.attempts) == ({"stale": 1}, 2)
     [row] = fetch(engine, "poll_target")
     assert (row["last_polled_at"], row["last_success_at"], row["poll_count"]) == (
@@ -92,11 +98,7 @@ def test_a_poll_older_than_another_recorders_is_stale(engine: Engine) -> None:
 
 def test_a_conference_marked_gone_takes_the_full_path(engine: Engine) -> None:
     """Seen again after another recorder recorded its 404: the full path clears ``gone_at``."""
-    ours, theirs = Recorder(engine), Recorder(engine)
-    target = telnyx_target("conf-1")
-    ours.record([telnyx_observation(at=0, target=target)])
-    theirs.record([failure(at=10, target=target)])
-    stats = ours.record([telnyx_observation(at=20, target=target)])
+    stats = _after_another_recorder(engine, failure(at=10, target=telnyx_target("conf-1")), 20)
     assert (stats.outcomes, stats.attempts) == ({"unchanged": 1}, 2)
     [conference] = fetch(engine, "conference")
     assert (conference["gone_at"], conference["last_changed_at"]) == (None, at(20))
