@@ -29,6 +29,7 @@ from poller.model import (
     Observation,
     Provider,
     TargetKey,
+    body_digest,
     path_segment,
     utc_now,
 )
@@ -120,7 +121,8 @@ class BandwidthClient(AccountClient):
         check_target(target, self.provider, self.account)
         path = f"/accounts/{self._account_segment}/conferences/{path_segment(target.conference_id)}"
         context = context_of(target)
-        document = await self._get(path, context, pace)
+        response = await self._send(path, context, None, pace)
+        document = self._http.decode_json(response, context)
         warnings: list[str] = []
         conference, members = parsed(
             partial(parse_bandwidth_conference, document, warnings=warnings),
@@ -136,6 +138,7 @@ class BandwidthClient(AccountClient):
             members=members,
             members_complete=True,
             warnings=tuple(warnings),
+            body_digest=body_digest((response.body,)),
         )
 
     async def list_conferences(self, *, name: str | None = None,
@@ -198,9 +201,6 @@ class BandwidthClient(AccountClient):
         return ConferenceListing(provider=self.provider, account=self.account,
                                  observed_at=observed_at, conferences=tuple(listed.values()),
                                  complete=complete, requests=requests, warnings=tuple(warnings))
-
-    async def _get(self, path: str, context: ErrorContext, pace: Pace | None) -> JSON:
-        return self._http.decode_json(await self._send(path, context, None, pace), context)
 
     async def _send(self, url: str, context: ErrorContext, params: dict[str, str] | None,
                     pace: Pace | None) -> RawResponse:

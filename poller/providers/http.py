@@ -254,11 +254,15 @@ class ProviderHttp:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         pace: Pace | None = None,
+        bodies: list[bytes] | None = None,
     ) -> JSON:
-        """GET ``url`` and return the decoded JSON body of a 2xx answer; errors translated."""
+        """GET ``url`` and return the decoded JSON body of a 2xx answer; errors translated.
+        The body's bytes are appended to ``bodies`` (for ``Observation.body_digest``)."""
         response = await self.request("GET", url, context=context, headers=headers,
                                       params=params, pace=pace)
         if 200 <= response.status <= 299:
+            if bodies is not None:
+                bodies.append(response.body)
             return self.decode_json(response, context)
         raise self.status_error(response, context)
 

@@ -35,6 +35,7 @@ from poller.model import (
     ParticipantRecord,
     Provider,
     TargetKey,
+    body_digest,
     path_segment,
     utc_now,
 )
@@ -120,8 +121,9 @@ class TelnyxClient(AccountClient):
         context = context_of(target)
         region = {"region": target.region} if target.region else {}
         warnings: list[str] = []
+        bodies: list[bytes] = []
 
-        document = await self._get(f"/conferences/{segment}", context, region, pace)
+        document = await self._get(f"/conferences/{segment}", context, region, pace, bodies)
         conference = parsed(partial(parse_telnyx_conference, document, warnings=warnings),
                             context, self._redactor)
         if conference.conference_id != target.conference_id:
@@ -129,7 +131,8 @@ class TelnyxClient(AccountClient):
                 f"response is about conference {conference.conference_id[:40]!r}, not the one "
                 "polled", context, repr(document)[:2000], 200)
 
-        members, complete = await self._participants(segment, context, region, warnings, pace)
+        members, complete = await self._participants(segment, context, region, warnings, pace,
+                                                     bodies)
         return Observation(
             target=target,
             observed_at=self._clock(),
@@ -137,6 +140,7 @@ class TelnyxClient(AccountClient):
             members=members,
             members_complete=complete,
             warnings=tuple(warnings),
+            body_digest=body_digest(bodies),
         )
 
     async def participants(self, target: TargetKey, pace: Pace | None = None
@@ -237,7 +241,8 @@ class TelnyxClient(AccountClient):
             warnings=tuple(warnings), region=None if region in (None, "US") else region)
 
     async def _participants(self, segment: str, context: ErrorContext,
-                            region: dict[str, str], warnings: list[str], pace: Pace | None
+                            region: dict[str, str], warnings: list[str], pace: Pace | None,
+                            bodies: list[bytes] | None = None
                             ) -> tuple[tuple[MemberState, ...], bool]:
         members: dict[str, MemberState] = {}
         pages_seen: set[int] = set()
@@ -245,7 +250,7 @@ class TelnyxClient(AccountClient):
         while True:
             params = {**region, "page[size]": str(self._page_size), "page[number]": str(number)}
             document = await self._get(f"/conferences/{segment}/participants", context, params,
-                                       pace)
+                                       pace, bodies)
             page = parsed(partial(parse_telnyx_participants, document, warnings=warnings,
                                   conference_id=context.conference_id),
                           context, self._redactor)
@@ -279,13 +284,14 @@ class TelnyxClient(AccountClient):
         return len(page.members) >= (page.page_size or self._page_size)
 
     async def _get(self, path: str, context: ErrorContext, params: dict[str, str],
-                   pace: Pace | None) -> JSON:
+                   pace: Pace | None, bodies: list[bytes] | None = None) -> JSON:
         return await self._http.get_json(
             path,
             context=context,
             params=params,
             headers={"Authorization": await self._auth.header(context)},
             pace=pace,
+            bodies=bodies,
         )
 
 

@@ -29,7 +29,9 @@ def encode(value: Any) -> Any:
     """``value`` as JSON (see the module docstring)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.init}  # fields outside __init__ are caches (Observation's content hash)
+                if f.init and f.metadata.get("spooled", True)}
+        # fields outside __init__ are caches (Observation's content hash); a body digest
+        # is only compared in memory
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Enum):

@@ -146,8 +146,8 @@ class Recorder:
                         self.unchanged.write(conn, fast, schedule, owner)
                         if rest:
                             writer.apply(rest)
-                    self.unchanged.learned(fast, writer.final_targets, writer.final_conferences,
-                                           schedule)
+                    self.unchanged.learned(fast, rest, writer.final_targets,
+                                           writer.final_conferences, schedule)
                     return self._stats(writer, fast, attempt)
                 except FastPathMissed as missed:
                     log.debug("recording poll results on the full path: %s", missed)

@@ -25,6 +25,11 @@ When a parameter set matches no row (another daemon recorded the target, its lea
 memory is out of date) the row count says so: :class:`FastPathMissed` rolls the transaction
 back and the recorder writes the whole batch on the full path. What the fast path writes is
 what the full path would: outcome ``unchanged``, no history row, one ``poll_target`` update.
+
+It also remembers the remembered state's ``Observation.body_digest`` (the response bodies it
+was parsed from): a later observation of that target made of the same bodies has the same
+content, so its hash is taken (``Observation.reuse_hash``) rather than computed. That is the
+costliest part of an unchanged poll left in this thread (about 40 µs; ``bench/write_costs.py``).
 """
 
 from __future__ import annotations
@@ -57,8 +62,9 @@ TARGET: Table = Base.metadata.tables["poll_target"]
 CONFERENCE: Table = Base.metadata.tables["conference"]
 
 MAX_REMEMBERED = 50_000
-"""Targets remembered at most (the least recently written are forgotten first): about 20 MB at
-most, 4 MB at 10,000 targets. A forgotten target goes the full path once, then is remembered."""
+"""Targets remembered at most (the least recently written are forgotten first): about 23 MB at
+most, 4.5 MB at 10,000 targets (0.5 MB of it body digests). A forgotten target goes the full
+path once, then is remembered."""
 
 class FastPathMissed(Exception):
     """A guarded UPDATE matched fewer rows than it had polls: roll back, take the full path."""
@@ -70,8 +76,9 @@ class UnchangedPolls:
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled
         """Off: :meth:`split` sends every result to the full path."""
-        self._last: dict[Key, tuple[str, datetime]] = {}
-        """(account, conference_id) -> (conference content hash, target last_polled_at)."""
+        self._last: dict[Key, tuple[str, datetime, bytes | None]] = {}
+        """(account, conference_id) -> (conference content hash, target last_polled_at, the
+        body digest of an observation with that hash, if known)."""
 
     def __len__(self) -> int:
         return len(self._last)
@@ -91,6 +98,8 @@ class UnchangedPolls:
         for result in results:
             key = key_of(result.target)
             last = self._last.get(key)
+            if isinstance(result, Observation) and last is not None and last[2] is not None:
+                result.reuse_hash(last[2], last[0])
             decision = schedule.get(result.target)
             if (isinstance(result, Observation) and last is not None and per_key[key] == 1
                     and (decision is None or decision.state != "retired")
@@ -108,7 +117,7 @@ class UnchangedPolls:
         leased = owner is not None
         for result in fast:
             key = key_of(result.target)
-            hash_, last_polled = self._last[key]
+            hash_, last_polled, _ = self._last[key]
             row = {"b_account": key[0], "b_conference_id": key[1], "b_at": result.observed_at,
                    "b_last": last_polled, "b_hash": hash_}
             if leased:
@@ -126,26 +135,30 @@ class UnchangedPolls:
                 raise FastPathMissed(f"{len(rows) - matched} of {len(rows)} unchanged polls "
                                      "found their target changed")
 
-    def learned(self, fast: Sequence[Observation], targets: Mapping[Key, TargetView],
-                conferences: Mapping[Key, ConferenceView],
+    def learned(self, fast: Sequence[Observation], rest: Sequence[PollResult],
+                targets: Mapping[Key, TargetView], conferences: Mapping[Key, ConferenceView],
                 schedule: Mapping[TargetKey, ScheduleUpdate]) -> None:
         """Remember a committed batch: ``fast`` as written, the full path's final ``targets``
-        and ``conferences`` (a target left in another state, or retired, is forgotten)."""
+        and ``conferences`` (a target left in another state, or retired, is forgotten), with
+        the body digest of an observation in ``rest`` that has the conference's hash."""
         if not self.enabled:
             return
         last = self._last
         for result in fast:
             key = key_of(result.target)
-            entry = (result.content_hash(), result.observed_at)
-            last.pop(key, None)
-            last[key] = entry
+            kept = last.pop(key, None)  # the same hash: its digest still says it
+            digest = result.body_digest or (kept[2] if kept is not None else None)
+            last[key] = (result.content_hash(), result.observed_at, digest)
+        digests = {(key_of(r.target), r.content_hash()): r.body_digest for r in rest
+                   if isinstance(r, Observation) and r.body_digest is not None}
         for key, target in targets.items():
             last.pop(key, None)
             conference = conferences.get(key)
             if (conference is not None and conference.content_hash is not None
                     and conference.gone_at is None and target.last_polled_at is not None
                     and target.last_polled_at == target.last_success_at):
-                last[key] = (conference.content_hash, target.last_polled_at)
+                last[key] = (conference.content_hash, target.last_polled_at,
+                             digests.get((key, conference.content_hash)))
         for target_key, decision in schedule.items():
             if decision.state == "retired":
                 last.pop(key_of(target_key), None)

@@ -300,6 +300,35 @@ async def test_every_mapped_field_matches_the_timeline(kind: str) -> None:
         assert {None, ()} < {m.coaching for m in seen.members}  # null, [] and lists seen
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", CLIENTS)
+async def test_equal_body_digests_are_equal_contents(kind: str) -> None:
+    """``Observation.body_digest`` (what lets the recorder take a hash instead of computing
+    it): a conference fetched twice at one moment has one digest; over the run, each target's
+    digests and content hashes go one to one, and both change as the conference does."""
+    clock = VirtualClock()
+    sim = Simulator(seed=11, clock=clock, scenario=ScenarioConfig.lively(12))
+    provider = Provider.TELNYX if kind == TELNYX else Provider.BANDWIDTH
+    lives = list(sim.timelines(provider))
+    pairs: set[tuple[str, bytes, str]] = set()
+    async with aclosing(make_client(kind, sim, httpx.ASGITransport(app=create_app(sim)))
+                        ) as client:
+        for seconds in SAMPLE_SECONDS:
+            clock.set(sim.to_datetime(seconds * 1000))
+            for life in lives:
+                if life.exists_at(seconds * 1000):
+                    first = await client.fetch(target_of(kind, life))
+                    again = await client.fetch(target_of(kind, life))
+                    assert first.body_digest is not None
+                    assert again.body_digest == first.body_digest
+                    assert again.content_hash() == first.content_hash()
+                    pairs.add((life.conference_id, first.body_digest, first.content_hash()))
+    by_digest = {(conference, digest) for conference, digest, _ in pairs}
+    by_hash = {(conference, hash_) for conference, _, hash_ in pairs}
+    assert len(by_digest) == len(by_hash) == len(pairs)  # one to one, per conference
+    assert len(pairs) > len({conference for conference, _, _ in pairs})  # some changed
+
+
 # --- error paths ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

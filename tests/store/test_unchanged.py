@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from poller.model import PollResult, TargetKey
+from poller.model import Observation, PollResult, TargetKey, body_digest
 from poller.store import unchanged
 from poller.store.recorder import Recorder, RecordStats
 from poller.store.rows import ScheduleUpdate
@@ -50,6 +50,39 @@ def test_an_unchanged_batch_is_one_update_and_reads_nothing(engine: Engine) -> N
         assert (target["last_polled_at"], target["last_success_at"], target["poll_count"],
                 target["last_outcome"], target["next_poll_at"], target["lease_owner"]) == (
             at(10), at(10), 2, "unchanged", at(20), None)
+
+
+def _made_of(label: str, results: list[PollResult]) -> list[PollResult]:
+    """``results`` as a client makes them: each observation with the digest of its response
+    bodies, here named by ``label`` (the same label, the same bodies)."""
+    return [replace(r, body_digest=body_digest([r.target.conference_id.encode(), label.encode()]))
+            if isinstance(r, Observation) else r for r in results]
+
+
+def test_a_poll_made_of_the_remembered_bodies_is_not_hashed(
+        monkeypatch: pytest.MonkeyPatch, engine: Engine) -> None:
+    """A poll whose response bodies are those of the state remembered (an equal body digest)
+    takes the remembered content hash: an unchanged batch computes none, whether the full
+    path or the fast path wrote the state before. Other bodies are hashed (and here found
+    unchanged all the same)."""
+    hashed: list[str] = []
+    compute = Observation._digest
+    monkeypatch.setattr(Observation, "_digest",
+                        lambda self: hashed.append(self.target.conference_id) or compute(self))
+    recorder = Recorder(engine, clock=lambda: T0)
+    for seconds in (0, 10, 20):  # the full path, then the fast path twice
+        hashed.clear()
+        polls = _made_of("body-1", _polls(seconds))
+        stats = recorder.record(polls, _schedule(polls), owner="me")
+        assert len(hashed) == (5 if seconds == 0 else 0)
+    hashed.clear()
+    polls = _made_of("body-2", _polls(30))
+    stats = recorder.record(polls, _schedule(polls), owner="me")
+    assert (len(hashed), stats.outcomes) == (5, {"unchanged": 5})
+    hashed.clear()
+    polls = _polls(40)  # no digest said: hashed
+    recorder.record(polls, _schedule(polls), owner="me")
+    assert len(hashed) == 5
 
 
 def test_a_target_another_recorder_wrote_takes_the_full_path(engine: Engine) -> None:
@@ -155,7 +188,8 @@ def test_off_sends_every_poll_the_full_path() -> None:
 @st.composite
 def timelines(draw: st.DrawFn) -> list[PollResult]:
     """Polls of three conferences with few states (so that most polls repeat the last), 404s
-    and timeouts, at increasing times, some of them in one batch."""
+    and timeouts, at increasing times, some of them in one batch; some observations say a
+    body digest (their content's), some do not."""
     results: list[PollResult] = []
     for i in range(3):
         target = telnyx_target(f"conf-{i}")
@@ -168,7 +202,11 @@ def timelines(draw: st.DrawFn) -> list[PollResult]:
                                        kind="not_found" if kind == "404" else "timeout"))
             else:
                 members = [telnyx_member("p1", muted=kind == "other")]
-                results.append(telnyx_observation(at=seconds, target=target, members=members))
+                observation = telnyx_observation(at=seconds, target=target, members=members)
+                if draw(st.booleans()):  # made of bodies named by their content
+                    observation = replace(observation, body_digest=body_digest(
+                        [target.conference_id.encode(), kind.encode()]))
+                results.append(observation)
     return results
 
 
