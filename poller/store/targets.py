@@ -46,7 +46,7 @@ from sqlalchemy import (
     update,
 )
 
-from poller.errors import StoreUnavailable
+from poller.errors import StoreDown, StoreUnavailable
 from poller.model import Provider, TargetKey, require_utc
 from poller.store.database import insert_ignoring_duplicates, read_only, store_errors
 from poller.store.rows import RetiredReason, TargetState
@@ -176,27 +176,45 @@ def claim_due(engine: Engine, now: datetime, limit: int, owner: str, lease_secon
                                    .returning(*returned, status, picked.c.previous_owner)).all()
             previous = {r.id: r.previous_owner for r in claimed}
             statuses = {r.id: r.last_status for r in claimed}
-        else:  # BEGIN IMMEDIATE holds the write lock: nobody claims between the two
-            picked_rows = conn.execute(due.add_columns(status)).all()
-            previous = {r.id: r.previous_owner for r in picked_rows}
-            statuses = {r.id: r.last_status for r in picked_rows}
-            claimed = conn.execute(update(TARGET).where(TARGET.c.id.in_(sorted(previous)))
-                                   .values(lease).returning(*returned)).all() if previous else []
-        rows = sorted(claimed, key=lambda r: (r.next_poll_at, r.id))
-        counts = _not_found_counts(conn, [r.id for r in rows if r.not_found_since is not None])
+            claimed = sorted(claimed, key=_claim_order)
+        else:
+            # BEGIN IMMEDIATE holds the write lock, so the due query picks the same rows twice:
+            # read them (in order, with their status), then lease them by the same query.
+            # Neither an IN list of their ids nor RETURNING (which the lease does not change).
+            claimed = conn.execute(due.with_only_columns(
+                *returned, status, TARGET.c.lease_owner.label("previous_owner"))).all()
+            if claimed:
+                ids = due.with_only_columns(TARGET.c.id).correlate(None).scalar_subquery()
+                leased = conn.execute(update(TARGET).where(TARGET.c.id.in_(ids))
+                                      .values(lease)).rowcount
+                if leased != len(claimed):  # cannot happen under the write lock
+                    raise StoreDown(f"claiming: {len(claimed)} due targets read but "
+                                    f"{leased} leased")
+            previous = {r.id: r.previous_owner for r in claimed}
+            statuses = {r.id: r.last_status for r in claimed}
+        rows = claimed
+        counts = _not_found_counts(conn, [r[0] for r in rows if r[7] is not None])
+    # By position (a row's attributes cost a look-up each: this is per target claimed).
     return [
         ClaimedTarget(
-            pk=r.id, key=_key(r), next_poll_at=r.next_poll_at,
+            pk=pk, key=TargetKey(PROVIDERS[provider], account, conference_id, region),
+            next_poll_at=next_poll_at,
             state=TargetState(
-                last_status=statuses.get(r.id),
-                consecutive_failures=r.consecutive_failures,
-                not_found_since=r.not_found_since,
-                not_found_count=counts.get(r.id, 0),
+                last_status=statuses.get(pk),
+                consecutive_failures=failures,
+                not_found_since=not_found_since,
+                not_found_count=counts.get(pk, 0),
             ),
-            taken_over=previous.get(r.id) is not None,
+            taken_over=previous.get(pk) is not None,
         )
-        for r in rows
+        for pk, provider, account, conference_id, region, next_poll_at, failures,
+        not_found_since, *_ in rows
     ]
+
+
+def _claim_order(row: Any) -> tuple[datetime, int]:
+    """A claimed row's place: ``next_poll_at``, then ``id`` (the columns of ``returned``)."""
+    return row[5], row[0]
 
 
 def release(engine: Engine, next_poll_at: Mapping[int, datetime]) -> None:
@@ -279,6 +297,10 @@ def _not_found_counts(conn: Connection, pks: list[int]) -> dict[int, int]:
     return counts
 
 
+PROVIDERS = {provider.value: provider for provider in Provider}
+"""``Provider`` by its stored value (a dict look-up: calling the enum costs more)."""
+
+
 def _key(row: Any) -> TargetKey:
     """The target key of a ``poll_target`` row."""
-    return TargetKey(Provider(row.provider), row.account, row.conference_id, row.region)
+    return TargetKey(PROVIDERS[row.provider], row.account, row.conference_id, row.region)
