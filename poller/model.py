@@ -74,7 +74,7 @@ class CompletedAtSource(StrEnum):
 
 def require_utc(value: datetime | None, name: str) -> None:
     """Raise ``ValueError`` unless ``value`` is ``None`` or an aware datetime in UTC."""
-    if value is None:
+    if value is None or value.tzinfo is UTC:  # the common cases, at the cost of a compare
         return
     offset = value.utcoffset()
     if offset is None:

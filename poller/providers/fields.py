@@ -71,6 +71,25 @@ def parse_timestamp(value: JSON, field: str, warnings: list[str]) -> datetime | 
     if not isinstance(value, str):
         warnings.append(f"{field}: not a timestamp string: {shorten(value)}")
         return None
+    if _provider_shape(value):  # what both providers send: read in C, a third of the time
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass  # read below, which says what is wrong with it
+        else:
+            if parsed.year in PLAUSIBLE_YEARS:
+                return parsed
+    return read_timestamp(value, field, warnings)
+
+
+def _provider_shape(value: str) -> bool:
+    """Whether ``value`` is laid out as ``2019-01-23T18:10:02.574Z`` (the digits unchecked)."""
+    return (len(value) == 24 and value[23] == "Z" and value[10] == "T" and value[19] == "."
+            and value[4] == value[7] == "-" and value[13] == value[16] == ":")
+
+
+def read_timestamp(value: str, field: str, warnings: list[str]) -> datetime | None:
+    """:func:`parse_timestamp` of a string, by the regular expression (every form it takes)."""
     match = _ISO_8601.fullmatch(value.strip())
     if match is None:
         warnings.append(f"{field}: unreadable timestamp {shorten(value)}")

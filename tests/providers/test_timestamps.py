@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poller.providers.fields import PLAUSIBLE_YEARS, parse_timestamp
+from poller.providers.fields import PLAUSIBLE_YEARS, parse_timestamp, read_timestamp
 
 T = datetime(2019, 1, 23, 18, 10, 2, 574000, tzinfo=UTC)
 
@@ -111,3 +111,30 @@ def test_never_raises(value: object) -> None:
     """No input makes the parser raise; the result is None or aware UTC."""
     parsed = parse_timestamp(value, "f", [])
     assert parsed is None or parsed.utcoffset() == timedelta(0)
+
+
+@given(st.lists(st.sampled_from("0123456789"), min_size=17, max_size=17),
+       st.sampled_from(["", "0", "1", "9", "a", "٣", " "]), st.integers(0, 16))
+def test_the_providers_form_reads_as_every_other_form(digits: list[str], odd: str,
+                                                      where: int) -> None:
+    """``2019-01-23T18:10:02.574Z``, read in C, reads exactly as the regular expression reads
+    it: the same instant, the same warnings (an impossible date, an implausible year), and a
+    string of that length and layout with another character among the digits the same way."""
+    if odd:
+        digits[where] = odd
+    text = "{}{}{}{}-{}{}-{}{}T{}{}:{}{}:{}{}.{}{}{}Z".format(*digits)
+    fast: list[str] = []
+    slow: list[str] = []
+    assert parse_timestamp(text, "t", fast) == read_timestamp(text, "t", slow)
+    assert fast == slow
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)))
+def test_any_moment_in_the_providers_form_reads_as_every_other_form(moment: datetime) -> None:
+    """Every moment written as the providers write it (milliseconds, ``Z``) reads the same
+    both ways, implausible years (noted) included."""
+    text = (f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z")
+    fast: list[str] = []
+    slow: list[str] = []
+    assert parse_timestamp(text, "t", fast) == read_timestamp(text, "t", slow)
+    assert fast == slow
