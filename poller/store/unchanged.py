@@ -26,8 +26,8 @@ memory is out of date) the row count says so: :class:`FastPathMissed` rolls the 
 back and the recorder writes the whole batch on the full path. What the fast path writes is
 what the full path would: outcome ``unchanged``, no history row, one ``poll_target`` update.
 
-It also remembers the remembered state's ``Observation.body_digest`` (the response bodies it
-was parsed from): a later observation of that target made of the same bodies has the same
+With each state it also keeps the ``Observation.body_digest`` of an observation of it (the
+response bodies it was parsed from, when known): a later observation of that target made of the same bodies has the same
 content, so its hash is taken (``Observation.reuse_hash``) rather than computed. That is the
 costliest part of an unchanged poll left in this thread (about 40 µs; ``bench/write_costs.py``).
 """
