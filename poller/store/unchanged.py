@@ -27,9 +27,10 @@ back and the recorder writes the whole batch on the full path. What the fast pat
 what the full path would: outcome ``unchanged``, no history row, one ``poll_target`` update.
 
 With each state it also keeps the ``Observation.body_digest`` of an observation of it (the
-response bodies it was parsed from, when known): a later observation of that target made of the same bodies has the same
-content, so its hash is taken (``Observation.reuse_hash``) rather than computed. That is the
-costliest part of an unchanged poll left in this thread (about 40 µs; ``bench/write_costs.py``).
+response bodies it was parsed from, when known): a later observation of that target made of
+the same bodies has the same content, so its hash is taken (``Observation.reuse_hash``)
+rather than computed. That was the costliest part of an unchanged poll left in this thread
+(about 40 µs; ``bench/write_costs.py``).
 """
 
 from __future__ import annotations
