@@ -30,7 +30,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -169,14 +169,14 @@ def claim_due(engine: Engine, now: datetime, limit: int, owner: str, lease_secon
                 TARGET.c.region, TARGET.c.next_poll_at, TARGET.c.consecutive_failures,
                 TARGET.c.not_found_since)
     with store_errors("claiming due poll targets"), engine.begin() as conn:
-        previous: dict[int, str | None]
+        # Either way the rows are (*returned, last_status, previous_owner).
+        claimed: Sequence[Any]
         if conn.dialect.name == "postgresql":
             picked = due.subquery("due")
-            claimed = conn.execute(update(TARGET).where(TARGET.c.id == picked.c.id).values(lease)
-                                   .returning(*returned, status, picked.c.previous_owner)).all()
-            previous = {r.id: r.previous_owner for r in claimed}
-            statuses = {r.id: r.last_status for r in claimed}
-            claimed = sorted(claimed, key=_claim_order)
+            claimed = sorted(conn.execute(
+                update(TARGET).where(TARGET.c.id == picked.c.id).values(lease)
+                .returning(*returned, status, picked.c.previous_owner)).all(),
+                key=_claim_order)
         else:
             # BEGIN IMMEDIATE holds the write lock, so the due query picks the same rows twice:
             # read them (in order, with their status), then lease them by the same query.
@@ -190,25 +190,22 @@ def claim_due(engine: Engine, now: datetime, limit: int, owner: str, lease_secon
                 if leased != len(claimed):  # cannot happen under the write lock
                     raise StoreDown(f"claiming: {len(claimed)} due targets read but "
                                     f"{leased} leased")
-            previous = {r.id: r.previous_owner for r in claimed}
-            statuses = {r.id: r.last_status for r in claimed}
-        rows = claimed
-        counts = _not_found_counts(conn, [r[0] for r in rows if r[7] is not None])
+        counts = _not_found_counts(conn, [r.id for r in claimed if r.not_found_since is not None])
     # By position (a row's attributes cost a look-up each: this is per target claimed).
     return [
         ClaimedTarget(
             pk=pk, key=TargetKey(PROVIDERS[provider], account, conference_id, region),
             next_poll_at=next_poll_at,
             state=TargetState(
-                last_status=statuses.get(pk),
+                last_status=last_status,
                 consecutive_failures=failures,
                 not_found_since=not_found_since,
                 not_found_count=counts.get(pk, 0),
             ),
-            taken_over=previous.get(pk) is not None,
+            taken_over=previous_owner is not None,
         )
-        for pk, provider, account, conference_id, region, next_poll_at, failures,
-        not_found_since, *_ in rows
+        for (pk, provider, account, conference_id, region, next_poll_at, failures,
+             not_found_since, last_status, previous_owner) in claimed
     ]
 
 

@@ -43,7 +43,6 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Table,
     Update,
     and_,
     bindparam,
@@ -55,17 +54,14 @@ from sqlalchemy import (
 )
 
 from poller.model import Observation, PollResult, TargetKey
-from poller.store.batch import Key, key_of
+from poller.store.batch import CONFERENCE, TARGET, Key, key_of
 from poller.store.rows import ConferenceView, ScheduleUpdate, TargetView
-from poller.store.schema import Base
-
-TARGET: Table = Base.metadata.tables["poll_target"]
-CONFERENCE: Table = Base.metadata.tables["conference"]
 
 MAX_REMEMBERED = 50_000
 """Targets remembered at most (the least recently written are forgotten first): about 23 MB at
 most, 4.5 MB at 10,000 targets (0.5 MB of it body digests). A forgotten target goes the full
 path once, then is remembered."""
+
 
 class FastPathMissed(Exception):
     """A guarded UPDATE matched fewer rows than it had polls: roll back, take the full path."""
@@ -99,12 +95,15 @@ class UnchangedPolls:
         for result in results:
             key = key_of(result.target)
             last = self._last.get(key)
-            if isinstance(result, Observation) and last is not None and last[2] is not None:
-                result.reuse_hash(last[2], last[0])
+            if not isinstance(result, Observation) or last is None or per_key[key] > 1:
+                rest.append(result)
+                continue
+            hash_, polled_at, digest = last
+            if digest is not None:
+                result.reuse_hash(digest, hash_)
             decision = schedule.get(result.target)
-            if (isinstance(result, Observation) and last is not None and per_key[key] == 1
-                    and (decision is None or decision.state != "retired")
-                    and result.observed_at > last[1] and result.content_hash() == last[0]):
+            if ((decision is None or decision.state != "retired")
+                    and result.observed_at > polled_at and result.content_hash() == hash_):
                 fast.append(result)
             else:
                 rest.append(result)
