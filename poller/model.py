@@ -259,15 +259,13 @@ class Observation:
         assert self._hash is not None
         return self._hash
 
-    def reuse_hash(self, body_digest: bytes, content_hash: str) -> bool:
+    def reuse_hash(self, body_digest: bytes, content_hash: str) -> None:
         """Take ``content_hash`` as this observation's, without computing it, when it was
         parsed from the same bodies (``body_digest``) as an observation of the same target
         whose content hash that was. Parsing is a function of the bodies and the target, so
-        the hash is the one :meth:`content_hash` would compute. True when it was taken."""
-        if self.body_digest is None or self.body_digest != body_digest:
-            return False
-        object.__setattr__(self, "_hash", content_hash)
-        return True
+        the hash is the one :meth:`content_hash` would compute."""
+        if self.body_digest is not None and self.body_digest == body_digest:
+            object.__setattr__(self, "_hash", content_hash)
 
     def _digest(self) -> str:
         members = sorted(self.members, key=lambda m: m.member_id)
