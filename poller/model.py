@@ -247,6 +247,12 @@ class Observation:
             "members": [m.raw for m in self.members],
         }
 
+    @property
+    def status(self) -> str:
+        """``conference.status`` (what scheduling reads; a deferred observation,
+        ``poller.providers.deferred``, knows it without parsing its bodies)."""
+        return self.conference.status
+
     def content_hash(self) -> str:
         """A stable hash of everything observed except the observation time.
 
@@ -260,10 +266,9 @@ class Observation:
         return self._hash
 
     def reuse_hash(self, body_digest: bytes, content_hash: str) -> None:
-        """Take ``content_hash`` as this observation's, without computing it, when it was
-        parsed from the same bodies (``body_digest``) as an observation of the same target
-        whose content hash that was. Parsing is a function of the bodies and the target, so
-        the hash is the one :meth:`content_hash` would compute."""
+        """Take ``content_hash`` as this observation's when it was parsed from the bodies
+        (``body_digest``) of an observation of the same target with that hash: parsing is a
+        function of the bodies and the target, so it is the hash :meth:`content_hash` gives."""
         if self.body_digest is not None and self.body_digest == body_digest:
             object.__setattr__(self, "_hash", content_hash)
 
@@ -291,11 +296,7 @@ def body_digest(bodies: Iterable[bytes]) -> bytes:
 
 
 def _state_dict(state: ConferenceState | MemberState) -> dict[str, Any]:
-    return {
-        name: getattr(state, name)
-        for name in state.__dataclass_fields__
-        if name != "raw"
-    }
+    return {name: getattr(state, name) for name in state.__dataclass_fields__ if name != "raw"}
 
 
 def _json_default(value: object) -> object:

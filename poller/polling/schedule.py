@@ -60,7 +60,7 @@ def next_schedule(state: TargetState, result: PollResult, now: datetime,
 
 def _after_observation(state: TargetState, result: Observation, now: datetime,
                        settings: PollingSettings) -> ScheduleUpdate:
-    status = result.conference.status
+    status = result.status
     if status == ConferenceStatus.COMPLETED:
         grace_done = state.last_status == ConferenceStatus.COMPLETED
         if grace_done or settings.completion_grace_seconds == 0:
@@ -106,7 +106,7 @@ def state_after(state: TargetState, result: PollResult) -> TargetState:
     """What the store will know of the target once ``result`` is recorded: the state the next
     decision starts from when the store is away and the poller keeps the schedule itself."""
     if isinstance(result, Observation):
-        return TargetState(last_status=result.conference.status)
+        return TargetState(last_status=result.status)
     if result.kind != "not_found":
         return replace(state, consecutive_failures=state.consecutive_failures + 1)
     return replace(state, consecutive_failures=state.consecutive_failures + 1,

@@ -11,8 +11,9 @@ Modules: ``base`` (the ``ProviderClient`` protocol and what both clients share),
 return, and the tolerant reading of list pages), ``fields`` (tolerant reading of fields and
 timestamps), ``http`` (the shared client and error boundary: size cap, pacing hook,
 ``HttpSettings``), ``redaction`` (secrets kept out of every error), ``status`` (HTTP status ⇒
-error, ``Retry-After``), ``auth`` (Bearer, Basic and OAuth2 headers). The mapping is documented
-in ``docs/providers.md``.
+error, ``Retry-After``), ``auth`` (Bearer, Basic and OAuth2 headers), ``deferred`` (the bodies
+of a target's last observation again: parsed only when read). The mapping is documented in
+``docs/providers.md``.
 """
 
 from poller.providers.bandwidth import BandwidthClient

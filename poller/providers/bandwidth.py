@@ -36,6 +36,7 @@ from poller.model import (
 from poller.providers.auth import Authorizer, OAuth2ClientCredentials, StaticAuthorization
 from poller.providers.bandwidth_parser import parse_bandwidth_conference
 from poller.providers.base import AccountClient, check_target, context_of
+from poller.providers.deferred import DeferredObservation, Parsed, Seen, SeenBodies
 from poller.providers.http import (
     Clock,
     HttpSettings,
@@ -90,6 +91,7 @@ class BandwidthClient(AccountClient):
         self.account = account
         self._clock = clock
         self._redactor = Redactor()
+        self._seen = SeenBodies()
         self._http = ProviderHttp(
             provider=self.provider.value,
             account=account,
@@ -117,11 +119,32 @@ class BandwidthClient(AccountClient):
 
     async def fetch(self, target: TargetKey, pace: Pace | None = None) -> Observation:
         """Observe one Bandwidth conference and its active members (``pace`` awaited before
-        each request)."""
+        each request). The bodies of the target's last observation again are not parsed
+        until read (``poller.providers.deferred``)."""
         check_target(target, self.provider, self.account)
         path = f"/accounts/{self._account_segment}/conferences/{path_segment(target.conference_id)}"
+        response = await self._send(path, context_of(target), None, pace)
+        digest = body_digest((response.body,))
+        seen = self._seen.get(target)
+        if seen is not None and seen.digest == digest:
+            return DeferredObservation(target, self._clock(), digest, seen.status,
+                                       partial(self._parse, target, response))
+        conference, members, complete, warnings = self._parse(target, response)
+        observation = Observation(
+            target=target,
+            observed_at=self._clock(),
+            conference=conference,
+            members=members,
+            members_complete=complete,
+            warnings=warnings,
+            body_digest=digest,
+        )
+        self._seen.remember(target, Seen(digest, observation.status))
+        return observation
+
+    def _parse(self, target: TargetKey, response: RawResponse) -> Parsed:
+        """What ``response`` (to polling ``target``) says, or ``BadResponse``."""
         context = context_of(target)
-        response = await self._send(path, context, None, pace)
         document = self._http.decode_json(response, context)
         warnings: list[str] = []
         conference, members = parsed(
@@ -131,15 +154,7 @@ class BandwidthClient(AccountClient):
             raise self._http.bad_response(
                 f"response is about conference {conference.conference_id[:40]!r}, not the one "
                 "polled", context, repr(document)[:2000], 200)
-        return Observation(
-            target=target,
-            observed_at=self._clock(),
-            conference=conference,
-            members=members,
-            members_complete=True,
-            warnings=tuple(warnings),
-            body_digest=body_digest((response.body,)),
-        )
+        return conference, members, True, tuple(warnings)
 
     async def list_conferences(self, *, name: str | None = None,
                                min_created_time: datetime | None = None,

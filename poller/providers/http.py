@@ -254,16 +254,26 @@ class ProviderHttp:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         pace: Pace | None = None,
-        bodies: list[bytes] | None = None,
     ) -> JSON:
-        """GET ``url`` and return the decoded JSON body of a 2xx answer; errors translated.
-        The body's bytes are appended to ``bodies`` (for ``Observation.body_digest``)."""
+        """GET ``url`` and return the decoded JSON body of a 2xx answer; errors translated."""
+        response = await self.get_ok(url, context=context, headers=headers, params=params,
+                                     pace=pace)
+        return self.decode_json(response, context)
+
+    async def get_ok(
+        self,
+        url: str,
+        *,
+        context: ErrorContext,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        pace: Pace | None = None,
+    ) -> RawResponse:
+        """GET ``url`` and return its answer if it is a 2xx, undecoded; errors translated."""
         response = await self.request("GET", url, context=context, headers=headers,
                                       params=params, pace=pace)
         if 200 <= response.status <= 299:
-            if bodies is not None:
-                bodies.append(response.body)
-            return self.decode_json(response, context)
+            return response
         raise self.status_error(response, context)
 
     def status_error(self, response: RawResponse, context: ErrorContext, *,

@@ -41,6 +41,7 @@ from poller.model import (
 )
 from poller.providers.auth import StaticAuthorization
 from poller.providers.base import AccountClient, check_target, context_of
+from poller.providers.deferred import DeferredObservation, Parsed, Seen, SeenBodies
 from poller.providers.detail_records import parse_participant_records
 from poller.providers.http import Clock, HttpSettings, Pace, ProviderHttp, ResponseObserver
 from poller.providers.listing import (
@@ -56,6 +57,7 @@ from poller.providers.telnyx_parser import (
     parse_telnyx_conference,
     parse_telnyx_participants,
 )
+from poller.providers.wire import RawResponse
 
 DEFAULT_BASE_URL = TELNYX_BASE_URL
 PAGE_SIZE = 250
@@ -100,6 +102,7 @@ class TelnyxClient(AccountClient):
         self._max_pages = max_pages
         self._page_size = page_size
         self._redactor = Redactor((api_key,))
+        self._seen = SeenBodies()
         self._auth = StaticAuthorization(f"Bearer {api_key}")
         self._http = ProviderHttp(
             provider=self.provider.value,
@@ -115,33 +118,80 @@ class TelnyxClient(AccountClient):
 
     async def fetch(self, target: TargetKey, pace: Pace | None = None) -> Observation:
         """Observe one Telnyx conference: the conference, then every page of participants
-        (``pace`` awaited before each request)."""
+        (``pace`` awaited before each request). The bodies of the target's last observation
+        again are not parsed until read (``poller.providers.deferred``): when it had one page
+        of participants and the conference's body is as it was, the page is asked for before
+        either is parsed."""
         check_target(target, self.provider, self.account)
         segment = path_segment(target.conference_id)
         context = context_of(target)
         region = {"region": target.region} if target.region else {}
+        seen = self._seen.get(target)
+        head = await self._get_ok(f"/conferences/{segment}", context, region, pace)
+        conference: ConferenceState | None = None
         warnings: list[str] = []
-        bodies: list[bytes] = []
+        if seen is None or seen.head != body_digest((head.body,)):
+            conference = self._conference(target, head, warnings)  # fails before the pages
+        params = _page_params(region, self._page_size, 1)
+        first = await self._get_ok(f"/conferences/{segment}/participants", context, params, pace)
+        digest = body_digest((head.body, first.body))
+        if seen is not None and seen.digest == digest:
+            return DeferredObservation(target, self._clock(), digest, seen.status,
+                                       partial(self._reparse, target, head, first))
+        if conference is None:
+            conference = self._conference(target, head, warnings)
+        pages = _Pages(self._max_pages, self._page_size, warnings)
+        bodies = [head.body, first.body]
+        response = first
+        while pages.take(self._page(response, context, warnings)):
+            params = _page_params(region, self._page_size, pages.number)
+            response = await self._get_ok(f"/conferences/{segment}/participants", context,
+                                          params, pace)
+            bodies.append(response.body)
+        observation = Observation(
+            target=target,
+            observed_at=self._clock(),
+            conference=conference,
+            members=pages.members(),
+            members_complete=pages.complete,
+            warnings=tuple(warnings),
+            body_digest=body_digest(bodies) if len(bodies) > 2 else digest,
+        )
+        if len(bodies) == 2:
+            self._seen.remember(target, Seen(digest, observation.status,
+                                             body_digest((head.body,))))
+        return observation
 
-        document = await self._get(f"/conferences/{segment}", context, region, pace, bodies)
+    def _conference(self, target: TargetKey, response: RawResponse, warnings: list[str]
+                    ) -> ConferenceState:
+        """The conference ``response`` (to polling ``target``) says, or ``BadResponse``."""
+        context = context_of(target)
+        document = self._http.decode_json(response, context)
         conference = parsed(partial(parse_telnyx_conference, document, warnings=warnings),
                             context, self._redactor)
         if conference.conference_id != target.conference_id:
             raise self._http.bad_response(
                 f"response is about conference {conference.conference_id[:40]!r}, not the one "
                 "polled", context, repr(document)[:2000], 200)
+        return conference
 
-        members, complete = await self._participants(segment, context, region, warnings, pace,
-                                                     bodies)
-        return Observation(
-            target=target,
-            observed_at=self._clock(),
-            conference=conference,
-            members=members,
-            members_complete=complete,
-            warnings=tuple(warnings),
-            body_digest=body_digest(bodies),
-        )
+    def _page(self, response: RawResponse, context: ErrorContext, warnings: list[str]
+              ) -> ParticipantPage:
+        """The participants page ``response`` holds, or ``BadResponse``."""
+        document = self._http.decode_json(response, context)
+        return parsed(partial(parse_telnyx_participants, document, warnings=warnings,
+                              conference_id=context.conference_id),
+                      context, self._redactor)
+
+    def _reparse(self, target: TargetKey, head: RawResponse, first: RawResponse) -> Parsed:
+        """What ``fetch`` parsed from the same two bodies before (a conference and its one
+        page of participants): the same again."""
+        warnings: list[str] = []
+        conference = self._conference(target, head, warnings)
+        pages = _Pages(self._max_pages, self._page_size, warnings)
+        more = pages.take(self._page(first, context_of(target), warnings))
+        assert not more, "one page of participants last time, one page now"
+        return conference, pages.members(), pages.complete, tuple(warnings)
 
     async def participants(self, target: TargetKey, pace: Pace | None = None
                            ) -> tuple[tuple[MemberState, ...], bool, tuple[str, ...]]:
@@ -241,58 +291,84 @@ class TelnyxClient(AccountClient):
             warnings=tuple(warnings), region=None if region in (None, "US") else region)
 
     async def _participants(self, segment: str, context: ErrorContext,
-                            region: dict[str, str], warnings: list[str], pace: Pace | None,
-                            bodies: list[bytes] | None = None
+                            region: dict[str, str], warnings: list[str], pace: Pace | None
                             ) -> tuple[tuple[MemberState, ...], bool]:
-        members: dict[str, MemberState] = {}
-        pages_seen: set[int] = set()
-        number = 1
-        while True:
-            params = {**region, "page[size]": str(self._page_size), "page[number]": str(number)}
-            document = await self._get(f"/conferences/{segment}/participants", context, params,
-                                       pace, bodies)
-            page = parsed(partial(parse_telnyx_participants, document, warnings=warnings,
-                                  conference_id=context.conference_id),
-                          context, self._redactor)
+        pages = _Pages(self._max_pages, self._page_size, warnings)
+        more = True
+        while more:
+            params = _page_params(region, self._page_size, pages.number)
+            response = await self._get_ok(f"/conferences/{segment}/participants", context,
+                                          params, pace)
+            more = pages.take(self._page(response, context, warnings))
+        return pages.members(), pages.complete
 
-            answered = page.page_number if page.page_number is not None else number
-            if number == 1 and page.total_pages is None:
-                warnings.append("participants.meta.total_pages: not reported; "
-                                "paging until a short page")
-            new_ids = {m.member_id for m in page.members} - members.keys()
-            if answered in pages_seen or (page.members and not new_ids and number > 1):
-                warnings.append(f"participants: page {number} repeats a page already received "
-                                f"(answered as page {answered}); member list may be incomplete")
-                return _ordered(members), False
-            if answered != number:
-                warnings.append(f"participants: asked for page {number}, got page {answered}")
-            pages_seen.add(answered)
-            members.update((m.member_id, m) for m in page.members)
-
-            if not self._more_pages(page, number):
-                return _ordered(members), True
-            if number >= self._max_pages:
-                warnings.append(f"participants: stopped at the {self._max_pages}-page cap; "
-                                "member list may be incomplete")
-                return _ordered(members), False
-            number += 1
-
-    def _more_pages(self, page: ParticipantPage, number: int) -> bool:
-        if page.total_pages is not None:
-            return number < page.total_pages
-        # No total_pages: a full page may have a successor, a short one is the last.
-        return len(page.members) >= (page.page_size or self._page_size)
-
-    async def _get(self, path: str, context: ErrorContext, params: dict[str, str],
-                   pace: Pace | None, bodies: list[bytes] | None = None) -> JSON:
-        return await self._http.get_json(
+    async def _get_ok(self, path: str, context: ErrorContext, params: dict[str, str],
+                      pace: Pace | None) -> RawResponse:
+        return await self._http.get_ok(
             path,
             context=context,
             params=params,
             headers={"Authorization": await self._auth.header(context)},
             pace=pace,
-            bodies=bodies,
         )
+
+    async def _get(self, path: str, context: ErrorContext, params: dict[str, str],
+                   pace: Pace | None) -> JSON:
+        return self._http.decode_json(await self._get_ok(path, context, params, pace), context)
+
+
+class _Pages:
+    """The pages of one conference's participants as they arrive, and whether to ask for
+    another (the paging rules of the module docstring)."""
+
+    def __init__(self, max_pages: int, page_size: int, warnings: list[str]) -> None:
+        self._max_pages = max_pages
+        self._page_size = page_size
+        self._warnings = warnings
+        self._members: dict[str, MemberState] = {}
+        self._seen: set[int] = set()
+        self.number = 1
+        """The page to ask for next (once :meth:`take` said so)."""
+        self.complete = False
+        """Whether every participant was received (once :meth:`take` said no more)."""
+
+    def members(self) -> tuple[MemberState, ...]:
+        """The participants received, each once (the later listing wins)."""
+        return tuple(self._members.values())
+
+    def take(self, page: ParticipantPage) -> bool:
+        """Add ``page``, the answer for page :attr:`number`; whether to ask for the next."""
+        number, warnings, members = self.number, self._warnings, self._members
+        answered = page.page_number if page.page_number is not None else number
+        if number == 1 and page.total_pages is None:
+            warnings.append("participants.meta.total_pages: not reported; "
+                            "paging until a short page")
+        new_ids = {m.member_id for m in page.members} - members.keys()
+        if answered in self._seen or (page.members and not new_ids and number > 1):
+            warnings.append(f"participants: page {number} repeats a page already received "
+                            f"(answered as page {answered}); member list may be incomplete")
+            return False
+        if answered != number:
+            warnings.append(f"participants: asked for page {number}, got page {answered}")
+        self._seen.add(answered)
+        members.update((m.member_id, m) for m in page.members)
+        if page.total_pages is not None:
+            more = number < page.total_pages
+        else:  # a full page may have a successor, a short one is the last
+            more = len(page.members) >= (page.page_size or self._page_size)
+        if not more:
+            self.complete = True
+            return False
+        if number >= self._max_pages:
+            warnings.append(f"participants: stopped at the {self._max_pages}-page cap; "
+                            "member list may be incomplete")
+            return False
+        self.number += 1
+        return True
+
+
+def _page_params(region: dict[str, str], page_size: int, number: int) -> dict[str, str]:
+    return {**region, "page[size]": str(page_size), "page[number]": str(number)}
 
 
 def _parse_item(item: JSON, warnings: list[str]) -> ConferenceState:
@@ -312,7 +388,3 @@ def _page_meta(meta: object, warnings: list[str], number: int
         warnings.append("conference list: meta.total_pages not reported; paging until a "
                         "short page")
     return values[0], values[1], values[2]
-
-
-def _ordered(members: dict[str, MemberState]) -> tuple[MemberState, ...]:
-    return tuple(members.values())

@@ -48,6 +48,7 @@ from poller.providers import (
     ProviderClient,
     build_client,
 )
+from poller.providers.deferred import DeferredObservation
 from poller.simulator import Credentials as SimCredentials
 from poller.simulator import (
     FaultConfig,
@@ -271,6 +272,11 @@ async def poll_everything(kind: str, sim: Simulator, clock: VirtualClock,
                         life, at_ms)
                 seen.conferences.append(observation.conference)
                 seen.members.extend(observation.members)
+                # The same bodies again: not parsed until read, then the same observation.
+                again = await client.fetch(target)
+                assert isinstance(again, DeferredObservation), where
+                assert (again.parsed, again.status) == (False, conference.status), where
+                assert again == observation, where
     return seen
 
 

@@ -4,8 +4,11 @@ path, and the full path whenever the guard finds the target not as this recorder
 from __future__ import annotations
 
 import itertools
+import random
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -15,10 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
+from poller.config.settings import PollingSettings
 from poller.model import Observation, PollResult, TargetKey, body_digest
+from poller.polling.schedule import next_schedule, state_after
+from poller.providers.deferred import DeferredObservation, Parsed
 from poller.store import unchanged
 from poller.store.recorder import Recorder, RecordStats
-from poller.store.rows import ScheduleUpdate
+from poller.store.rows import ScheduleUpdate, TargetState
 from poller.store.unchanged import UnchangedPolls
 
 _accounts = itertools.count()
@@ -83,6 +89,41 @@ def test_a_poll_made_of_the_remembered_bodies_is_not_hashed(
     polls = _polls(40)  # no digest said: hashed
     recorder.record(polls, _schedule(polls), owner="me")
     assert len(hashed) == 5
+
+
+def test_a_poll_of_the_remembered_bodies_is_scheduled_and_recorded_unparsed(
+        engine: Engine) -> None:
+    """A client's deferred observation (``poller.providers.deferred``) of the bodies the
+    recorder remembers is scheduled and recorded as unchanged without being parsed; one of
+    other bodies is parsed (its hash is needed) and recorded all the same."""
+    recorder = Recorder(engine, clock=lambda: T0)
+    polls = _made_of("body-1", _polls(0))
+    recorder.record(polls, _schedule(polls), owner="me")
+
+    def deferred(seconds: float, label: str, parse: Callable[[Observation], Parsed]
+                 ) -> list[PollResult]:
+        return [DeferredObservation(p.target, at(seconds), body_digest(
+            [p.target.conference_id.encode(), label.encode()]), p.status, partial(parse, p))
+            for p in polls if isinstance(p, Observation)]
+
+    def never(_: Observation) -> Parsed:
+        raise AssertionError("parsed")
+
+    same = deferred(10, "body-1", never)
+    settings, rng = PollingSettings(), random.Random(1)
+    decisions = {r.target: next_schedule(TargetState(last_status="in_progress"), r,
+                                         r.observed_at, settings, rng) for r in same}
+    assert [state_after(TargetState(), r).last_status for r in same] == ["in_progress"] * 5
+    stats = recorder.record(same, decisions, owner="me")
+    assert (stats.outcomes, stats.attempts) == ({"unchanged": 5}, 1)
+    assert not any(isinstance(r, DeferredObservation) and r.parsed for r in same)
+
+    def as_before(p: Observation) -> Parsed:
+        return p.conference, p.members, p.members_complete, p.warnings
+
+    other = deferred(20, "body-2", as_before)
+    assert recorder.record(other, _schedule(other), owner="me").outcomes == {"unchanged": 5}
+    assert all(isinstance(r, DeferredObservation) and r.parsed for r in other)
 
 
 def test_a_target_another_recorder_wrote_takes_the_full_path(engine: Engine) -> None:
