@@ -130,7 +130,8 @@ class TelnyxClient(AccountClient):
         head = await self._get_ok(f"/conferences/{segment}", context, region, pace)
         conference: ConferenceState | None = None
         warnings: list[str] = []
-        if seen is None or seen.head != body_digest((head.body,)):
+        head_digest = body_digest((head.body,))
+        if seen is None or seen.head != head_digest:
             conference = self._conference(target, head, warnings)  # fails before the pages
         params = _page_params(region, self._page_size, 1)
         first = await self._get_ok(f"/conferences/{segment}/participants", context, params, pace)
@@ -158,8 +159,7 @@ class TelnyxClient(AccountClient):
             body_digest=body_digest(bodies) if len(bodies) > 2 else digest,
         )
         if len(bodies) == 2:
-            self._seen.remember(target, Seen(digest, observation.status,
-                                             body_digest((head.body,))))
+            self._seen.remember(target, Seen(digest, observation.status, head_digest))
         return observation
 
     def _conference(self, target: TargetKey, response: RawResponse, warnings: list[str]
