@@ -246,20 +246,6 @@ class ProviderHttp:
         return self._translated(NetworkError, f"{where}: connection failed ({exc.detail})",
                                 context)
 
-    async def get_json(
-        self,
-        url: str,
-        *,
-        context: ErrorContext,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        pace: Pace | None = None,
-    ) -> JSON:
-        """GET ``url`` and return the decoded JSON body of a 2xx answer; errors translated."""
-        response = await self.get_ok(url, context=context, headers=headers, params=params,
-                                     pace=pace)
-        return self.decode_json(response, context)
-
     async def get_ok(
         self,
         url: str,
@@ -269,7 +255,8 @@ class ProviderHttp:
         params: Mapping[str, str] | None = None,
         pace: Pace | None = None,
     ) -> RawResponse:
-        """GET ``url`` and return its answer if it is a 2xx, undecoded; errors translated."""
+        """GET ``url`` and return its answer if it is a 2xx (``decode_json`` reads its body);
+        errors translated."""
         response = await self.request("GET", url, context=context, headers=headers,
                                       params=params, pace=pace)
         if 200 <= response.status <= 299:
