@@ -127,6 +127,7 @@ class BandwidthClient(AccountClient):
         digest = body_digest((response.body,))
         seen = self._seen.get(target)
         if seen is not None and seen.digest == digest:
+            self._seen.remember(target, seen)
             return DeferredObservation(target, self._clock(), digest, seen.status,
                                        partial(self._parse, target, response))
         conference, members, complete, warnings = self._parse(target, response)

@@ -15,7 +15,10 @@ the spool's encoding). It is exact, not a guess: parsing is a function of the bo
 target, those bodies parsed into an observation before, so they parse into the same one again,
 with the same status, warnings included, and no error. Memory stays flat: the memo holds two
 16-byte digests and a status per target (at most :data:`MAX_SEEN` targets), and an observation
-holds its bodies only until it is recorded.
+holds its bodies until it is parsed or dropped (the pipeline drops it once recorded).
+
+A copy or a pickle of a deferred observation is the plain ``Observation`` (parsed);
+``dataclasses.replace`` does not take one (nothing in poller replaces observations).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import fields
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, SupportsIndex
 
 from poller.model import ConferenceState, MemberState, Observation, TargetKey, require_utc
 
@@ -63,7 +66,8 @@ class SeenBodies:
         return self._seen.get(target)
 
     def remember(self, target: TargetKey, seen: Seen) -> None:
-        """``target``'s bodies just parsed into an observation (it becomes the most recent)."""
+        """``target``'s bodies just parsed into an observation, or seen again (it becomes the
+        most recent)."""
         seen_by_target = self._seen
         seen_by_target.pop(target, None)
         seen_by_target[target] = seen
@@ -119,9 +123,24 @@ class DeferredObservation(Observation):
     members_complete = property(lambda self: self._field("members_complete"))
     warnings = property(lambda self: self._field("warnings"))
 
+    def eager(self) -> Observation:
+        """The plain ``Observation`` this one is (parsing the bodies if not yet done)."""
+        return Observation(target=self.target, observed_at=self.observed_at,
+                           conference=self.conference, members=self.members,
+                           members_complete=self.members_complete, warnings=self.warnings,
+                           body_digest=self.body_digest)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
+        return _plain, (self.eager(),)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Observation):
             return NotImplemented
         return all(getattr(self, name) == getattr(other, name) for name in _COMPARED)
 
     __hash__ = Observation.__hash__
+
+
+def _plain(observation: Observation) -> Observation:
+    """What a copy or a pickle of a deferred observation rebuilds: its plain observation."""
+    return observation

@@ -137,6 +137,7 @@ class TelnyxClient(AccountClient):
         first = await self._get_ok(f"/conferences/{segment}/participants", context, params, pace)
         digest = body_digest((head.body, first.body))
         if seen is not None and seen.digest == digest:
+            self._seen.remember(target, seen)
             return DeferredObservation(target, self._clock(), digest, seen.status,
                                        partial(self._reparse, target, head, first))
         if conference is None:

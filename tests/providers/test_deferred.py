@@ -3,6 +3,8 @@ client returns for them, the requests it sends, and that nothing else changes.""
 
 from __future__ import annotations
 
+import copy
+import pickle
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -91,6 +93,20 @@ def test_a_deferred_observation_is_an_observation_parsed_on_first_read() -> None
     later = DeferredObservation(eager.target, START + timedelta(seconds=1), b"d" * 16,
                                 "in_progress", parse)
     assert later != eager
+    assert hash(deferred) == hash(eager)
+
+
+@pytest.mark.parametrize("copier", [copy.copy, copy.deepcopy,
+                                    lambda o: pickle.loads(pickle.dumps(o))])
+def test_a_copy_of_a_deferred_observation_is_the_plain_observation(copier: Any) -> None:
+    conference = ConferenceState(TELNYX_ID, "completed")
+    deferred = DeferredObservation(telnyx_target(), START, b"d" * 16, "completed",
+                                   lambda: (conference, (), False, ("w",)))
+    copied = copier(deferred)
+    assert type(copied) is Observation
+    assert (copied.conference, copied.members_complete, copied.warnings, copied.body_digest) == (
+        conference, False, ("w",), b"d" * 16)
+    assert copied == deferred
 
 
 def test_a_deferred_observation_refuses_a_naive_time() -> None:
@@ -139,8 +155,42 @@ async def test_telnyx_warnings_and_an_unknown_status_come_back_the_same() -> Non
         again = await client.fetch(telnyx_target())
     assert isinstance(again, DeferredObservation)
     assert again.status == first.status == "paused"
-    assert len(first.warnings) >= 3
+    assert [w.split(":")[0] for w in first.warnings] == [
+        "conference.status", "conference.created_at", "participants.meta.total_pages"]
     assert again.warnings == first.warnings
+
+
+@pytest.mark.anyio
+async def test_telnyx_a_changed_page_after_an_unchanged_conference_reads_as_ever() -> None:
+    """The conference body as it was is parsed only once the page turns out changed; the
+    observation, warnings in order, is what a client that remembers nothing makes."""
+    script = Script()
+    script.conference = telnyx_conference(status="paused")
+    async with telnyx_client(script.server, clock=FakeClock()) as client, \
+            telnyx_client(script.server, clock=FakeClock()) as fresh:
+        await client.fetch(telnyx_target())
+        script.total_pages = None  # a warning from the page, after the conference's
+        script.participants.append(telnyx_participant(id="p2", status="waving"))
+        changed = await client.fetch(telnyx_target())
+        assert not isinstance(changed, DeferredObservation)
+        assert changed == await fresh.fetch(telnyx_target())
+        assert [w.split(":")[0] for w in changed.warnings] == [
+            "conference.status", "participant[p2].status", "participants.meta.total_pages"]
+
+
+@pytest.mark.anyio
+async def test_telnyx_a_conference_cut_at_the_page_cap_is_deferred_as_cut() -> None:
+    """With a one-page cap, the one page asked for is all a poll reads: the same bodies
+    again are deferred, and read back incomplete, with the cap's warning."""
+    script = Script()
+    script.participants, script.total_pages = [telnyx_participant(id="p1")], 2
+    async with telnyx_client(script.server, clock=FakeClock(), max_pages=1) as client:
+        first = await client.fetch(telnyx_target())
+        again = await client.fetch(telnyx_target())
+    assert isinstance(again, DeferredObservation)
+    assert (again.members_complete, again.warnings) == (False, first.warnings)
+    assert "1-page cap" in again.warnings[-1]
+    assert again == first
 
 
 @pytest.mark.anyio
