@@ -125,9 +125,8 @@ class BandwidthClient(AccountClient):
         path = f"/accounts/{self._account_segment}/conferences/{path_segment(target.conference_id)}"
         response = await self._send(path, context_of(target), None, pace)
         digest = body_digest((response.body,))
-        seen = self._seen.get(target)
-        if seen is not None and seen.digest == digest:
-            self._seen.remember(target, seen)
+        seen = self._seen.again(target, digest)
+        if seen is not None:
             return DeferredObservation(target, self._clock(), digest, seen.status,
                                        partial(self._parse, target, response))
         conference, members, complete, warnings = self._parse(target, response)

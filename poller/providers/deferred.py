@@ -65,9 +65,17 @@ class SeenBodies:
         """What was last parsed for ``target``, if remembered."""
         return self._seen.get(target)
 
+    def again(self, target: TargetKey, digest: bytes) -> Seen | None:
+        """What was last parsed for ``target`` when ``digest`` is its bodies' digest (the
+        target becomes the most recent), else ``None``."""
+        seen = self._seen.get(target)
+        if seen is None or seen.digest != digest:
+            return None
+        self.remember(target, seen)
+        return seen
+
     def remember(self, target: TargetKey, seen: Seen) -> None:
-        """``target``'s bodies just parsed into an observation, or seen again (it becomes the
-        most recent)."""
+        """``target``'s bodies just parsed into an observation (it becomes the most recent)."""
         seen_by_target = self._seen
         seen_by_target.pop(target, None)
         seen_by_target[target] = seen
@@ -107,7 +115,7 @@ class DeferredObservation(Observation):
 
     @property
     def parsed(self) -> bool:
-        """Whether the bodies have been parsed yet (what tests and benchmarks look at)."""
+        """Whether the bodies have been parsed yet (what the tests look at)."""
         return self._parse is None
 
     def _field(self, name: str) -> Any:

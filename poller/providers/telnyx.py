@@ -133,31 +133,25 @@ class TelnyxClient(AccountClient):
         head_digest = body_digest((head.body,))
         if seen is None or seen.head != head_digest:
             conference = self._conference(target, head, warnings)  # fails before the pages
-        params = _page_params(region, self._page_size, 1)
-        first = await self._get_ok(f"/conferences/{segment}/participants", context, params, pace)
+        first = await self._page_of(segment, context, region, 1, pace)
         digest = body_digest((head.body, first.body))
-        if seen is not None and seen.digest == digest:
-            self._seen.remember(target, seen)
-            return DeferredObservation(target, self._clock(), digest, seen.status,
+        again = self._seen.again(target, digest)
+        if again is not None:
+            return DeferredObservation(target, self._clock(), digest, again.status,
                                        partial(self._reparse, target, head, first))
         if conference is None:
             conference = self._conference(target, head, warnings)
-        pages = _Pages(self._max_pages, self._page_size, warnings)
-        bodies = [head.body, first.body]
-        response = first
-        while pages.take(self._page(response, context, warnings)):
-            params = _page_params(region, self._page_size, pages.number)
-            response = await self._get_ok(f"/conferences/{segment}/participants", context,
-                                          params, pace)
-            bodies.append(response.body)
+        bodies = [head.body]
+        members, complete = await self._participants(segment, context, region, warnings, pace,
+                                                     first, bodies)
         observation = Observation(
             target=target,
             observed_at=self._clock(),
             conference=conference,
-            members=pages.members(),
-            members_complete=pages.complete,
+            members=members,
+            members_complete=complete,
             warnings=tuple(warnings),
-            body_digest=body_digest(bodies) if len(bodies) > 2 else digest,
+            body_digest=digest if len(bodies) == 2 else body_digest(bodies),
         )
         if len(bodies) == 2:
             self._seen.remember(target, Seen(digest, observation.status, head_digest))
@@ -292,16 +286,26 @@ class TelnyxClient(AccountClient):
             warnings=tuple(warnings), region=None if region in (None, "US") else region)
 
     async def _participants(self, segment: str, context: ErrorContext,
-                            region: dict[str, str], warnings: list[str], pace: Pace | None
+                            region: dict[str, str], warnings: list[str], pace: Pace | None,
+                            first: RawResponse | None = None, bodies: list[bytes] | None = None
                             ) -> tuple[tuple[MemberState, ...], bool]:
+        """Every page of participants, ``(members, complete)`` (``first``: page 1, already
+        received); each page's body is appended to ``bodies``."""
         pages = _Pages(self._max_pages, self._page_size, warnings)
-        more = True
-        while more:
-            params = _page_params(region, self._page_size, pages.number)
-            response = await self._get_ok(f"/conferences/{segment}/participants", context,
-                                          params, pace)
-            more = pages.take(self._page(response, context, warnings))
-        return pages.members(), pages.complete
+        response = first or await self._page_of(segment, context, region, 1, pace)
+        while True:
+            if bodies is not None:
+                bodies.append(response.body)
+            if not pages.take(self._page(response, context, warnings)):
+                return pages.members(), pages.complete
+            response = await self._page_of(segment, context, region, pages.number, pace)
+
+    async def _page_of(self, segment: str, context: ErrorContext, region: dict[str, str],
+                       number: int, pace: Pace | None) -> RawResponse:
+        """Page ``number`` of the participants, unread."""
+        params = {**region, "page[size]": str(self._page_size), "page[number]": str(number)}
+        return await self._get_ok(f"/conferences/{segment}/participants", context, params,
+                                  pace)
 
     async def _get_ok(self, path: str, context: ErrorContext, params: dict[str, str],
                       pace: Pace | None) -> RawResponse:
@@ -367,9 +371,6 @@ class _Pages:
         self.number += 1
         return True
 
-
-def _page_params(region: dict[str, str], page_size: int, number: int) -> dict[str, str]:
-    return {**region, "page[size]": str(page_size), "page[number]": str(number)}
 
 
 def _parse_item(item: JSON, warnings: list[str]) -> ConferenceState:

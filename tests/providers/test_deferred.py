@@ -123,6 +123,10 @@ def test_seen_bodies_forget_the_least_recently_parsed_target_first() -> None:
     seen.remember(c, Seen(b"4", "init"))
     assert (seen.get(a), seen.get(b), seen.get(c), len(seen)) == (
         Seen(b"3", "completed"), None, Seen(b"4", "init"), 2)
+    assert seen.again(a, b"other") is None  # other bodies: not seen again
+    assert seen.again(a, b"3") == Seen(b"3", "completed")  # a is the most recent again
+    seen.remember(b, Seen(b"5", "init"))
+    assert (seen.get(a), seen.get(c)) == (Seen(b"3", "completed"), None)
 
 
 @pytest.mark.anyio
